@@ -1,0 +1,1 @@
+"""HDD: hierarchical (cascaded) denoising diffusion models in JAX/Flax."""

@@ -1,0 +1,82 @@
+"""Checkpoints under WORKDIR/checkpoints/ with orbax: periodic, keep-last-N, atomic.
+
+A checkpoint directory becomes visible only once orbax has finalised it, so a run killed
+mid-write leaves the previous checkpoints intact. Restoring checks every array's shape
+against the model built from the current config first and names the ones that differ.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Optional
+
+import jax
+import orbax.checkpoint as ocp
+
+from hdd.errors import CheckpointError
+
+
+def create_manager(directory: str, keep: int = 3) -> ocp.CheckpointManager:
+  options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
+  return ocp.CheckpointManager(os.path.abspath(directory), options=options,
+                               item_handlers=ocp.StandardCheckpointHandler())
+
+
+def _key_name(key) -> str:
+  for attribute in ("key", "name", "idx"):
+    if hasattr(key, attribute):
+      return str(getattr(key, attribute))
+  return str(key)
+
+
+def _shapes(tree) -> dict:
+  """{'params/Conv_0/kernel': (3, 3, 1, 16), ...} for a pytree or orbax's metadata tree."""
+  flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+  return {"/".join(_key_name(k) for k in path): tuple(getattr(leaf, "shape", ()))
+          for path, leaf in flat}
+
+
+def _check_compatible(manager: ocp.CheckpointManager, step: int, target) -> None:
+  """Raises CheckpointError naming the arrays whose shapes differ from `target`."""
+  try:
+    metadata = manager.item_metadata(step)
+  except Exception as e:  # orbax raises various errors for unreadable metadata.
+    raise CheckpointError(f"checkpoint {step} in {manager.directory} is unreadable: {e}") from None
+  if metadata is None:
+    return
+  stored = _shapes(metadata.tree)
+  expected = _shapes(target)
+  problems = [f"{k}: checkpoint {stored.get(k)} vs config {v}" for k, v in expected.items()
+              if stored.get(k) != v]
+  problems += [f"{k}: only in checkpoint" for k in stored if k not in expected]
+  if problems:
+    shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+    raise CheckpointError(f"checkpoint {step} in {manager.directory} was written by a different "
+                          f"model configuration ({shown}); use another --workdir or the "
+                          "config that wrote it")
+
+
+def restore_latest(manager: ocp.CheckpointManager, target) -> tuple[Optional[int], Any]:
+  """Restores the newest checkpoint that reads back, into the structure of `target`.
+
+  A checkpoint that fails to restore (truncated or corrupted files) is reported and the
+  one before it is tried. Returns (step, state), or (None, target) if there is none.
+  """
+  steps = sorted(manager.all_steps(), reverse=True)
+  abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, target)
+  for step in steps:
+    _check_compatible(manager, step, target)
+    try:
+      state = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+      return step, state
+    except Exception as e:  # A damaged checkpoint: fall back to the previous one.
+      logging.error("Checkpoint %d in %s cannot be restored (%s: %s); trying an older one.",
+                    step, manager.directory, type(e).__name__, str(e).splitlines()[0][:200])
+  if steps:
+    raise CheckpointError(f"no checkpoint in {manager.directory} could be restored "
+                          f"(tried steps {steps}); move the directory away to start over")
+  return None, target
+
+
+def save(manager: ocp.CheckpointManager, step: int, state) -> None:
+  manager.save(step, args=ocp.args.StandardSave(state), force=True)

@@ -1,0 +1,133 @@
+"""Diffusion math: forward noising, training targets and the DDPM/DDIM reverse steps.
+
+Pure functions of a `Schedule` and arrays. Images are NHWC; `t` is an int array of
+shape [batch] with 0-based steps (see `hdd.schedules`).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hdd.schedules import Schedule
+
+PREDICTIONS = ("eps", "x0", "v")
+DDPM_VARIANCES = ("fixed_small", "fixed_large")
+
+
+def _at(values: jnp.ndarray, t: jnp.ndarray, like: jnp.ndarray) -> jnp.ndarray:
+  """values[t] reshaped to broadcast against a batch shaped like `like`."""
+  return values[t].reshape((-1,) + (1,) * (like.ndim - 1)).astype(like.dtype)
+
+
+def q_sample(schedule: Schedule, x0, t, noise):
+  """Samples q(x_t | x_0) = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I) (Ho et al., eq. 4)."""
+  return (_at(schedule.sqrt_alphas_cumprod, t, x0) * x0 +
+          _at(schedule.sqrt_one_minus_alphas_cumprod, t, x0) * noise)
+
+
+def x0_from_eps(schedule: Schedule, x_t, t, eps):
+  """Inverts eq. 4: x_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)."""
+  return ((x_t - _at(schedule.sqrt_one_minus_alphas_cumprod, t, x_t) * eps) /
+          _at(schedule.sqrt_alphas_cumprod, t, x_t))
+
+
+def eps_from_x0(schedule: Schedule, x_t, t, x0):
+  """Inverts eq. 4 for the noise: eps = (x_t - sqrt(alpha_bar_t) x_0) / sqrt(1 - alpha_bar_t)."""
+  return ((x_t - _at(schedule.sqrt_alphas_cumprod, t, x_t) * x0) /
+          _at(schedule.sqrt_one_minus_alphas_cumprod, t, x_t))
+
+
+def training_target(schedule: Schedule, x0, t, noise, prediction: str):
+  """What the network regresses: eps, x0, or v = sqrt(ab) eps - sqrt(1-ab) x0 (Salimans & Ho 2022)."""
+  if prediction == "eps":
+    return noise
+  if prediction == "x0":
+    return x0
+  if prediction == "v":
+    return (_at(schedule.sqrt_alphas_cumprod, t, x0) * noise -
+            _at(schedule.sqrt_one_minus_alphas_cumprod, t, x0) * x0)
+  raise ValueError(f"unknown prediction {prediction!r}; expected one of {PREDICTIONS}")
+
+
+def eps_from_model_output(schedule: Schedule, x_t, t, output, prediction: str):
+  """Converts a network output of any parameterisation to the noise estimate eps."""
+  if prediction == "eps":
+    return output
+  if prediction == "x0":
+    return eps_from_x0(schedule, x_t, t, output)
+  if prediction == "v":  # eps = sqrt(1-ab) x_t + sqrt(ab) v.
+    return (_at(schedule.sqrt_one_minus_alphas_cumprod, t, x_t) * x_t +
+            _at(schedule.sqrt_alphas_cumprod, t, x_t) * output)
+  raise ValueError(f"unknown prediction {prediction!r}; expected one of {PREDICTIONS}")
+
+
+def ddpm_step(schedule: Schedule, x_t, t, eps, noise, clip_x0: bool = True,
+              variance: str = "fixed_small"):
+  """One ancestral step x_t -> x_{t-1} of DDPM (Ho et al. 2020, Algorithm 2).
+
+  The mean is that of q(x_{t-1} | x_t, x0_hat) with x0_hat from eps (optionally
+  clipped to [-1, 1]); the variance is beta~_t ("fixed_small") or beta_t
+  ("fixed_large"). At t = 0 no noise is added, so the step returns x0_hat.
+  """
+  x0 = x0_from_eps(schedule, x_t, t, eps)
+  if clip_x0:
+    x0 = jnp.clip(x0, -1.0, 1.0)
+  mean = (_at(schedule.posterior_mean_coef_x0, t, x_t) * x0 +
+          _at(schedule.posterior_mean_coef_xt, t, x_t) * x_t)
+  if variance == "fixed_small":
+    std = jnp.exp(0.5 * _at(schedule.posterior_log_variance_clipped, t, x_t))
+  elif variance == "fixed_large":
+    std = jnp.sqrt(_at(schedule.betas, t, x_t))
+  else:
+    raise ValueError(f"unknown DDPM variance {variance!r}; expected one of {DDPM_VARIANCES}")
+  not_last = (t > 0).reshape((-1,) + (1,) * (x_t.ndim - 1)).astype(x_t.dtype)
+  return mean + not_last * std * noise
+
+
+def ddim_step(schedule: Schedule, x_t, t, t_prev, eps, eta: float = 0.0, noise=None,
+              clip_x0: bool = False):
+  """One DDIM step x_t -> x_{t_prev} (Song et al. 2021, eq. 12 and 16).
+
+  x_prev = sqrt(ab_prev) x0_hat + sqrt(1 - ab_prev - sigma^2) eps + sigma z,
+  sigma = eta sqrt((1 - ab_prev) / (1 - ab_t)) sqrt(1 - ab_t / ab_prev).
+  `t_prev = -1` means alpha_bar_prev = 1: the final step returns x0_hat. When
+  clip_x0 is set, x0_hat is clipped but eps is kept, as diffusers' DDIM does.
+  """
+  alpha_bar = _at(schedule.alphas_cumprod, t, x_t)
+  t_prev = jnp.broadcast_to(jnp.asarray(t_prev), jnp.shape(t))
+  alpha_bar_prev = jnp.where(t_prev >= 0, schedule.alphas_cumprod[jnp.maximum(t_prev, 0)], 1.0)
+  alpha_bar_prev = alpha_bar_prev.reshape(alpha_bar.shape).astype(x_t.dtype)
+  x0 = (x_t - jnp.sqrt(1.0 - alpha_bar) * eps) / jnp.sqrt(alpha_bar)
+  if clip_x0:
+    x0 = jnp.clip(x0, -1.0, 1.0)
+  sigma = eta * jnp.sqrt((1.0 - alpha_bar_prev) / (1.0 - alpha_bar) *
+                         (1.0 - alpha_bar / alpha_bar_prev))
+  direction = jnp.sqrt(jnp.maximum(1.0 - alpha_bar_prev - sigma**2, 0.0)) * eps
+  x_prev = jnp.sqrt(alpha_bar_prev) * x0 + direction
+  if noise is not None:
+    x_prev = x_prev + sigma * noise
+  return x_prev
+
+
+def ddim_timesteps(num_train_steps: int, num_sample_steps: int) -> np.ndarray:
+  """The strided sub-sequence [0, k, 2k, ...] with k = T // S, as in the DDIM code."""
+  if not 1 <= num_sample_steps <= num_train_steps:
+    raise ValueError(f"DDIM needs 1 <= steps <= T={num_train_steps}, got {num_sample_steps}")
+  return np.arange(num_sample_steps) * (num_train_steps // num_sample_steps)
+
+
+def denoising_loss(model_fn: Callable, schedule: Schedule, x0, rng, prediction: str):
+  """The simple DDPM objective (Ho et al. 2020, eq. 14) for any parameterisation:
+  t ~ U{0..T-1}, eps ~ N(0, I), loss = ||model(x_t, t) - target||^2 averaged per example.
+
+  model_fn(x_t, t) -> network output. Returns (per-example loss [B], t [B]).
+  """
+  t_rng, noise_rng = jax.random.split(rng)
+  t = jax.random.randint(t_rng, (x0.shape[0],), 0, schedule.num_steps)
+  noise = jax.random.normal(noise_rng, x0.shape, x0.dtype)
+  output = model_fn(q_sample(schedule, x0, t, noise), t)
+  target = training_target(schedule, x0, t, noise, prediction)
+  return jnp.mean(jnp.square(output - target), axis=tuple(range(1, x0.ndim))), t

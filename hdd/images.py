@@ -1,0 +1,40 @@
+"""Converting model outputs to images and writing grids, strips and sample archives."""
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+from PIL import Image
+
+
+def to_uint8(x) -> np.ndarray:
+  """[-1, 1] floats -> uint8 [0, 255], rounding to the nearest level."""
+  return np.clip(np.round((np.asarray(x, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def make_grid(images: np.ndarray, columns: int = 0, padding: int = 2) -> np.ndarray:
+  """Tiles uint8 images [N, H, W, C] into one [rows*(H+p)+p, cols*(W+p)+p, C] image."""
+  n, h, w, c = images.shape
+  columns = columns or math.ceil(math.sqrt(n))
+  rows = math.ceil(n / columns)
+  grid = np.full((rows * (h + padding) + padding, columns * (w + padding) + padding, c), 255,
+                 np.uint8)
+  for i, image in enumerate(images):
+    top, left = padding + (i // columns) * (h + padding), padding + (i % columns) * (w + padding)
+    grid[top:top + h, left:left + w] = image
+  return grid
+
+
+def save_png(path: str, image: np.ndarray) -> None:
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(path)
+
+
+def save_samples_npz(path: str, images: np.ndarray, labels=None) -> None:
+  """Writes {'images': uint8 [N, H, W, C]} (and 'labels') atomically."""
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  arrays = {"images": images} if labels is None else {"images": images, "labels": labels}
+  tmp = path + ".tmp.npz"
+  np.savez_compressed(tmp, **arrays)
+  os.replace(tmp, path)

@@ -1,0 +1,116 @@
+"""The reverse chain, compiled as one `lax.scan`: DDPM or DDIM, optional classifier-free
+guidance, optional trajectory recording. Every stage of a cascade uses this sampler."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hdd import diffusion
+from hdd.schedules import Schedule
+
+SAMPLERS = ("ddpm", "ddim")
+# denoise_fn(x_t, t) -> eps estimate.
+DenoiseFn = Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplerSettings:
+  sampler: str = "ddpm"
+  num_steps: int = 0              # DDIM sub-sequence length; 0 = T
+  eta: float = 0.0
+  ddpm_variance: str = "fixed_small"
+  clip_x0: bool = True
+
+  @classmethod
+  def from_config(cls, sample_config) -> "SamplerSettings":
+    return cls(sample_config.sampler, sample_config.num_steps, sample_config.eta,
+               sample_config.ddpm_variance, sample_config.clip_x0)
+
+
+def reverse_timesteps(settings: SamplerSettings, num_train_steps: int,
+                      start_step: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
+  """(t, t_prev) pairs the chain visits, from the noisiest step down to t_prev = -1.
+
+  DDPM visits every step start_step, ..., 0. DDIM visits the strided sub-sequence of
+  `settings.num_steps` steps (Song et al. 2021, "uniform" skip). `start_step` (default
+  T-1) truncates the chain to steps <= start_step, for a chain that starts part-way.
+  """
+  if settings.sampler == "ddpm":
+    steps = np.arange(num_train_steps)
+  elif settings.sampler == "ddim":
+    steps = diffusion.ddim_timesteps(num_train_steps, settings.num_steps or num_train_steps)
+  else:
+    raise ValueError(f"unknown sampler {settings.sampler!r}; expected one of {SAMPLERS}")
+  if start_step is not None:
+    steps = steps[steps <= start_step]
+  steps = steps[::-1].astype(np.int32)
+  return steps, np.append(steps[1:], -1).astype(np.int32)
+
+
+def run_chain(denoise_fn: DenoiseFn, schedule: Schedule, settings: SamplerSettings, x_init,
+              rng, start_step: Optional[int] = None, trajectory_every: int = 0,
+              trajectory_images: int = 8):
+  """Runs the reverse chain from x_init (at the first step of `reverse_timesteps`).
+
+  Returns (x0, trajectory): trajectory is [frames, n, H, W, C] holding x_init and the
+  state after every `trajectory_every`-th step for the first n images, or None.
+  Traceable: call it inside `jax.jit`.
+  """
+  steps, prev_steps = reverse_timesteps(settings, schedule.num_steps, start_step)
+  batch = x_init.shape[0]
+  record = trajectory_every > 0
+  num_frames = 1 + len(steps) // trajectory_every if record else 0
+  shown = min(trajectory_images, batch)
+  frames = jnp.zeros((num_frames, shown) + x_init.shape[1:], x_init.dtype)
+  if record:
+    frames = frames.at[0].set(x_init[:shown])
+
+  def step_fn(carry, inputs):
+    x, frames = carry
+    index, t, t_prev = inputs
+    t_batch = jnp.full((batch,), t, jnp.int32)
+    eps = denoise_fn(x, t_batch)
+    noise = jax.random.normal(jax.random.fold_in(rng, index), x.shape, x.dtype)
+    if settings.sampler == "ddpm":
+      x = diffusion.ddpm_step(schedule, x, t_batch, eps, noise, settings.clip_x0,
+                              settings.ddpm_variance)
+    else:
+      x = diffusion.ddim_step(schedule, x, t_batch, jnp.full((batch,), t_prev, jnp.int32), eps,
+                              settings.eta, noise, settings.clip_x0)
+    if record:
+      frame = (index + 1) // trajectory_every
+      keep = (index + 1) % trajectory_every == 0
+      frames = frames.at[frame].set(jnp.where(keep, x[:shown], frames[frame]), mode="drop")
+    return (x, frames), None
+
+  inputs = (jnp.arange(len(steps)), jnp.asarray(steps), jnp.asarray(prev_steps))
+  (x, frames), _ = jax.lax.scan(step_fn, (x_init, frames), inputs)
+  return x, (frames if record else None)
+
+
+def model_denoise_fn(apply_fn, params, schedule: Schedule, prediction: str,
+                     labels=None, guidance_scale: float = 0.0,
+                     null_label: Optional[int] = None) -> DenoiseFn:
+  """Wraps a network into denoise_fn(x_t, t) -> eps.
+
+  With labels and guidance_scale w > 0 this is classifier-free guidance (Ho & Salimans
+  2022, eq. 6): eps = (1 + w) eps(x, y) - w eps(x, null).
+  """
+  def eps_of(x, t, label):
+    output = apply_fn({"params": params}, x, t, label, train=False)
+    return diffusion.eps_from_model_output(schedule, x, t, output, prediction)
+
+  def denoise(x, t):
+    if labels is None or guidance_scale == 0.0:
+      return eps_of(x, t, labels)
+    null = jnp.full_like(labels, null_label)
+    both = eps_of(jnp.concatenate([x, x]), jnp.concatenate([t, t]),
+                  jnp.concatenate([labels, null]))
+    conditional, unconditional = jnp.split(both, 2)
+    return (1.0 + guidance_scale) * conditional - guidance_scale * unconditional
+
+  return denoise

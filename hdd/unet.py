@@ -1,0 +1,163 @@
+"""The denoising U-Net (Ho et al. 2020, appendix B; Dhariwal & Nichol 2021 for the options).
+
+Input: a noisy image x_t [B, H, W, C], its step t [B] and optionally a class label [B].
+Output: the same shape as x_t (the eps, x0 or v prediction, by config).
+Each level of `channel_mult` halves the resolution once, except the last one, so an
+image side must be divisible by 2**(len(channel_mult) - 1).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Optional, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Dtype = Any
+
+
+def timestep_embedding(t: jnp.ndarray, dim: int, max_period: float = 10_000.0) -> jnp.ndarray:
+  """Sinusoidal embedding of the step t (Vaswani et al. 2017), [B] -> [B, dim]."""
+  half = dim // 2
+  freqs = jnp.exp(-math.log(max_period) * jnp.arange(half, dtype=jnp.float32) / half)
+  args = t.astype(jnp.float32)[:, None] * freqs[None, :]
+  embedding = jnp.concatenate([jnp.sin(args), jnp.cos(args)], axis=-1)
+  if dim % 2:
+    embedding = jnp.pad(embedding, ((0, 0), (0, 1)))
+  return embedding
+
+
+def _groups(channels: int, max_groups: int) -> int:
+  """The largest group count <= max_groups that divides `channels`."""
+  return math.gcd(channels, max_groups)
+
+
+class ResBlock(nn.Module):
+  """GroupNorm-SiLU-Conv twice, with the time embedding added in between and dropout."""
+  out_channels: int
+  dropout: float
+  norm_groups: int
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, temb, train: bool):
+    h = nn.GroupNorm(_groups(x.shape[-1], self.norm_groups), dtype=self.dtype)(x)
+    h = nn.Conv(self.out_channels, (3, 3), dtype=self.dtype)(nn.silu(h))
+    h = h + nn.Dense(self.out_channels, dtype=self.dtype)(nn.silu(temb))[:, None, None, :]
+    h = nn.GroupNorm(_groups(self.out_channels, self.norm_groups), dtype=self.dtype)(h)
+    h = nn.Dropout(self.dropout, deterministic=not train)(nn.silu(h))
+    h = nn.Conv(self.out_channels, (3, 3), dtype=self.dtype,
+                kernel_init=nn.initializers.zeros)(h)
+    if x.shape[-1] != self.out_channels:
+      x = nn.Conv(self.out_channels, (1, 1), dtype=self.dtype)(x)
+    return x + h
+
+
+class AttentionBlock(nn.Module):
+  """Multi-head self-attention over all pixels, with a residual connection."""
+  num_heads: int
+  norm_groups: int
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    batch, height, width, channels = x.shape
+    h = nn.GroupNorm(_groups(channels, self.norm_groups), dtype=self.dtype)(x)
+    h = h.reshape(batch, height * width, channels)
+    h = nn.MultiHeadDotProductAttention(
+        num_heads=self.num_heads, dtype=self.dtype, out_kernel_init=nn.initializers.zeros)(h)
+    return x + h.reshape(batch, height, width, channels)
+
+
+class Downsample(nn.Module):
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    return nn.Conv(x.shape[-1], (3, 3), strides=(2, 2), dtype=self.dtype)(x)
+
+
+class Upsample(nn.Module):
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    batch, height, width, channels = x.shape
+    x = jax.image.resize(x, (batch, 2 * height, 2 * width, channels), "nearest")
+    return nn.Conv(channels, (3, 3), dtype=self.dtype)(x)
+
+
+class UNet(nn.Module):
+  """DDPM U-Net with configurable widths, depth, attention resolutions and class labels.
+
+  Attributes:
+    base_channels: width of the first level; level i has base_channels * channel_mult[i].
+    channel_mult: one multiplier per resolution level.
+    num_res_blocks: ResBlocks per level on the way down (one more on the way up).
+    attention_resolutions: image sides (e.g. (16,)) at which self-attention is used.
+    num_classes: > 0 adds a label embedding; label == num_classes is the "no label" token
+      that classifier-free guidance uses.
+    dtype: computation dtype (bfloat16 for mixed precision); parameters stay float32.
+  """
+  out_channels: int
+  base_channels: int = 64
+  channel_mult: Sequence[int] = (1, 2, 2)
+  num_res_blocks: int = 2
+  attention_resolutions: Sequence[int] = ()
+  num_heads: int = 1
+  dropout: float = 0.0
+  norm_groups: int = 32
+  num_classes: int = 0
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, t, label: Optional[jnp.ndarray] = None, train: bool = False):
+    levels = len(self.channel_mult)
+    factor = 2**(levels - 1)
+    if x.shape[1] % factor or x.shape[2] % factor:
+      raise ValueError(f"image size {x.shape[1]}x{x.shape[2]} is not divisible by {factor}, "
+                       f"which channel_mult={tuple(self.channel_mult)} needs")
+    temb_dim = 4 * self.base_channels
+    temb = timestep_embedding(t, self.base_channels)
+    temb = nn.Dense(temb_dim, dtype=self.dtype)(temb)
+    temb = nn.Dense(temb_dim, dtype=self.dtype)(nn.silu(temb))
+    if self.num_classes > 0:
+      if label is None:
+        label = jnp.full(t.shape, self.num_classes, jnp.int32)
+      temb = temb + nn.Embed(self.num_classes + 1, temb_dim, dtype=self.dtype)(label)
+
+    block = dict(dropout=self.dropout, norm_groups=self.norm_groups, dtype=self.dtype)
+    attention = dict(num_heads=self.num_heads, norm_groups=self.norm_groups, dtype=self.dtype)
+    h = nn.Conv(self.base_channels, (3, 3), dtype=self.dtype)(x.astype(self.dtype))
+    skips = [h]
+    for level, mult in enumerate(self.channel_mult):
+      for _ in range(self.num_res_blocks):
+        h = ResBlock(self.base_channels * mult, **block)(h, temb, train)
+        if h.shape[1] in self.attention_resolutions:
+          h = AttentionBlock(**attention)(h)
+        skips.append(h)
+      if level != levels - 1:
+        h = Downsample(dtype=self.dtype)(h)
+        skips.append(h)
+
+    h = ResBlock(h.shape[-1], **block)(h, temb, train)
+    h = AttentionBlock(**attention)(h)
+    h = ResBlock(h.shape[-1], **block)(h, temb, train)
+
+    for level, mult in reversed(list(enumerate(self.channel_mult))):
+      for _ in range(self.num_res_blocks + 1):
+        h = jnp.concatenate([h, skips.pop()], axis=-1)
+        h = ResBlock(self.base_channels * mult, **block)(h, temb, train)
+        if h.shape[1] in self.attention_resolutions:
+          h = AttentionBlock(**attention)(h)
+      if level != 0:
+        h = Upsample(dtype=self.dtype)(h)
+
+    h = nn.silu(nn.GroupNorm(_groups(h.shape[-1], self.norm_groups), dtype=self.dtype)(h))
+    h = nn.Conv(self.out_channels, (3, 3), dtype=self.dtype, kernel_init=nn.initializers.zeros)(h)
+    return h.astype(jnp.float32)
+
+
+def count_params(params) -> int:
+  return sum(x.size for x in jax.tree_util.tree_leaves(params))

@@ -1,0 +1,1 @@
+"""tf.data input pipelines: sources (tfds, image folders, idx/npz files) and batching."""

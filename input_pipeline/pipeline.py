@@ -1,0 +1,83 @@
+"""The training pipeline: an index stream that is a pure function of (seed, step), then
+fetch, augment, scale to [-1, 1], add lower-resolution views, batch and prefetch.
+
+Epoch e visits the examples in the order of a stateless shuffle seeded by (seed, e), so
+the pipeline started at step k yields exactly the batches an uninterrupted run sees from
+step k on: resuming needs only the step number.
+"""
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import jax
+import numpy as np
+import tensorflow as tf
+
+from input_pipeline.sources import Source, create_source
+
+
+def index_stream(num_examples: int, seed: int, start: int) -> tf.data.Dataset:
+  """Example indices of epochs 0, 1, ..., each a seeded permutation, from position `start`."""
+  first_epoch, offset = divmod(start, num_examples)
+
+  def epoch_order(epoch):
+    order = tf.random.experimental.stateless_shuffle(
+        tf.range(num_examples, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
+    positions = epoch * num_examples + tf.range(num_examples, dtype=tf.int64)
+    return tf.data.Dataset.from_tensor_slices((order, positions))
+
+  epochs = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max)
+  return epochs.flat_map(epoch_order).skip(offset)
+
+
+def to_model_range(image: tf.Tensor) -> tf.Tensor:
+  """uint8 [0, 255] -> float32 [-1, 1]."""
+  return tf.cast(image, tf.float32) / 127.5 - 1.0
+
+
+def resize_view(image: tf.Tensor, size: int) -> tf.Tensor:
+  """An antialiased lower-resolution view of a [-1, 1] image."""
+  return tf.image.resize(image, (size, size), method="bilinear", antialias=True)
+
+
+def build_dataset(source: Source, batch_size: int, seed: int, start_step: int = 0,
+                  random_flip: bool = False, extra_resolutions: Sequence[int] = (),
+                  num_epochs=None) -> tf.data.Dataset:
+  """Batches {'image': [B, S, S, C] in [-1, 1], 'label': [B], 'image_<r>': ...}.
+
+  `start_step` skips the first start_step * batch_size examples of the stream.
+  `num_epochs=None` repeats forever; an integer gives that many passes, the last batch
+  kept even if smaller (for evaluation).
+  """
+  indices = index_stream(source.num_examples, seed, start_step * batch_size)
+  if num_epochs is not None:
+    indices = indices.take(num_epochs * source.num_examples)
+
+  def example(index, position):
+    image, label = source.fetch(index)
+    if random_flip:
+      image = tf.image.stateless_random_flip_left_right(
+          image, seed=tf.stack([tf.constant(seed, tf.int64) + 1, position]))
+    image = to_model_range(image)
+    batch = {"image": image, "label": label}
+    for size in extra_resolutions:
+      batch[f"image_{size}"] = resize_view(image, size)
+    return batch
+
+  dataset = indices.map(example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  dataset = dataset.batch(batch_size, drop_remainder=num_epochs is None)
+  options = tf.data.Options()
+  options.deterministic = True
+  return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def create_train_iterator(data_config, batch_size: int, seed: int,
+                          start_step: int) -> Iterator[dict]:
+  """This process's share of each global batch, as numpy arrays."""
+  source = create_source(data_config)
+  dataset = build_dataset(source, batch_size, seed, start_step, data_config.random_flip,
+                          tuple(data_config.extra_resolutions))
+  local = batch_size // jax.process_count()
+  first = jax.process_index() * local
+  for batch in dataset.as_numpy_iterator():
+    yield {k: v[first:first + local] for k, v in batch.items()}

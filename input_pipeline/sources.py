@@ -1,0 +1,231 @@
+"""Data sources. Each returns a `Source`: how many examples, and how to fetch one by index.
+
+In-memory sources (npz, idx, tfds) hold uint8 images already cropped and resized to the
+training resolution; an image folder is read file by file. Fetching by index is what
+makes the pipeline's order a pure function of (seed, step), so training resumes exactly.
+"""
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import os
+from typing import Callable, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from hdd.errors import DataError
+
+SOURCES = ("tfds", "folder", "npz", "idx")
+CROPS = ("center", "bbox", "none")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+             "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+
+
+@dataclasses.dataclass
+class Source:
+  """`fetch(index)` maps a scalar int64 tensor to (uint8 image [S, S, C], int32 label)."""
+  num_examples: int
+  fetch: Callable[[tf.Tensor], tuple]
+  has_labels: bool
+  description: str
+
+
+def crop_and_resize(image: tf.Tensor, size: int, crop: str, bbox: Optional[tf.Tensor] = None):
+  """Square crop (centre, or around a [ymin, xmin, ymax, xmax] box in [0, 1]) and an
+  antialiased bilinear resize to size x size; returns uint8."""
+  height, width = tf.shape(image)[0], tf.shape(image)[1]
+  if crop == "bbox" and bbox is not None:
+    h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+    ymin, xmin, ymax, xmax = bbox[0] * h, bbox[1] * w, bbox[2] * h, bbox[3] * w
+    side = tf.minimum(tf.maximum(ymax - ymin, xmax - xmin), tf.minimum(h, w))
+    top = tf.clip_by_value((ymin + ymax - side) / 2, 0.0, h - side)
+    left = tf.clip_by_value((xmin + xmax - side) / 2, 0.0, w - side)
+    side_px = tf.cast(side, tf.int32)
+    image = tf.image.crop_to_bounding_box(image, tf.cast(top, tf.int32), tf.cast(left, tf.int32),
+                                          side_px, side_px)
+  elif crop in ("center", "bbox"):
+    side = tf.minimum(height, width)
+    image = tf.image.crop_to_bounding_box(image, (height - side) // 2, (width - side) // 2,
+                                          side, side)
+  image = tf.image.resize(image, (size, size), method="bilinear", antialias=True)
+  return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+
+
+def match_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
+  """Converts grayscale <-> RGB; drops an alpha channel."""
+  source_channels = image.shape[-1]
+  if source_channels == 4:
+    image, source_channels = image[..., :3], 3
+  if source_channels == channels:
+    return image
+  if source_channels == 1 and channels == 3:
+    return tf.repeat(image, 3, axis=-1)
+  if source_channels == 3 and channels == 1:
+    return tf.cast(tf.round(tf.image.rgb_to_grayscale(tf.cast(image, tf.float32))), image.dtype)
+  raise DataError(f"cannot convert images with {source_channels} channels to {channels}; "
+                  "set data.channels to 1 or 3")
+
+
+def _as_nhwc(images: np.ndarray, what: str) -> np.ndarray:
+  if images.ndim == 3:
+    images = images[..., None]
+  if images.ndim != 4 or images.shape[-1] not in (1, 3, 4):
+    raise DataError(f"{what}: expected images [N, H, W] or [N, H, W, 1|3|4], got {images.shape}")
+  if images.shape[0] == 0:
+    raise DataError(f"{what}: holds no images")
+  if images.dtype != np.uint8:
+    raise DataError(f"{what}: expected uint8 images, got {images.dtype}")
+  return images
+
+
+def in_memory_source(images: np.ndarray, labels: Optional[np.ndarray], size: int, channels: int,
+                     crop: str, description: str, bboxes: Optional[np.ndarray] = None) -> Source:
+  """A source over arrays: crops, resizes and converts channels once, then serves by gather."""
+  images = _as_nhwc(images, description)
+  if images.shape[1] < 8 or images.shape[2] < 8:
+    raise DataError(f"{description}: images of {images.shape[1]}x{images.shape[2]} are too "
+                    "small (need at least 8x8)")
+  if images.shape[1:3] != (size, size) or crop == "bbox":
+    boxes = bboxes if bboxes is not None else np.zeros((len(images), 4), np.float32)
+    dataset = tf.data.Dataset.from_tensor_slices((images, boxes))
+    dataset = dataset.map(lambda image, box: crop_and_resize(image, size, crop, box))
+    images = np.concatenate(list(dataset.batch(1024).as_numpy_iterator()))
+  images = match_channels(tf.constant(images), channels)
+  label_tensor = tf.constant(np.zeros(len(images), np.int32) if labels is None
+                             else np.asarray(labels, np.int32).reshape(-1))
+  if labels is not None and len(label_tensor) != len(images):
+    raise DataError(f"{description}: {len(images)} images but {len(label_tensor)} labels")
+
+  def fetch(index):
+    return tf.gather(images, index), tf.gather(label_tensor, index)
+
+  return Source(len(images), fetch, labels is not None, description)
+
+
+def read_idx(path: str) -> np.ndarray:
+  """Reads an idx file (MNIST format), gzip-compressed or not."""
+  opener = gzip.open if path.endswith(".gz") else open
+  try:
+    with opener(path, "rb") as f:
+      data = f.read()
+  except (OSError, EOFError) as e:
+    raise DataError(f"cannot read idx file {path}: {e}") from None
+  if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+    raise DataError(f"{path} is not an unsigned-byte idx file (bad magic number)")
+  ndim = data[3]
+  shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+  payload = np.frombuffer(data, np.uint8, offset=4 + 4 * ndim)
+  if payload.size != int(np.prod(shape)):
+    raise DataError(f"{path} is truncated: expected {int(np.prod(shape))} values for shape "
+                    f"{shape}, found {payload.size}")
+  return payload.reshape(shape)
+
+
+def _find(directory: str, stem: str) -> Optional[str]:
+  for name in (stem, stem + ".gz"):
+    if os.path.exists(os.path.join(directory, name)):
+      return os.path.join(directory, name)
+  return None
+
+
+def load_idx(directory: str, split: str):
+  if split not in IDX_FILES:
+    raise DataError(f"idx data has splits {tuple(IDX_FILES)}, not {split!r}")
+  image_stem, label_stem = IDX_FILES[split]
+  image_path = _find(directory, image_stem)
+  if image_path is None:
+    raise DataError(f"no {image_stem}[.gz] in {directory!r}; set data.path to the folder with "
+                    "the idx files (Fashion-MNIST: apt-get install dataset-fashion-mnist)")
+  label_path = _find(directory, label_stem)
+  labels = read_idx(label_path) if label_path else None
+  return read_idx(image_path), labels
+
+
+def load_npz(path: str, split: str):
+  """Keras-style npz (x_train/y_train, x_test/y_test) or a samples file (images/labels)."""
+  try:
+    with np.load(path) as data:
+      keys = set(data.files)
+      for image_key, label_key in ((f"x_{split}", f"y_{split}"), ("images", "labels")):
+        if image_key in keys:
+          return data[image_key], (data[label_key] if label_key in keys else None)
+  except (OSError, ValueError, EOFError) as e:
+    raise DataError(f"cannot read npz file {path}: {e}") from None
+  raise DataError(f"{path} has no 'x_{split}' or 'images' array (found {sorted(keys)})")
+
+
+def folder_source(path: str, size: int, channels: int, crop: str) -> Source:
+  """All images under `path`, recursively, in sorted order. If every image lies in a
+  first-level subfolder, the subfolder names (sorted) are the class labels."""
+  files = sorted(os.path.join(root, name) for root, _, names in os.walk(path, followlinks=True)
+                 for name in names if name.lower().endswith(IMAGE_EXTENSIONS))
+  if not files:
+    raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {path!r}")
+  classes = sorted({os.path.relpath(f, path).split(os.sep)[0] for f in files})
+  has_labels = all(os.sep in os.path.relpath(f, path) for f in files) and len(classes) > 1
+  labels = [classes.index(os.path.relpath(f, path).split(os.sep)[0]) if has_labels else 0
+            for f in files]
+  file_tensor, label_tensor = tf.constant(files), tf.constant(labels, tf.int32)
+
+  def fetch(index):
+    raw = tf.io.read_file(tf.gather(file_tensor, index))
+    image = tf.io.decode_image(raw, channels=channels, expand_animations=False)
+    image.set_shape([None, None, channels])
+    return crop_and_resize(image, size, crop), tf.gather(label_tensor, index)
+
+  return Source(len(files), fetch, has_labels, f"image folder {path} ({len(files)} images)")
+
+
+def load_tfds(name: str, split: str, data_dir: Optional[str], download: bool):
+  """Reads a whole tfds split into memory as (images, labels, bboxes)."""
+  import tensorflow_datasets as tfds  # Imported lazily: slow, and only this source needs it.
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+    if download:
+      builder.download_and_prepare()
+    dataset = builder.as_dataset(split=split)
+  except Exception as e:  # tfds raises many types for a missing or unprepared dataset.
+    raise DataError(f"tfds dataset {name!r} split {split!r} is not available "
+                    f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); on a "
+                    "machine without internet use data.source=npz|idx|folder with data.path") from None
+  images, labels, bboxes = [], [], []
+  for example in dataset.as_numpy_iterator():
+    images.append(example["image"])
+    labels.append(example.get("label", -1))
+    box = example.get("bbox")
+    if box is None and "objects" in example and len(example["objects"].get("bbox", [])):
+      box = example["objects"]["bbox"][0]
+    bboxes.append(box if box is not None else np.array([0, 0, 1, 1], np.float32))
+  return images, np.asarray(labels), np.asarray(bboxes, np.float32)
+
+
+def create_source(data_config) -> Source:
+  """Builds the source named by `data_config.source` (see configs/default.py)."""
+  kind, size, channels, crop = (data_config.source, data_config.image_size,
+                                data_config.channels, data_config.crop)
+  if kind in ("folder", "npz", "idx") and not os.path.exists(data_config.path):
+    raise DataError(f"data.path {data_config.path!r} does not exist (data.source={kind}); "
+                    "point --config.data.path at your data")
+  if kind == "folder":
+    return folder_source(data_config.path, size, channels, crop)
+  if kind == "npz":
+    images, labels = load_npz(data_config.path, data_config.split)
+    return in_memory_source(images, labels, size, channels, crop,
+                            f"npz {data_config.path} [{data_config.split}]")
+  if kind == "idx":
+    images, labels = load_idx(data_config.path, data_config.split)
+    return in_memory_source(images, labels, size, channels, crop,
+                            f"idx {data_config.path} [{data_config.split}]")
+  if kind == "tfds":
+    images, labels, bboxes = load_tfds(data_config.name, data_config.split,
+                                       data_config.tfds_data_dir or None, data_config.download)
+    labels = None if np.all(labels < 0) else labels
+    description = f"tfds {data_config.name} [{data_config.split}]"
+    if len({image.shape for image in images}) == 1:
+      return in_memory_source(np.stack(images), labels, size, channels, crop, description, bboxes)
+    resized = np.stack([crop_and_resize(tf.constant(image), size, crop, tf.constant(box)).numpy()
+                        for image, box in zip(images, bboxes)])
+    return in_memory_source(resized, labels, size, channels, "none", description)
+  raise DataError(f"unknown data.source {kind!r}; expected one of {SOURCES}")

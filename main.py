@@ -1,0 +1,53 @@
+"""HDD entry point: parses flags and dispatches to training, sampling or evaluation.
+
+  python main.py --config=configs/ddpm_fashion_mnist.py:quick --workdir=runs/fmnist
+  python main.py --config=... --workdir=... --mode=sample
+
+Re-running `train` on the same workdir resumes from the latest checkpoint.
+"""
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+MODES = ("train", "sample", "eval")
+config_flags.DEFINE_config_file("config", None, "Config file, optionally path:variant.",
+                                lock_config=True)
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and samples.")
+flags.DEFINE_enum("mode", "train", MODES,
+                  "train (then sample), sample (from the latest checkpoint), eval.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def run(config, workdir: str, mode: str) -> None:
+  from hdd import config_checks, evaluate, generate, train  # After TF is told to hide GPUs.
+  config_checks.check_config(config)
+  if mode == "train":
+    state = train.train_and_evaluate(config, workdir)
+    if config.sample.num_samples > 0:
+      generate.generate_and_save(config, state.ema_params, workdir)
+  elif mode == "sample":
+    generate.generate_and_save(config, train.restore_params(config, workdir), workdir)
+  elif mode == "eval":
+    evaluate.evaluate_loss(config, train.restore_params(config, workdir), workdir)
+
+
+def main(argv):
+  del argv
+  import tensorflow as tf
+  tf.config.set_visible_devices([], "GPU")  # tf.data must never take accelerator memory.
+  import jax
+  from hdd.errors import UserError
+  logging.info("JAX process %d/%d, local devices: %s", jax.process_index(), jax.process_count(),
+               jax.local_devices())
+  try:
+    run(FLAGS.config, FLAGS.workdir, FLAGS.mode)
+  except UserError as e:
+    for line in str(e).splitlines():
+      print(f"error: {line}", file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,32 @@
+"""Shared fixtures: tiny configs and tiny datasets made by the tests themselves."""
+import os
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from tiny_config import get_config as tiny_config  # noqa: E402,F401
+
+
+def make_stripes(num: int = 64, size: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  """uint8 images [num, size, size]: class 0 has horizontal stripes, class 1 vertical."""
+  rng = np.random.default_rng(seed)
+  labels = rng.integers(0, 2, num).astype(np.uint8)
+  images = np.zeros((num, size, size), np.uint8)
+  phase = rng.integers(0, 2, num)
+  for i in range(num):
+    stripes = ((np.arange(size) + phase[i]) % 2 * 255).astype(np.uint8)
+    images[i] = stripes[:, None] if labels[i] == 0 else stripes[None, :]
+  return images, labels
+
+
+@pytest.fixture
+def stripes_npz(tmp_path):
+  images, labels = make_stripes()
+  path = str(tmp_path / "stripes.npz")
+  np.savez(path, x_train=images, y_train=labels, x_test=images[:16], y_test=labels[:16])
+  return path
+
+

@@ -1,0 +1,141 @@
+"""Input pipeline: idx/npz/folder sources on data the tests write, determinism, exact
+resumption, views at lower resolutions and clear errors for bad data."""
+import gzip
+import os
+import struct
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import make_stripes
+from hdd.errors import DataError
+from input_pipeline import pipeline, sources
+from configs import default
+
+
+def write_idx(path, array):
+  header = bytes([0, 0, 0x08, array.ndim]) + b"".join(struct.pack(">I", d) for d in array.shape)
+  opener = gzip.open if path.endswith(".gz") else open
+  with opener(path, "wb") as f:
+    f.write(header + array.astype(np.uint8).tobytes())
+
+
+def data_config(**fields):
+  config = default.get_config().data
+  config.image_size = 8
+  for key, value in fields.items():
+    config[key] = value
+  return config
+
+
+def test_read_idx_round_trip(tmp_path):
+  images, labels = make_stripes(10)
+  write_idx(str(tmp_path / "train-images-idx3-ubyte.gz"), images)
+  write_idx(str(tmp_path / "train-labels-idx1-ubyte"), labels)
+  got_images, got_labels = sources.load_idx(str(tmp_path), "train")
+  np.testing.assert_array_equal(got_images, images)
+  np.testing.assert_array_equal(got_labels, labels)
+
+
+def test_truncated_idx_is_reported(tmp_path):
+  images, _ = make_stripes(10)
+  path = str(tmp_path / "train-images-idx3-ubyte")
+  write_idx(path, images)
+  with open(path, "r+b") as f:
+    f.truncate(100)
+  with pytest.raises(DataError, match="truncated"):
+    sources.read_idx(path)
+
+
+def test_npz_source_serves_every_image_once_per_epoch(stripes_npz):
+  source = sources.create_source(data_config(source="npz", path=stripes_npz))
+  assert source.num_examples == 64 and source.has_labels
+  batches = list(pipeline.build_dataset(source, 16, seed=0, num_epochs=1).as_numpy_iterator())
+  assert [len(b["image"]) for b in batches] == [16, 16, 16, 16]
+  seen = np.concatenate([b["image"] for b in batches])
+  expected = make_stripes()[0].astype(np.float32)[..., None] / 127.5 - 1
+  assert sorted(map(bytes, seen.astype(np.float32))) == sorted(map(bytes, expected))
+  assert seen.min() == -1.0 and seen.max() == 1.0
+
+
+def test_order_is_seeded_and_resumes_exactly(stripes_npz):
+  source = sources.create_source(data_config(source="npz", path=stripes_npz))
+  take = lambda ds, n: [b["image"] for b, _ in zip(ds.as_numpy_iterator(), range(n))]
+  run = take(pipeline.build_dataset(source, 12, seed=3, random_flip=True), 13)
+  again = take(pipeline.build_dataset(source, 12, seed=3, random_flip=True), 13)
+  other = take(pipeline.build_dataset(source, 12, seed=4, random_flip=True), 13)
+  resumed = take(pipeline.build_dataset(source, 12, seed=3, start_step=7, random_flip=True), 6)
+  assert all(np.array_equal(a, b) for a, b in zip(run, again))
+  assert not all(np.array_equal(a, b) for a, b in zip(run, other))
+  # Step 7 onwards crosses an epoch boundary (64 examples, batches of 12).
+  assert all(np.array_equal(a, b) for a, b in zip(run[7:], resumed))
+
+
+def test_random_flip_mirrors_some_images():
+  images = np.zeros((32, 8, 8), np.uint8)
+  images[:, :, :4] = 255  # Left half white.
+  source = sources.in_memory_source(images, None, 8, 1, "center", "left-white")
+  batch = next(pipeline.build_dataset(source, 32, seed=0, random_flip=True).as_numpy_iterator())
+  left_white = batch["image"][:, 0, 0, 0] > 0
+  assert 0 < left_white.sum() < 32
+  np.testing.assert_array_equal(batch["image"][~left_white], batch["image"][left_white][:1][
+      :, :, ::-1].repeat((~left_white).sum(), 0))
+
+
+def test_lower_resolution_views(stripes_npz):
+  source = sources.create_source(data_config(source="npz", path=stripes_npz))
+  batch = next(pipeline.build_dataset(source, 4, 0, extra_resolutions=(4,)).as_numpy_iterator())
+  assert batch["image_4"].shape == (4, 4, 4, 1)
+  # Away from the border, an antialiased 2x reduction of 1-pixel stripes is their mean, 0.
+  np.testing.assert_allclose(batch["image_4"][:, 1:3, 1:3], 0.0, atol=1e-5)
+  assert np.abs(batch["image_4"]).max() < 0.2
+
+
+def test_folder_source_with_class_subfolders(tmp_path):
+  for label, colour in (("cats", 40), ("dogs", 200)):
+    os.makedirs(tmp_path / label / "nested")
+    for i in range(3):
+      Image.fromarray(np.full((20, 30, 3), colour, np.uint8)).save(
+          tmp_path / label / "nested" / f"{i}.png")
+  source = sources.create_source(data_config(source="folder", path=str(tmp_path), channels=3))
+  assert source.num_examples == 6 and source.has_labels
+  batch = next(pipeline.build_dataset(source, 6, 0, num_epochs=1).as_numpy_iterator())
+  assert batch["image"].shape == (6, 8, 8, 3)
+  for image, label in zip(batch["image"], batch["label"]):
+    np.testing.assert_allclose(image, (40 if label == 0 else 200) / 127.5 - 1, atol=1e-6)
+
+
+def test_center_crop_and_bbox_crop():
+  image = np.zeros((20, 40, 1), np.uint8)
+  image[:, 10:30] = 255  # The centre 20x20 square is white.
+  centre = sources.crop_and_resize(image, 10, "center").numpy()
+  assert centre.shape == (10, 10, 1) and centre.min() == 255
+  box = np.array([0.0, 0.0, 1.0, 0.25], np.float32)  # The left quarter: black.
+  left = sources.crop_and_resize(image, 10, "bbox", box).numpy()
+  assert left.max() == 0
+
+
+@pytest.mark.parametrize("fields,message", [
+    (dict(source="npz", path="/nonexistent.npz"), "does not exist"),
+    (dict(source="folder", path="EMPTY"), "no images"),
+    (dict(source="idx", path="EMPTY"), "no train-images-idx3-ubyte"),
+    (dict(source="npz", path="NOT_NPZ"), "cannot read npz"),
+    (dict(source="webdataset", path="EMPTY"), "unknown data.source"),
+])
+def test_bad_data_is_reported_in_one_line(tmp_path, fields, message):
+  empty = tmp_path / "empty"
+  empty.mkdir()
+  (tmp_path / "bad.npz").write_bytes(b"not a zip file")
+  fields = {k: str(empty) if v == "EMPTY" else str(tmp_path / "bad.npz") if v == "NOT_NPZ" else v
+            for k, v in fields.items()}
+  with pytest.raises(DataError, match=message) as error:
+    sources.create_source(data_config(**fields))
+  assert "\n" not in str(error.value)
+
+
+def test_tiny_or_wrongly_shaped_images_are_refused():
+  with pytest.raises(DataError, match="too small"):
+    sources.in_memory_source(np.zeros((4, 4, 4), np.uint8), None, 8, 1, "center", "tiny")
+  with pytest.raises(DataError, match="expected images"):
+    sources.in_memory_source(np.zeros((4, 8, 8, 2), np.uint8), None, 8, 1, "center", "2ch")

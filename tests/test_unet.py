@@ -1,0 +1,78 @@
+"""U-Net shapes for every resolution the project uses, labels, and mixed precision."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hdd.unet import UNet, count_params, timestep_embedding
+
+
+@pytest.mark.parametrize("size,channel_mult,channels", [
+    (7, (1,), 1), (14, (1, 2), 1), (28, (1, 2, 2), 1), (32, (1, 2, 2, 2), 3),
+    (64, (1, 2, 2, 2), 3), (28, (1, 2, 2), 3)])
+def test_output_shape(size, channel_mult, channels):
+  model = UNet(out_channels=channels, base_channels=8, channel_mult=channel_mult,
+               num_res_blocks=1, attention_resolutions=(7, 8), norm_groups=4)
+  x = jnp.ones((2, size, size, channels))
+  t = jnp.array([0, 999])
+  variables = model.init(jax.random.PRNGKey(0), x, t)
+  out = model.apply(variables, x, t)
+  assert out.shape == x.shape and out.dtype == jnp.float32
+  assert count_params(variables["params"]) > 0
+
+
+def test_size_not_divisible_is_refused():
+  model = UNet(out_channels=1, base_channels=8, channel_mult=(1, 2, 2), norm_groups=4)
+  with pytest.raises(ValueError, match="not divisible by 4"):
+    model.init(jax.random.PRNGKey(0), jnp.ones((1, 14, 14, 1)), jnp.zeros((1,), jnp.int32))
+
+
+def _trained_like(variables):
+  """Random weights everywhere (zero-initialised output layers would hide the inputs)."""
+  leaves, tree = jax.tree_util.tree_flatten(variables)
+  keys = jax.random.split(jax.random.PRNGKey(1), len(leaves))
+  return jax.tree_util.tree_unflatten(
+      tree, [0.2 * jax.random.normal(k, leaf.shape) for k, leaf in zip(keys, leaves)])
+
+
+def test_time_and_label_change_the_output():
+  model = UNet(out_channels=1, base_channels=8, channel_mult=(1, 2), num_res_blocks=1,
+               norm_groups=4, num_classes=3)
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 8, 8, 1))
+  variables = _trained_like(model.init(jax.random.PRNGKey(0), x, jnp.zeros((2,), jnp.int32),
+                                       jnp.zeros((2,), jnp.int32)))
+  out = lambda t, y: model.apply(variables, x, jnp.full((2,), t), jnp.full((2,), y))
+  assert not np.allclose(out(10, 0), out(500, 0))
+  assert not np.allclose(out(10, 0), out(10, 1))
+  # No label means the null class (index num_classes).
+  np.testing.assert_allclose(model.apply(variables, x, jnp.full((2,), 10)), out(10, 3))
+
+
+def test_bfloat16_compute_keeps_float32_params():
+  model = UNet(out_channels=1, base_channels=8, channel_mult=(1, 2), num_res_blocks=1,
+               norm_groups=4, dtype=jnp.bfloat16)
+  x = jnp.ones((2, 8, 8, 1))
+  variables = model.init(jax.random.PRNGKey(0), x, jnp.zeros((2,), jnp.int32))
+  assert all(p.dtype == jnp.float32 for p in jax.tree_util.tree_leaves(variables))
+  assert model.apply(variables, x, jnp.zeros((2,), jnp.int32)).dtype == jnp.float32
+
+
+def test_timestep_embedding_closed_form():
+  t = jnp.array([0, 7])
+  emb = timestep_embedding(t, 8)
+  freqs = np.exp(-np.log(10_000.0) * np.arange(4) / 4)
+  expected = np.concatenate([np.sin(7 * freqs), np.cos(7 * freqs)])
+  np.testing.assert_allclose(emb[1], expected, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(emb[0], [0, 0, 0, 0, 1, 1, 1, 1])
+
+
+def test_dropout_is_active_only_in_training():
+  model = UNet(out_channels=1, base_channels=8, channel_mult=(1, 2), num_res_blocks=1,
+               norm_groups=4, dropout=0.5)
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 8, 8, 1))
+  t = jnp.array([3, 4])
+  variables = _trained_like(model.init(jax.random.PRNGKey(0), x, t))
+  a = model.apply(variables, x, t, train=True, rngs={"dropout": jax.random.PRNGKey(1)})
+  b = model.apply(variables, x, t, train=True, rngs={"dropout": jax.random.PRNGKey(2)})
+  assert not np.allclose(a, b)
+  np.testing.assert_array_equal(model.apply(variables, x, t), model.apply(variables, x, t))
