@@ -5,6 +5,7 @@
 
 Re-running `train` on the same workdir resumes from the latest checkpoint.
 """
+import os
 import sys
 
 from absl import app, flags, logging
@@ -17,6 +18,10 @@ config_flags.DEFINE_config_file("config", None, "Config file, optionally path:va
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and samples.")
 flags.DEFINE_enum("mode", "train", MODES,
                   "train (then sample), sample (from the latest checkpoint), eval.")
+flags.DEFINE_string("compilation_cache", os.environ.get(
+    "HDD_COMPILATION_CACHE", os.path.expanduser("~/.cache/hdd/jax")),
+                    "Persistent XLA compilation cache ('' disables): resumed runs, sampling "
+                    "and evaluation skip recompiling.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -39,6 +44,9 @@ def main(argv):
   tf.config.set_visible_devices([], "GPU")  # tf.data must never take accelerator memory.
   import jax
   from hdd.errors import UserError
+  if FLAGS.compilation_cache:
+    jax.config.update("jax_compilation_cache_dir", FLAGS.compilation_cache)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
   logging.info("JAX process %d/%d, local devices: %s", jax.process_index(), jax.process_count(),
                jax.local_devices())
   try:

@@ -2,12 +2,19 @@
 import os
 import sys
 
+import jax
 import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tiny_config import get_config as tiny_config  # noqa: E402,F401
+
+# XLA:CPU spends ~20 s compiling even a tiny U-Net's train step; tests that build the same
+# computation share the compiled program through JAX's persistent cache.
+COMPILATION_CACHE = os.environ.get("HDD_TEST_COMPILATION_CACHE", "/tmp/hdd-test-jax-cache")
+jax.config.update("jax_compilation_cache_dir", COMPILATION_CACHE)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
 def make_stripes(num: int = 64, size: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
