@@ -11,13 +11,11 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import math
 import os
 import signal
 import time
 from typing import Any, Callable
 
-import flax
 import jax
 import jax.numpy as jnp
 import ml_collections

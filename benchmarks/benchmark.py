@@ -1,0 +1,122 @@
+"""Speed on the current machine: train images/s, sampling images/s, the compiled chain
+(lax.scan) against a Python loop of jitted steps, model FLOPs per image (XLA's cost
+analysis) and the achieved FLOP/s next to this machine's float32 matmul FLOP/s.
+
+  python benchmarks/benchmark.py                       # quick-sized models
+  python benchmarks/benchmark.py --configs=ddpm_fashion_mnist --full --steps=5
+
+Synthetic batches: this measures compute, not the input pipeline.
+"""
+import argparse
+import functools
+import importlib
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from hdd import diffusion, parallel, sampling, train  # noqa: E402
+from hdd.build import create_model, create_schedule  # noqa: E402
+from hdd.unet import count_params  # noqa: E402
+
+
+def timed(fn, repeats):
+  jax.block_until_ready(fn())
+  start = time.perf_counter()
+  for _ in range(repeats):
+    out = fn()
+  jax.block_until_ready(out)
+  return (time.perf_counter() - start) / repeats
+
+
+def flops_of(compiled) -> float:
+  analysis = compiled.cost_analysis()
+  analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis
+  return float(analysis.get("flops", float("nan")))
+
+
+def matmul_flops_per_second(n=2048, repeats=5) -> float:
+  a = jnp.ones((n, n), jnp.float32)
+  f = jax.jit(lambda a: a @ a)
+  return 2 * n**3 / timed(lambda: f(a), repeats)
+
+
+def bench_config(name, full, steps, chain_steps):
+  config = importlib.import_module(f"configs.{name}").get_config("" if full else "quick")
+  config.train.grad_accum_steps = 1
+  mesh = parallel.create_mesh()
+  model, schedule = create_model(config), create_schedule(config.diffusion)
+  state = jax.device_put(train.create_train_state(config, model), parallel.replicated(mesh))
+  size, channels, batch_size = config.data.image_size, config.data.channels, config.train.batch_size
+  batch = {"image": np.random.default_rng(0).uniform(-1, 1, (1, batch_size, size, size, channels)
+                                                    ).astype(np.float32),
+           "label": np.zeros((1, batch_size), np.int32)}
+  batch = parallel.shard_batch(batch, mesh, 1)
+  step = train.compile_train_step(config, mesh).lower(state, batch, schedule).compile()
+  holder = {"state": state}
+
+  def one_step():
+    holder["state"], metrics = step(holder["state"], batch, schedule)
+    return metrics
+
+  train_seconds = timed(one_step, steps)
+  train_flops = flops_of(step)
+
+  x = jnp.zeros((batch_size, size, size, channels))
+  settings = sampling.SamplerSettings("ddim", num_steps=chain_steps, clip_x0=True)
+  denoise = lambda params: sampling.model_denoise_fn(model.apply, params, schedule,
+                                                     config.diffusion.prediction)
+  chain = jax.jit(lambda p, x, k: sampling.run_chain(denoise(p), schedule, settings, x, k)[0])
+  chain_seconds = timed(lambda: chain(state.ema_params, x, jax.random.PRNGKey(0)), 1)
+  steps_seq, prev_seq = sampling.reverse_timesteps(settings, schedule.num_steps)
+
+  @jax.jit
+  def one_ddim(p, x, t, t_prev):
+    t_b, p_b = jnp.full((batch_size,), t), jnp.full((batch_size,), t_prev)
+    return diffusion.ddim_step(schedule, x, t_b, p_b, denoise(p)(x, t_b), clip_x0=True)
+
+  def python_loop():
+    y = x
+    for t, t_prev in zip(steps_seq, prev_seq):
+      y = one_ddim(state.ema_params, y, t, t_prev)
+    return y
+
+  loop_seconds = timed(python_loop, 1)
+  forward = jax.jit(lambda p, x: model.apply({"params": p}, x, jnp.zeros((batch_size,), jnp.int32)))
+  forward_flops = flops_of(forward.lower(state.params, x).compile())
+  return {"config": f"{name}{'' if full else ':quick'}",
+          "params": count_params(state.params), "size": f"{size}x{size}x{channels}",
+          "batch": batch_size, "train_img_s": batch_size / train_seconds,
+          "train_gflop_s": train_flops / train_seconds / 1e9,
+          "forward_mflop_per_img": forward_flops / batch_size / 1e6,
+          "sample_img_s_per_step": batch_size * chain_steps / chain_seconds,
+          "scan_vs_loop": loop_seconds / chain_seconds}
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--configs", default="ddpm_fashion_mnist,ddpm_cifar10")
+  parser.add_argument("--full", action="store_true", help="full-size models, not quick ones")
+  parser.add_argument("--steps", type=int, default=5, help="timed train steps")
+  parser.add_argument("--chain_steps", type=int, default=20, help="DDIM steps in the chain timing")
+  args = parser.parse_args()
+  peak = matmul_flops_per_second()
+  print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}; "
+        f"XLA float32 matmul: {peak / 1e9:.1f} GFLOP/s")
+  header = ("config", "params", "size", "batch", "train_img_s", "train_gflop_s",
+            "forward_mflop_per_img", "sample_img_s_per_step", "scan_vs_loop")
+  print("| " + " | ".join(header) + " | % of matmul |")
+  print("|" + "---|" * (len(header) + 1))
+  for name in args.configs.split(","):
+    row = bench_config(name, args.full, args.steps, args.chain_steps)
+    cells = [f"{row[k]:.2f}" if isinstance(row[k], float) else str(row[k]) for k in header]
+    print("| " + " | ".join(cells) + f" | {100 * row['train_gflop_s'] * 1e9 / peak:.0f}% |")
+
+
+if __name__ == "__main__":
+  main()

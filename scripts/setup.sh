@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# One-command setup: Fashion-MNIST (Debian's dataset package, when apt is available) and a
+# virtual environment in .venv with everything in requirements.txt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get install -y -q dataset-fashion-mnist || echo "warning: could not install dataset-fashion-mnist; use --config.data.source=tfds" >&2
+fi
+python3 -m venv .venv
+.venv/bin/pip install -q --upgrade pip
+.venv/bin/pip install -q -r requirements.txt
+echo "Set up. Run: .venv/bin/python main.py --config=configs/ddpm_fashion_mnist.py:quick --workdir=runs/fmnist_quick"
