@@ -111,7 +111,7 @@ def test_center_crop_and_bbox_crop():
   image[:, 10:30] = 255  # The centre 20x20 square is white.
   centre = sources.crop_and_resize(image, 10, "center").numpy()
   assert centre.shape == (10, 10, 1) and centre.min() == 255
-  box = np.array([0.0, 0.0, 1.0, 0.25], np.float32)  # The left quarter: black.
+  box = np.array([0.25, 0.0, 0.75, 0.25], np.float32)  # A 10x10 black square at the left.
   left = sources.crop_and_resize(image, 10, "bbox", box).numpy()
   assert left.max() == 0
 

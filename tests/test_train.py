@@ -100,5 +100,6 @@ def test_resume_continues_bit_for_bit(stripes_npz, tmp_path):
 
   wider = tiny_config(stripes_npz)
   wider.model.base_channels = 16
-  with pytest.raises(CheckpointError, match=r"different model configuration \(.*\(3, 3, 1, 8\)"):
+  with pytest.raises(CheckpointError,
+                     match=r"different model configuration \(.*checkpoint \(16,\) vs config \(32,\)"):
     train.restore_params(wider, interrupted)
