@@ -66,6 +66,7 @@ def bench_config(name, full, steps, chain_steps):
 
   train_seconds = timed(one_step, steps)
   train_flops = flops_of(step)
+  state = holder["state"]  # The step donates its input state.
 
   x = jnp.zeros((batch_size, size, size, channels))
   settings = sampling.SamplerSettings("ddim", num_steps=chain_steps, clip_x0=True)
