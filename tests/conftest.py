@@ -29,6 +29,12 @@ def make_stripes(num: int = 64, size: int = 8, seed: int = 0) -> tuple[np.ndarra
   return images, labels
 
 
+def stripes_batch(num: int, seed: int) -> dict:
+  """A training batch of stripes in the model's range: {'image': [num, 8, 8, 1] in [-1, 1]}."""
+  images, labels = make_stripes(num, seed=seed)
+  return {"image": images[..., None].astype(np.float32) / 127.5 - 1, "label": labels}
+
+
 @pytest.fixture
 def stripes_npz(tmp_path):
   images, labels = make_stripes()

@@ -10,7 +10,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from conftest import make_stripes  # noqa: E402
+from conftest import stripes_batch  # noqa: E402
 from hdd import generate, parallel, train  # noqa: E402
 from hdd.build import create_model, create_schedule  # noqa: E402
 from tiny_config import get_config  # noqa: E402
@@ -34,10 +34,7 @@ def main():
   config = get_config()
   config.model.dropout = 0.1
   config.train.grad_accum_steps = 2
-  batches = []
-  for step in range(3):
-    images, labels = make_stripes(32, seed=step)
-    batches.append({"image": images[..., None].astype(np.float32) / 127.5 - 1, "label": labels})
+  batches = [stripes_batch(32, seed=step) for step in range(3)]
   one, samples_one = run(jax.devices()[:1], config, batches)
   eight, samples_eight = run(jax.devices(), config, batches)
   diffs = [float(np.max(np.abs(a - b))) for a, b in zip(

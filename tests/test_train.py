@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import make_stripes, tiny_config
+from conftest import stripes_batch, tiny_config
 from hdd import checkpoints, parallel, train
 from hdd.build import create_model, create_schedule
 from hdd.errors import CheckpointError
@@ -37,9 +37,7 @@ def test_ema_decay_warmup():
 
 
 def _stripes_batch(batch_size, step, num_micro=1):
-  images, labels = make_stripes(batch_size, seed=step)
-  batch = {"image": images[..., None].astype(np.float32) / 127.5 - 1, "label": labels}
-  return train.split_micro_batches(batch, num_micro)
+  return train.split_micro_batches(stripes_batch(batch_size, step), num_micro)
 
 
 def _step_fn(config):
