@@ -12,12 +12,14 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
-MODES = ("train", "sample", "eval")
+MODES = ("train", "sample", "eval", "train_classifier")
 config_flags.DEFINE_config_file("config", None, "Config file, optionally path:variant.",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and samples.")
 flags.DEFINE_enum("mode", "train", MODES,
-                  "train (then sample), sample (from the latest checkpoint), eval.")
+                  "train (then sample), sample (from the latest checkpoint), eval (held-out "
+                  "loss; sample quality when a classifier is trained), train_classifier (the "
+                  "feature classifier for quality and the cascade's filter).")
 flags.DEFINE_string("compilation_cache", os.environ.get(
     "HDD_COMPILATION_CACHE", os.path.expanduser("~/.cache/hdd/jax")),
                     "Persistent XLA compilation cache ('' disables): resumed runs, sampling "
@@ -26,9 +28,15 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def run(config, workdir: str, mode: str) -> None:
-  from hdd import config_checks, evaluate, generate, train  # After TF is told to hide GPUs.
+  from hdd import cascade, config_checks, evaluate, generate, train  # After TF hides GPUs.
   config_checks.check_config(config)
-  if mode == "train":
+  if mode == "train_classifier":
+    sizes = ([config.stages[name].image_size for name in cascade.stage_names(config)]
+             if cascade.is_cascade(config) else [config.data.image_size])
+    evaluate.train_classifiers(config, sizes, workdir)
+  elif cascade.is_cascade(config):
+    run_cascade(config, workdir, mode)
+  elif mode == "train":
     state = train.train_and_evaluate(config, workdir)
     if config.sample.num_samples > 0:
       generate.generate_and_save(config, state.ema_params, workdir)
@@ -36,6 +44,38 @@ def run(config, workdir: str, mode: str) -> None:
     generate.generate_and_save(config, train.restore_params(config, workdir), workdir)
   elif mode == "eval":
     evaluate.evaluate_loss(config, train.restore_params(config, workdir), workdir)
+    evaluate_quality(config, workdir)
+
+
+def evaluate_quality(config, workdir: str) -> None:
+  """FID/KID and classifier distances of the saved samples, when there are samples."""
+  from hdd import evaluate
+  if os.path.exists(os.path.join(workdir, "samples", "samples.npz")):
+    evaluate.evaluate_samples(config, workdir)
+  else:
+    logging.warning("No sample quality: no %s/samples/samples.npz (run --mode=sample).",
+                    workdir)
+
+
+def run_cascade(config, workdir: str, mode: str) -> None:
+  """The same modes for a hierarchical config: every stage under WORKDIR/<stage>/."""
+  from hdd import cascade, evaluate
+  if mode == "train":
+    trained = cascade.train_cascade(config, workdir)
+    if config.stage:
+      cascade.write_timing_table(config, workdir)
+      logging.info("Trained stage %d only; sample once every stage is trained.", config.stage)
+      return
+    if config.sample.num_samples > 0:
+      cascade.generate_and_save(config, trained, workdir, cascade.load_critic(config, workdir))
+  elif mode == "sample":
+    cascade.generate_and_save(config, cascade.restore_cascade(config, workdir), workdir,
+                              cascade.load_critic(config, workdir))
+  elif mode == "eval":
+    for name, params in cascade.restore_cascade(config, workdir).items():
+      evaluate.evaluate_loss(cascade.stage_config(config, name), params,
+                             cascade.stage_workdir(workdir, name))
+    evaluate_quality(config, workdir)
 
 
 def main(argv):

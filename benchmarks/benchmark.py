@@ -8,7 +8,6 @@ analysis) and the achieved FLOP/s next to this machine's float32 matmul FLOP/s.
 Synthetic batches: this measures compute, not the input pipeline.
 """
 import argparse
-import functools
 import importlib
 import os
 import sys

@@ -1,9 +1,15 @@
-"""Defaults shared by every config: a 28x28 grayscale DDPM (Ho et al. 2020 settings).
+"""Defaults shared by every config: a 28x28 grayscale DDPM (Ho et al. 2020 settings), and
+the layout of a hierarchical (cascaded) config (`make_cascade`).
 
 Experiment configs import this, override a few fields and add a `quick` variant.
 Every field is documented here; `hdd.config_checks` validates them at start-up.
 """
+import copy
+
 import ml_collections
+
+# The sample fields that belong to one model's chain; in a cascade each stage sets its own.
+CHAIN_FIELDS = ("sampler", "num_steps", "eta", "ddpm_variance", "clip_x0")
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -79,4 +85,50 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval = ml_collections.ConfigDict()
   config.eval.num_examples = 2000  # held-out images for the denoising-loss evaluation
   config.eval.batch_size = 250
+  # Sample quality in the features of a classifier trained on the real data (FCD, KID);
+  # `--mode=train_classifier` trains it into WORKDIR/classifier_<size> (or classifier_dir).
+  config.eval.classifier_dir = ""
+  config.eval.classifier_classes = 10
+  config.eval.classifier_steps = 1000
+  config.eval.reference_examples = 0   # real images for the reference statistics; 0 = all
+  # FID/KID: weights from `python -m evaluation.weights` (default path) or pytorch-fid's .pth;
+  # reference statistics are cached in stats_dir ("" = ~/.cache/hdd/fid_stats).
+  config.eval.inception_weights = ""
+  config.eval.stats_dir = ""
+  return config
+
+
+def make_cascade(config: ml_collections.ConfigDict, image_sizes) -> ml_collections.ConfigDict:
+  """Turns a single-model config into a cascade with one stage per image size.
+
+  Stage k (named stage1, stage2, ...) starts as a copy of config.model, .diffusion,
+  .train and the chain fields of .sample, plus its resolution and its hand-over from the
+  stage before; those top-level sections are then removed, so every setting lives in
+  exactly one place: `config.stages.stage2.diffusion.beta_end`, and so on.
+  """
+  config.stages = ml_collections.ConfigDict()
+  for index, size in enumerate(image_sizes, start=1):
+    stage = ml_collections.ConfigDict()
+    stage.image_size = size
+    stage.model = copy.deepcopy(config.model)
+    stage.diffusion = copy.deepcopy(config.diffusion)
+    stage.train = copy.deepcopy(config.train)
+    stage.sample = ml_collections.ConfigDict({k: config.sample[k] for k in CHAIN_FIELDS})
+    stage.sample.handover = "mix"     # mix | truncate (ignored by stage1)
+    stage.sample.gamma = 0.3          # mix: x = gamma up(x_low) + (1 - gamma) z
+    stage.sample.start_step = -1      # truncate: t*; -1 = the step with the SNR of gamma
+    stage.sample.upsample = "bilinear"  # nearest | bilinear | bicubic
+    config.stages[f"stage{index}"] = stage
+  config.data.image_size = image_sizes[-1]
+  config.stage = 0                    # train only stage k (1-based); 0 = all, in order
+  for section in ("model", "diffusion", "train"):
+    del config[section]
+  for field in CHAIN_FIELDS:
+    del config.sample[field]
+
+  config.filter = ml_collections.ConfigDict()
+  config.filter.enabled = False       # re-draw low-confidence stage-1 samples
+  config.filter.classifier_dir = ""   # from `main.py --mode=train_classifier`
+  config.filter.threshold = 0.5       # minimum top-class probability of the critic
+  config.filter.max_rounds = 3        # re-draw rounds before the rest are kept anyway
   return config

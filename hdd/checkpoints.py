@@ -50,7 +50,8 @@ def _check_compatible(manager: ocp.CheckpointManager, step: int, target) -> None
               if stored.get(k) != v]
   problems += [f"{k}: only in checkpoint" for k in stored if k not in expected]
   if problems:
-    shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+    more = f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
+    shown = "; ".join(problems[:5]) + more
     raise CheckpointError(f"checkpoint {step} in {manager.directory} was written by a different "
                           f"model configuration ({shown}); use another --workdir or the "
                           "config that wrote it")

@@ -10,6 +10,7 @@ import ml_collections
 
 from hdd.diffusion import DDPM_VARIANCES, PREDICTIONS
 from hdd.errors import ConfigError
+from hdd.handover import HANDOVERS, UPSAMPLING
 from hdd.sampling import SAMPLERS
 from hdd.schedules import SCHEDULE_KINDS
 from input_pipeline.sources import CROPS, SOURCES
@@ -92,10 +93,61 @@ def _problems(config: ml_collections.ConfigDict) -> list[str]:
   need(s.label < m.num_classes, "sample.label", f"must be < model.num_classes={m.num_classes}")
   need(config.eval.num_examples >= 1, "eval.num_examples", "must be >= 1")
   need(config.eval.batch_size >= 1, "eval.batch_size", "must be >= 1")
+  need(config.eval.classifier_classes >= 2, "eval.classifier_classes", "must be >= 2")
+  need(config.eval.classifier_steps >= 1, "eval.classifier_steps", "must be >= 1")
+  need(config.eval.reference_examples >= 0, "eval.reference_examples", "must be >= 0 (0 = all)")
   return problems
 
 
+def _cascade_problems(config: ml_collections.ConfigDict) -> list[str]:
+  """Every stage checked as a single model (fields renamed to stages.<name>.*), plus
+  what only a cascade has: increasing resolutions, the hand-over, stage, filter."""
+  from hdd import cascade  # Imported here: cascade imports the training code.
+  names = cascade.stage_names(config)
+  problems = [] if names else ["stages: a cascade needs at least one stage"]
+  for index, name in enumerate(names):
+    stage = config.stages[name]
+    prefix = f"stages.{name}."
+    for problem in _problems(cascade.stage_config(config, name)):
+      field = problem.split("=", 1)[0]
+      section, _, key = field.partition(".")
+      if section in ("model", "diffusion", "train") or (section == "sample" and
+                                                         key in stage.sample):
+        problem = prefix + problem
+      elif field == "data.image_size":
+        problem = prefix + "image_size" + problem[len(field):]
+      problems.append(problem)
+    s, f = stage.sample, stage.diffusion
+    if s.handover not in HANDOVERS:
+      problems.append(f"{prefix}sample.handover={s.handover!r}: must be one of {HANDOVERS}")
+    if s.upsample not in UPSAMPLING:
+      problems.append(f"{prefix}sample.upsample={s.upsample!r}: must be one of {UPSAMPLING}")
+    if not 0.0 <= s.gamma <= 1.0:
+      problems.append(f"{prefix}sample.gamma={s.gamma!r}: must lie in [0, 1]")
+    if not -1 <= s.start_step < f.num_steps:
+      problems.append(f"{prefix}sample.start_step={s.start_step!r}: must lie in [0, "
+                      f"diffusion.num_steps={f.num_steps}) or be -1 (the step matching gamma)")
+    if (index and s.handover == "truncate" and s.start_step == -1 and
+        not 0.0 < s.gamma < 1.0):
+      problems.append(f"{prefix}sample.gamma={s.gamma!r}: truncate with start_step=-1 picks "
+                      "t* from gamma, which must then lie in (0, 1)")
+    if index and stage.image_size <= config.stages[names[index - 1]].image_size:
+      problems.append(f"{prefix}image_size={stage.image_size!r}: stage resolutions must "
+                      f"increase (previous stage: {config.stages[names[index - 1]].image_size})")
+  if names and config.data.image_size != config.stages[names[-1]].image_size:
+    problems.append(f"data.image_size={config.data.image_size!r}: must equal the last stage's "
+                    f"image_size ({config.stages[names[-1]].image_size})")
+  if not 0 <= config.stage <= len(names):
+    problems.append(f"stage={config.stage!r}: must lie in [0, {len(names)}] (0 = all stages)")
+  if not 0.0 <= config.filter.threshold <= 1.0:
+    problems.append(f"filter.threshold={config.filter.threshold!r}: must lie in [0, 1]")
+  if config.filter.max_rounds < 0:
+    problems.append(f"filter.max_rounds={config.filter.max_rounds!r}: must be >= 0")
+  return list(dict.fromkeys(problems))
+
+
 def check_config(config: ml_collections.ConfigDict) -> None:
-  problems = _problems(config)
+  """Raises ConfigError listing every problem, one per line."""
+  problems = _cascade_problems(config) if "stages" in config else _problems(config)
   if problems:
     raise ConfigError("\n".join(f"invalid config: {problem}" for problem in problems))

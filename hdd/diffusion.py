@@ -41,7 +41,8 @@ def eps_from_x0(schedule: Schedule, x_t, t, x0):
 
 
 def training_target(schedule: Schedule, x0, t, noise, prediction: str):
-  """What the network regresses: eps, x0, or v = sqrt(ab) eps - sqrt(1-ab) x0 (Salimans & Ho 2022)."""
+  """What the network regresses: eps, x0, or v = sqrt(ab) eps - sqrt(1-ab) x0
+  (Salimans & Ho 2022)."""
   if prediction == "eps":
     return noise
   if prediction == "x0":

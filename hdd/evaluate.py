@@ -1,8 +1,12 @@
-"""Held-out denoising loss: the training objective on the evaluation split, with fixed
-seeded t and noise, overall and per quarter of the chain (t in [0, T/4), ...).
+"""Evaluation of a trained model.
 
-It is the quantity the network was trained to minimise, so it tracks over-fitting and
-compares checkpoints of one config; image quality is measured by FID (evaluation/).
+`evaluate_loss`: the held-out denoising loss, the training objective on the evaluation
+split with fixed seeded t and noise, overall and per quarter of the chain (t in [0, T/4),
+...). It tracks over-fitting and compares checkpoints of one config.
+
+`evaluate_samples`: the quality of WORKDIR/samples/samples.npz against the real evaluation
+split: FID and KID with the FID Inception, and the Fréchet distance (FCD) and KID in the
+features of the project's classifier (never called FID).
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import numpy as np
 
 from hdd import diffusion, parallel
 from hdd.build import create_model, create_schedule
+from hdd.errors import CheckpointError
 from input_pipeline.pipeline import build_dataset
 from input_pipeline.sources import create_source
 
@@ -60,4 +65,66 @@ def evaluate_loss(config: ml_collections.ConfigDict, params, workdir: str) -> di
     json.dump(result, f, indent=2)
   logging.info("Held-out denoising loss on %d %s images: %s", seen, config.data.eval_split,
                json.dumps(result))
+  return result
+
+
+def classifier_dir(config: ml_collections.ConfigDict, workdir: str, image_size: int) -> str:
+  return config.eval.classifier_dir or os.path.join(workdir, f"classifier_{image_size}")
+
+
+def train_classifiers(config: ml_collections.ConfigDict, sizes, workdir: str) -> None:
+  """Trains the feature classifier at each resolution into WORKDIR/classifier_<size>."""
+  from evaluation import classifier
+  for size in sizes:
+    classifier.train_classifier(config.data, size, config.eval.classifier_classes,
+                                classifier_dir(config, workdir, size),
+                                num_steps=config.eval.classifier_steps, seed=config.seed)
+
+
+def evaluate_samples(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Quality of WORKDIR/samples/samples.npz against the evaluation split: FID and KID
+  (Inception, when the weights are there) and FCD and KID in the features of the
+  project's classifier (when one is trained). Writes WORKDIR/quality.json; says how to
+  get what is missing."""
+  from evaluation import classifier, fid, inception, statistics, weights
+  samples_path = os.path.join(workdir, "samples", "samples.npz")
+  if not os.path.exists(samples_path):
+    raise CheckpointError(f"no samples at {samples_path}; run --mode=sample first")
+  with np.load(samples_path) as data:
+    samples = data["images"]
+  size, split = samples.shape[1], config.data.eval_split
+  result = {"num_samples": int(len(samples)), "eval_split": split}
+  weights_path = config.eval.inception_weights or weights.default_path()
+  if os.path.exists(weights_path):
+    variables = inception.load_fid_inception(weights_path)
+    reference = statistics.reference_statistics(config.data, split, size,
+                                                config.eval.reference_examples, variables,
+                                                weights_path, config.eval.stats_dir)
+    result["fid_reference"] = f"{split} split, {int(reference['n'])} images"
+    result.update(statistics.fid_and_kid(samples, reference, variables))
+  else:
+    logging.warning("No FID: %s", inception.WEIGHTS_HELP)
+  directory = classifier_dir(config, workdir, size)
+  if os.path.exists(os.path.join(directory, "meta.json")):
+    model, params, meta = classifier.load_classifier(directory)
+    real, _ = classifier.real_images(config.data, split, size, config.eval.reference_examples,
+                                     config.seed)
+    _, sample_features = classifier.apply_in_batches(model, params, samples)
+    _, real_features = classifier.apply_in_batches(model, params, real)
+    kid_mean, _ = fid.kernel_inception_distance(sample_features, real_features,
+                                                subset_size=min(1000, len(samples)))
+    result.update({
+        "fcd": fid.frechet_distance(*fid.feature_statistics(sample_features),
+                                    *fid.feature_statistics(real_features)),
+        "classifier_kid_x1e3": 1e3 * kid_mean,
+        "fcd_reference": f"{split} split, {len(real)} images; classifier test accuracy "
+                         f"{meta['test_accuracy']:.4f}"})
+  else:
+    logging.warning("No classifier distance: train the classifier with "
+                    "--mode=train_classifier (it goes to %s).", directory)
+  if "fid" not in result and "fcd" not in result:
+    return {}
+  with open(os.path.join(workdir, "quality.json"), "w") as f:
+    json.dump(result, f, indent=2)
+  logging.info("Sample quality: %s", json.dumps(result))
   return result

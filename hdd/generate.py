@@ -14,6 +14,7 @@ import numpy as np
 
 from hdd import images, parallel, sampling
 from hdd.build import create_model, create_schedule
+from hdd.handover import Handover
 
 
 def class_labels(config: ml_collections.ConfigDict, num_images: int) -> Optional[np.ndarray]:
@@ -26,21 +27,49 @@ def class_labels(config: ml_collections.ConfigDict, num_images: int) -> Optional
   return (np.arange(num_images) % num_classes).astype(np.int32)
 
 
-def make_sampler(config: ml_collections.ConfigDict, mesh, batch_size: int):
-  """A jitted fn(params, rng, labels) -> (x0 [B, H, W, C] in [-1, 1], trajectory or None)."""
+def chain_start_step(config: ml_collections.ConfigDict, handover: Optional[Handover]):
+  """Where this model's reverse chain starts: None (step T-1) unless a handover says t*."""
+  if handover is None:
+    return None
+  return handover.chain_start(np.asarray(create_schedule(config.diffusion).alphas_cumprod))
+
+
+def chain_steps(config: ml_collections.ConfigDict, handover: Optional[Handover] = None):
+  """The steps t this model's reverse chain visits, noisiest first."""
+  steps, _ = sampling.reverse_timesteps(sampling.SamplerSettings.from_config(config.sample),
+                                        config.diffusion.num_steps,
+                                        chain_start_step(config, handover))
+  return steps
+
+
+def network_evaluations(config: ml_collections.ConfigDict, handover: Optional[Handover] = None):
+  """Network evaluations per image of this model's chain (x2 under guidance)."""
+  return len(chain_steps(config, handover)) * (2 if config.sample.guidance_scale > 0 else 1)
+
+
+def make_sampler(config: ml_collections.ConfigDict, mesh, batch_size: int,
+                 handover: Optional[Handover] = None):
+  """A jitted fn(params, rng, labels, low_res) -> (x0 [B, H, W, C] in [-1, 1], trajectory).
+
+  Without a handover the chain starts from pure noise (low_res is None); with one, from
+  the previous cascade stage's uint8 images `low_res` [B, h, w, C] handed over by its rule.
+  """
   model = create_model(config)
   schedule = create_schedule(config.diffusion)
   settings = sampling.SamplerSettings.from_config(config.sample)
+  start_step = chain_start_step(config, handover)
   shape = (batch_size, config.data.image_size, config.data.image_size, config.data.channels)
   sharding = parallel.batch_sharded(mesh)
 
-  def sample(params, rng, labels):
+  def sample(params, rng, labels, low_res):
     denoise = sampling.model_denoise_fn(model.apply, params, schedule, config.diffusion.prediction,
                                         labels, config.sample.guidance_scale,
                                         config.model.num_classes)
     init_rng, chain_rng = jax.random.split(rng)
     x_init = jax.lax.with_sharding_constraint(jax.random.normal(init_rng, shape), sharding)
-    return sampling.run_chain(denoise, schedule, settings, x_init, chain_rng,
+    if low_res is not None:
+      x_init = handover(schedule, images.from_uint8(low_res), x_init, start_step)
+    return sampling.run_chain(denoise, schedule, settings, x_init, chain_rng, start_step,
                               trajectory_every=config.sample.trajectory_every,
                               trajectory_images=config.sample.trajectory_images)
 
@@ -48,37 +77,47 @@ def make_sampler(config: ml_collections.ConfigDict, mesh, batch_size: int):
 
 
 def sample_images(config: ml_collections.ConfigDict, params, mesh, num_images: int,
-                  seed: Optional[int] = None, with_trajectory: bool = False):
+                  seed: Optional[int] = None, with_trajectory: bool = False, stream: int = 0,
+                  low_res: Optional[np.ndarray] = None, handover: Optional[Handover] = None):
   """Samples `num_images` images as uint8 [N, H, W, C], in batches of sample.batch_size.
 
-  Batch b uses the key fold_in(PRNGKey(seed), b), so the output depends only on the
-  seed, the batch size and the parameters. Returns (images, info) where info has the
-  labels, the trajectory of the first batch (uint8 [frames, n, H, W, C]) if asked for,
-  and the compile and sampling seconds (the latter excluding compilation).
+  Batch b uses the key fold_in(fold_in(PRNGKey(seed), stream), b), so the output depends
+  only on the seed, the stream (one per cascade stage), the batch size and the parameters
+  (and `low_res`, the previous cascade stage's uint8 images, one per output, when a
+  handover is given). Returns (images, info) where
+  info has the labels, the trajectory of the first batch (uint8 [frames, n, H, W, C]) if
+  asked for, and the compile and sampling seconds (the latter excluding compilation).
   """
   seed = config.sample.seed if seed is None else seed
   batch_size = min(config.sample.batch_size, num_images)
   batch_size += (-batch_size) % mesh.size  # Every device gets an equal share.
+  num_batches = -(-num_images // batch_size)
   labels = class_labels(config, num_images)
-  padded_labels = None if labels is None else np.resize(labels, (
-      -(-num_images // batch_size) * batch_size,))
-  sampler = make_sampler(config, mesh, batch_size)
-  params = jax.device_put(params, parallel.replicated(mesh))
-  base = jax.random.PRNGKey(seed)
+  sharding = parallel.batch_sharded(mesh)
 
-  def batch_labels(b):
-    if padded_labels is None:
+  def padded(array):
+    return None if array is None else np.resize(array, (num_batches * batch_size,) +
+                                                array.shape[1:])
+
+  padded_labels, padded_low_res = padded(labels), padded(low_res)
+
+  def batch_of(array, b):
+    if array is None:
       return None
-    return jax.device_put(padded_labels[b * batch_size:(b + 1) * batch_size],
-                          parallel.batch_sharded(mesh))
+    return jax.device_put(array[b * batch_size:(b + 1) * batch_size], sharding)
 
+  sampler = make_sampler(config, mesh, batch_size, handover if low_res is not None else None)
+  params = jax.device_put(params, parallel.replicated(mesh))
+  base = jax.random.fold_in(jax.random.PRNGKey(seed), stream)
   compile_start = time.perf_counter()
-  compiled = sampler.lower(params, base, batch_labels(0)).compile()
+  compiled = sampler.lower(params, base, batch_of(padded_labels, 0),
+                           batch_of(padded_low_res, 0)).compile()
   compile_seconds = time.perf_counter() - compile_start
   outputs, trajectory = [], None
   start = time.perf_counter()
-  for b in range(-(-num_images // batch_size)):
-    x, frames = compiled(params, jax.random.fold_in(base, b), batch_labels(b))
+  for b in range(num_batches):
+    x, frames = compiled(params, jax.random.fold_in(base, b), batch_of(padded_labels, b),
+                         batch_of(padded_low_res, b))
     outputs.append(images.to_uint8(jax.device_get(x)))
     if b == 0 and frames is not None and with_trajectory:
       trajectory = images.to_uint8(jax.device_get(frames))
@@ -107,9 +146,7 @@ def generate_and_save(config: ml_collections.ConfigDict, params, workdir: str) -
   if info["trajectory"] is not None:
     images.save_png(os.path.join(out_dir, "trajectory.png"), trajectory_strip(info["trajectory"]))
   timing = {"num_samples": num, "sampler": config.sample.sampler,
-            "network_evaluations_per_image": len(sampling.reverse_timesteps(
-                sampling.SamplerSettings.from_config(config.sample),
-                config.diffusion.num_steps)[0]),
+            "network_evaluations_per_image": network_evaluations(config),
             "compile_seconds": info["compile_seconds"], "sample_seconds": info["sample_seconds"],
             "images_per_second": num / max(info["sample_seconds"], 1e-9)}
   with open(os.path.join(out_dir, "timing.json"), "w") as f:

@@ -13,6 +13,11 @@ def to_uint8(x) -> np.ndarray:
   return np.clip(np.round((np.asarray(x, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
+def from_uint8(x):
+  """uint8 [0, 255] -> float32 [-1, 1] (traceable)."""
+  return x.astype("float32") / 127.5 - 1.0
+
+
 def make_grid(images: np.ndarray, columns: int = 0, padding: int = 2) -> np.ndarray:
   """Tiles uint8 images [N, H, W, C] into one [rows*(H+p)+p, cols*(W+p)+p, C] image."""
   n, h, w, c = images.shape
@@ -31,10 +36,14 @@ def save_png(path: str, image: np.ndarray) -> None:
   Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(path)
 
 
-def save_samples_npz(path: str, images: np.ndarray, labels=None) -> None:
-  """Writes {'images': uint8 [N, H, W, C]} (and 'labels') atomically."""
+def save_npz(path: str, arrays: dict) -> None:
+  """Writes a compressed npz atomically: readers never see a half-written file."""
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  arrays = {"images": images} if labels is None else {"images": images, "labels": labels}
   tmp = path + ".tmp.npz"
   np.savez_compressed(tmp, **arrays)
   os.replace(tmp, path)
+
+
+def save_samples_npz(path: str, images: np.ndarray, labels=None) -> None:
+  """Writes {'images': uint8 [N, H, W, C]} (and 'labels') atomically."""
+  save_npz(path, {"images": images} if labels is None else {"images": images, "labels": labels})

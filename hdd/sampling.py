@@ -37,7 +37,8 @@ def reverse_timesteps(settings: SamplerSettings, num_train_steps: int,
 
   DDPM visits every step start_step, ..., 0. DDIM visits the strided sub-sequence of
   `settings.num_steps` steps (Song et al. 2021, "uniform" skip). `start_step` (default
-  T-1) truncates the chain to steps <= start_step, for a chain that starts part-way.
+  T-1) starts the chain part-way, at exactly that step, followed by the steps of the full
+  sequence below it (a cascade stage handed over at t*).
   """
   if settings.sampler == "ddpm":
     steps = np.arange(num_train_steps)
@@ -46,7 +47,9 @@ def reverse_timesteps(settings: SamplerSettings, num_train_steps: int,
   else:
     raise ValueError(f"unknown sampler {settings.sampler!r}; expected one of {SAMPLERS}")
   if start_step is not None:
-    steps = steps[steps <= start_step]
+    if not 0 <= start_step < num_train_steps:
+      raise ValueError(f"start_step must lie in [0, {num_train_steps}), got {start_step}")
+    steps = np.append(steps[steps < start_step], start_step)
   steps = steps[::-1].astype(np.int32)
   return steps, np.append(steps[1:], -1).astype(np.int32)
 

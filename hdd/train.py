@@ -261,13 +261,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         break
   manager.wait_until_finished()
   train_seconds = time.perf_counter() - train_start
+  close_start = time.perf_counter()
+  batches.close()
+  logging.info("Closed the input pipeline in %.1f s.", time.perf_counter() - close_start)
   writer.flush()
   steps_done = step - start_step
+  timing_path = os.path.join(workdir, "train_timing.json")
+  earlier = 0.0
+  if start_step > 0 and os.path.exists(timing_path):
+    with open(timing_path) as f:
+      previous = json.load(f)
+    if previous.get("end_step") == start_step:
+      earlier = previous.get("total_train_seconds", 0.0)
   timing = {"start_step": start_step, "end_step": step, "compile_seconds": compile_seconds,
-            "train_seconds": train_seconds,
+            "train_seconds": train_seconds, "total_train_seconds": earlier + train_seconds,
+            "parameters": count_params(state.params),
             "images_per_second": steps_done * tc.batch_size / max(train_seconds, 1e-9),
             "skipped_steps": skipped, "preempted": preemption.requested}
-  with open(os.path.join(workdir, "train_timing.json"), "w") as f:
+  with open(timing_path, "w") as f:
     json.dump(timing, f, indent=2)
   logging.info("Trained steps %d-%d in %.1f s (%.1f img/s).", start_step, step, train_seconds,
                timing["images_per_second"])

@@ -38,8 +38,11 @@ def crop_and_resize(image: tf.Tensor, size: int, crop: str, bbox: Optional[tf.Te
   height, width = tf.shape(image)[0], tf.shape(image)[1]
   if crop == "bbox" and bbox is not None:
     h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
-    ymin, xmin, ymax, xmax = bbox[0] * h, bbox[1] * w, bbox[2] * h, bbox[3] * w
-    side = tf.minimum(tf.maximum(ymax - ymin, xmax - xmin), tf.minimum(h, w))
+    bbox = tf.clip_by_value(tf.cast(bbox, tf.float32), 0.0, 1.0)
+    # Corners in either order; a degenerate box still gets a 1-pixel square at least.
+    ymin, ymax = tf.minimum(bbox[0], bbox[2]) * h, tf.maximum(bbox[0], bbox[2]) * h
+    xmin, xmax = tf.minimum(bbox[1], bbox[3]) * w, tf.maximum(bbox[1], bbox[3]) * w
+    side = tf.clip_by_value(tf.maximum(ymax - ymin, xmax - xmin), 1.0, tf.minimum(h, w))
     top = tf.clip_by_value((ymin + ymax - side) / 2, 0.0, h - side)
     left = tf.clip_by_value((xmin + xmax - side) / 2, 0.0, w - side)
     side_px = tf.cast(side, tf.int32)
@@ -189,7 +192,8 @@ def load_tfds(name: str, split: str, data_dir: Optional[str], download: bool):
   except Exception as e:  # tfds raises many types for a missing or unprepared dataset.
     raise DataError(f"tfds dataset {name!r} split {split!r} is not available "
                     f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); on a "
-                    "machine without internet use data.source=npz|idx|folder with data.path") from None
+                    "machine without internet use data.source=npz|idx|folder with "
+                    "data.path") from None
   images, labels, bboxes = [], [], []
   for example in dataset.as_numpy_iterator():
     images.append(example["image"])

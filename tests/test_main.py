@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 
 from conftest import COMPILATION_CACHE
+from evaluation import weights
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_main(*args):
+def run_main(*args, config="tests/tiny_config.py"):
   env = dict(os.environ, HDD_COMPILATION_CACHE=COMPILATION_CACHE)
-  return subprocess.run([sys.executable, "main.py", "--config=tests/tiny_config.py", *args],
+  return subprocess.run([sys.executable, "main.py", f"--config={config}", *args],
                         cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
 
 
@@ -47,10 +48,28 @@ def test_train_resume_sample_eval(stripes_npz, tmp_path):
   np.testing.assert_array_equal(np.load(os.path.join(workdir, "samples", "samples.npz"))["images"],
                                 again)
 
-  evaluation = run_main(data, f"--workdir={workdir}", "--mode=eval")
+  evaluation = run_main(data, f"--workdir={workdir}", "--mode=eval",
+                        "--config.eval.inception_weights=/no/weights.pt")
   assert evaluation.returncode == 0, evaluation.stderr[-3000:]
   result = json.load(open(os.path.join(workdir, "eval.json")))
   assert result["num_examples"] == 16 and 0 < result["eval_loss"] < 10
+  assert "No FID: get the FID Inception weights" in evaluation.stderr
+
+  classifier = run_main(data, f"--workdir={workdir}", "--mode=train_classifier",
+                        "--config.eval.classifier_classes=2", "--config.eval.classifier_steps=30")
+  assert classifier.returncode == 0, classifier.stderr[-3000:]
+  assert json.load(open(os.path.join(workdir, "classifier_8", "meta.json")))["num_classes"] == 2
+  weights_args = ([] if os.path.exists(weights.default_path()) else
+                  ["--config.eval.inception_weights=/no/weights.pt"])
+  evaluation = run_main(data, f"--workdir={workdir}", "--mode=eval",
+                        f"--config.eval.stats_dir={tmp_path / 'stats'}", *weights_args)
+  assert evaluation.returncode == 0, evaluation.stderr[-3000:]
+  quality = json.load(open(os.path.join(workdir, "quality.json")))
+  assert quality["num_samples"] == 8 and quality["fcd"] >= 0
+  assert quality["fcd_reference"].startswith("test split, 16 images")
+  if not weights_args:   # FID with the real weights (fetched by scripts/setup.sh).
+    assert quality["fid_reference"] == "test split, 16 images" and quality["fid"] > 0
+    assert len(os.listdir(tmp_path / "stats")) == 1
 
 
 @pytest.mark.parametrize("args,message", [

@@ -139,3 +139,20 @@ def test_tiny_or_wrongly_shaped_images_are_refused():
     sources.in_memory_source(np.zeros((4, 4, 4), np.uint8), None, 8, 1, "center", "tiny")
   with pytest.raises(DataError, match="expected images"):
     sources.in_memory_source(np.zeros((4, 8, 8, 2), np.uint8), None, 8, 1, "center", "2ch")
+
+
+@pytest.mark.parametrize("name,size,channels,crop", [
+    ("mnist", 14, 1, "center"),
+    ("caltech_birds2011", 16, 3, "bbox"),   # Variable-size RGB images with boxes.
+])
+def test_tfds_source_on_mock_data(name, size, channels, crop):
+  """The real tfds code path (builder, download_and_prepare, as_dataset) on tfds' own mock
+  data: random examples generated from the dataset's feature spec, nothing downloaded."""
+  import tensorflow_datasets as tfds
+  config = data_config(source="tfds", name=name, image_size=size, channels=channels, crop=crop)
+  with tfds.testing.mock_data(num_examples=6, policy=tfds.testing.MockPolicy.USE_CODE):
+    source = sources.create_source(config)
+  assert source.num_examples == 6 and source.has_labels
+  batch = next(iter(pipeline.build_dataset(source, 4, seed=0).as_numpy_iterator()))
+  assert batch["image"].shape == (4, size, size, channels)
+  assert -1.0 <= batch["image"].min() and batch["image"].max() <= 1.0

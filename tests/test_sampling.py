@@ -56,6 +56,7 @@ def test_chain_recovers_a_point_mass(schedule, settings):
     (sampling.SamplerSettings("ddpm"), 39, 40),
     (sampling.SamplerSettings("ddim", num_steps=20), None, 20),
     (sampling.SamplerSettings("ddim", num_steps=20), 50, 11),
+    (sampling.SamplerSettings("ddim", num_steps=20), 52, 12),  # 52, then 50, 45, ..., 0.
 ])
 def test_network_evaluations_are_counted(schedule, settings, start, expected):
   calls = []
@@ -69,6 +70,8 @@ def test_network_evaluations_are_counted(schedule, settings, start, expected):
   jax.block_until_ready(x0)
   assert len(calls) == expected
   assert calls == sorted(calls, reverse=True) and calls[-1] == 0
+  assert calls[0] == (schedule.num_steps - (5 if settings.sampler == "ddim" else 1)
+                      if start is None else start)
 
 
 def test_seeded_and_trajectory(schedule):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import stripes_batch, tiny_config
-from hdd import checkpoints, parallel, train
+from hdd import checkpoints, train
 from hdd.build import create_model, create_schedule
 from hdd.errors import CheckpointError
 
@@ -99,5 +99,6 @@ def test_resume_continues_bit_for_bit(stripes_npz, tmp_path):
   wider = tiny_config(stripes_npz)
   wider.model.base_channels = 16
   with pytest.raises(CheckpointError,
-                     match=r"different model configuration \(.*checkpoint \(16,\) vs config \(32,\)"):
+                     match=r"different model configuration \(.*checkpoint \(16,\) vs "
+                     r"config \(32,\)"):
     train.restore_params(wider, interrupted)

@@ -1,0 +1,96 @@
+"""Inception statistics of real data, computed once and cached, and FID/KID of samples.
+
+A reference file holds mu, sigma, the features of up to `KID_FEATURES` images (for KID),
+the image count n and a fingerprint of everything that determines them: the data (source,
+name or path, split, resolution, channels, crop), n, the preprocessing and the weights
+file. Statistics with different fingerprints are never compared.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+
+import ml_collections
+import numpy as np
+
+from evaluation import fid, inception
+from hdd.errors import CheckpointError
+
+PREPROCESSING = "pytorch-fid: uint8 levels, grey->RGB, bilinear 299 align_corners=False, 2x-1"
+KID_FEATURES = 10_000
+
+
+def default_cache_dir() -> str:
+  return os.path.join(os.path.expanduser("~"), ".cache", "hdd", "fid_stats")
+
+
+def _file_digest(path: str) -> str:
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+      digest.update(chunk)
+  return digest.hexdigest()
+
+
+def fingerprint(data_config: ml_collections.ConfigDict, split: str, image_size: int,
+                count: int, weights_path: str) -> str:
+  description = {"source": data_config.source, "name": data_config.name,
+                 "path": os.path.abspath(data_config.path) if data_config.path else "",
+                 "split": split, "image_size": image_size, "channels": data_config.channels,
+                 "crop": data_config.crop, "count": count, "preprocessing": PREPROCESSING,
+                 "weights_sha256": _file_digest(weights_path)}
+  return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()
+
+
+def load_statistics(path: str, expected_fingerprint: str) -> dict:
+  with np.load(path) as data:
+    stats = {k: data[k] for k in data.files}
+  if str(stats["fingerprint"]) != expected_fingerprint:
+    raise CheckpointError(f"reference statistics {path} were computed from other data, "
+                          "preprocessing or weights (fingerprint mismatch); delete the file "
+                          "to recompute them")
+  return stats
+
+
+def reference_statistics(data_config: ml_collections.ConfigDict, split: str, image_size: int,
+                         limit: int, variables: dict, weights_path: str,
+                         cache_dir: str = "") -> dict:
+  """{'mu', 'sigma', 'features' (first KID_FEATURES), 'n', 'fingerprint'} of the real
+  images of a split (all, or `limit`), from the cache when it is there."""
+  from evaluation.classifier import real_images
+  real, _ = real_images(data_config, split, image_size, limit)
+  key = fingerprint(data_config, split, image_size, len(real), weights_path)
+  name = f"{data_config.name}_{split}_{image_size}px_{len(real)}_{key[:12]}.npz"
+  path = os.path.join(cache_dir or default_cache_dir(), name)
+  if os.path.exists(path):
+    logging.info("Reference statistics from %s.", path)
+    return load_statistics(path, key)
+  start = time.perf_counter()
+  features = inception.fid_features(variables, real / 255.0)
+  mu, sigma = fid.feature_statistics(features)
+  stats = {"mu": mu, "sigma": sigma, "features": features[:KID_FEATURES],
+           "n": np.asarray(len(real)), "fingerprint": np.asarray(key)}
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  tmp = path + ".tmp.npz"
+  np.savez(tmp, **stats)
+  os.replace(tmp, path)
+  logging.info("Reference statistics of %d %s images in %.0f s (%.1f img/s); cached in %s.",
+               len(real), split, time.perf_counter() - start,
+               len(real) / (time.perf_counter() - start), path)
+  return stats
+
+
+def fid_and_kid(samples: np.ndarray, reference: dict, variables: dict) -> dict:
+  """FID and KID (x1e3, mean and std over subsets) of uint8 samples [N, H, W, C]."""
+  start = time.perf_counter()
+  features = inception.fid_features(variables, samples / 255.0)
+  seconds = time.perf_counter() - start
+  mu, sigma = fid.feature_statistics(features)
+  kid_mean, kid_std = fid.kernel_inception_distance(
+      features, reference["features"], subset_size=min(1000, len(samples)))
+  return {"fid": fid.frechet_distance(mu, sigma, reference["mu"], reference["sigma"]),
+          "kid_x1e3": 1e3 * kid_mean, "kid_std_x1e3": 1e3 * kid_std,
+          "inception_images_per_second": len(samples) / seconds}

@@ -1,0 +1,163 @@
+"""The hierarchical-diffusion comparison at CPU scale, one command per dataset:
+
+  python experiments/hdd_vs_ddpm.py --dataset=mnist --data_path=../shared/data/mnist.npz \
+      --workdir=runs/compare_mnist
+  python experiments/hdd_vs_ddpm.py --dataset=fashion_mnist --workdir=runs/compare_fmnist
+
+(a) the published protocol: a full-resolution DDPM (T=1000) against the 14->28 cascade
+(T=500 per stage, each stage half the DDPM's steps, so equal total epochs), same U-Net
+family and batch; train seconds per stage, sample seconds per stage, and quality;
+(b) the gamma sweep of the `mix` hand-over and the t* sweep of `truncate`, reusing one
+set of stage-1 samples so only the hand-over differs.
+
+Quality is the classifier Fréchet distance (FCD: a Fréchet distance in the 128-d features
+of evaluation.classifier, trained here on the real training split) against the whole
+test split, and KID in the same features (x1e3). It is not FID. Writes WORKDIR/results.json,
+results.md and sweeps.png; a finished part is reused when the command is run again.
+"""
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags, logging  # noqa: E402
+
+flags.DEFINE_enum("dataset", "mnist", ["mnist", "fashion_mnist"], "Dataset.")
+flags.DEFINE_string("data_path", "", "npz (MNIST) or idx folder; default: the config's.")
+flags.DEFINE_string("workdir", None, "Output directory.")
+flags.DEFINE_integer("ddpm_steps", 800, "DDPM train steps; each HDD stage gets half.")
+flags.DEFINE_integer("num_samples", 500, "Samples per model and per sweep point.")
+flags.DEFINE_integer("ddpm_sample_steps", 100, "DDIM steps of the DDPM (T=1000).")
+flags.DEFINE_integer("stage_sample_steps", 50, "DDIM steps per HDD stage (T=500).")
+flags.DEFINE_list("gammas", ["0", "0.1", "0.3", "0.5", "0.7", "1"], "mix sweep.")
+flags.DEFINE_list("start_steps", ["49", "99", "199", "299", "399", "499"], "truncate sweep.")
+flags.DEFINE_integer("classifier_steps", 1000, "Training steps of the feature classifier.")
+flags.mark_flag_as_required("workdir")
+FLAGS = flags.FLAGS
+
+
+def configs():
+  from configs import ddpm_fashion_mnist, ddpm_mnist, hdd_fashion_mnist, hdd_mnist
+  ddpm_module, hdd_module = {"mnist": (ddpm_mnist, hdd_mnist),
+                             "fashion_mnist": (ddpm_fashion_mnist, hdd_fashion_mnist)}[
+                                 FLAGS.dataset]
+  ddpm, hdd = ddpm_module.get_config("quick"), hdd_module.get_config("quick")
+  for config in (ddpm, hdd):
+    if FLAGS.dataset == "mnist":
+      config.data.source, config.data.path = "npz", FLAGS.data_path
+    elif FLAGS.data_path:
+      config.data.path = FLAGS.data_path
+    config.sample.num_samples = FLAGS.num_samples
+    config.sample.batch_size = 100
+  ddpm.train.num_steps = FLAGS.ddpm_steps
+  ddpm.train.checkpoint_every = FLAGS.ddpm_steps // 2
+  ddpm.sample.num_steps = FLAGS.ddpm_sample_steps
+  for stage in hdd.stages.values():
+    stage.train.num_steps = FLAGS.ddpm_steps // 2
+    stage.train.checkpoint_every = FLAGS.ddpm_steps // 4
+    stage.sample.num_steps = FLAGS.stage_sample_steps
+  return ddpm, hdd
+
+
+def main(argv):
+  del argv
+  import tensorflow as tf
+  tf.config.set_visible_devices([], "GPU")
+  import jax
+  import numpy as np
+  jax.config.update("jax_compilation_cache_dir", os.path.expanduser("~/.cache/hdd/jax"))
+  from evaluation import classifier, fid
+  from hdd import cascade, config_checks, generate, parallel, train
+  from hdd.handover import Handover
+  from experiments import plots
+
+  workdir = FLAGS.workdir
+  os.makedirs(workdir, exist_ok=True)
+  ddpm_config, hdd_config = configs()
+  config_checks.check_config(ddpm_config)
+  config_checks.check_config(hdd_config)
+  results_path = os.path.join(workdir, "results.json")
+  results = json.load(open(results_path)) if os.path.exists(results_path) else {}
+
+  def save():
+    with open(results_path, "w") as f:
+      json.dump(results, f, indent=2)
+
+  classifier_dir = os.path.join(workdir, "classifier_28")
+  if not os.path.exists(os.path.join(classifier_dir, "meta.json")):
+    classifier.train_classifier(ddpm_config.data, 28, 10, classifier_dir,
+                                num_steps=FLAGS.classifier_steps)
+  model, params, meta = classifier.load_classifier(classifier_dir)
+  reference, _ = classifier.real_images(ddpm_config.data, "test", 28)
+  _, reference_features = classifier.apply_in_batches(model, params, reference)
+  reference_stats = fid.feature_statistics(reference_features)
+
+  def quality(samples):
+    _, features = classifier.apply_in_batches(model, params, samples)
+    kid, _ = fid.kernel_inception_distance(features, reference_features, num_subsets=50,
+                                           subset_size=min(500, len(samples)))
+    return {"fcd": fid.frechet_distance(*fid.feature_statistics(features), *reference_stats),
+            "kid_x1e3": 1e3 * kid}
+
+  results["classifier"] = {"test_accuracy": meta["test_accuracy"],
+                           "reference": f"test split, {len(reference)} images"}
+  mesh = parallel.create_mesh()
+
+  if "ddpm" not in results:
+    state = train.train_and_evaluate(ddpm_config, os.path.join(workdir, "ddpm"))
+    timing = json.load(open(os.path.join(workdir, "ddpm", "train_timing.json")))
+    samples, info = generate.sample_images(ddpm_config, state.ema_params, mesh,
+                                           FLAGS.num_samples)
+    results["ddpm"] = {"train_seconds": timing["total_train_seconds"],
+                       "sample_seconds": info["sample_seconds"],
+                       "evaluations": generate.network_evaluations(ddpm_config),
+                       **quality(samples)}
+    np.savez_compressed(os.path.join(workdir, "ddpm_samples.npz"), images=samples)
+    save()
+
+  hdd_dir = os.path.join(workdir, "hdd")
+  if "hdd" not in results:
+    stage_params = cascade.train_cascade(hdd_config, hdd_dir)
+    outputs, report = cascade.sample_cascade(hdd_config, stage_params, FLAGS.num_samples)
+    rows = cascade.write_timing_table(hdd_config, hdd_dir, report)
+    results["hdd"] = {"train_seconds": [r["train_seconds"] for r in rows],
+                      "sample_seconds": [s["sample_seconds"] for s in report["stages"]],
+                      "evaluations": [s["network_evaluations_per_image"]
+                                      for s in report["stages"]],
+                      **quality(outputs["stage2"])}
+    np.savez_compressed(os.path.join(workdir, "hdd_samples.npz"), **outputs)
+    save()
+
+  stage_params = cascade.restore_cascade(hdd_config, hdd_dir)
+  low_res = np.load(os.path.join(workdir, "hdd_samples.npz"))["stage1"]
+  stage2 = cascade.stage_config(hdd_config, "stage2")
+  sweeps = results.setdefault("sweeps", {"mix": {}, "truncate": {}})
+  points = [("mix", float(g), -1) for g in FLAGS.gammas] + [
+      ("truncate", 0.3, int(t)) for t in FLAGS.start_steps]
+  for method, gamma, start_step in points:
+    key = f"{gamma:g}" if method == "mix" else str(start_step)
+    if key in sweeps[method]:
+      continue
+    rule = Handover(method, gamma, start_step, stage2.sample.upsample)
+    samples, info = generate.sample_images(stage2, stage_params["stage2"], mesh,
+                                           FLAGS.num_samples, stream=1, low_res=low_res,
+                                           handover=rule)
+    alphas_cumprod = np.asarray(cascade.create_schedule(stage2.diffusion).alphas_cumprod)
+    sweeps[method][key] = {
+        "gamma": gamma if method == "mix" else cascade.gamma_for_start_step(alphas_cumprod,
+                                                                             start_step),
+        "evaluations": generate.network_evaluations(stage2, rule),
+        "stage2_sample_seconds": info["sample_seconds"], **quality(samples)}
+    logging.info("sweep %s %s: %s", method, key, sweeps[method][key])
+    save()
+
+  with open(os.path.join(workdir, "results.md"), "w") as f:
+    f.write(plots.results_markdown(results, FLAGS.dataset, FLAGS.num_samples))
+  plots.sweep_plot(results["sweeps"], os.path.join(workdir, "sweeps.png"),
+                   f"{FLAGS.dataset}: stage-2 hand-over ({FLAGS.num_samples} samples)")
+  print(open(os.path.join(workdir, "results.md")).read())
+
+
+if __name__ == "__main__":
+  app.run(main)
