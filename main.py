@@ -89,13 +89,43 @@ def main(argv):
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
   logging.info("JAX process %d/%d, local devices: %s", jax.process_index(), jax.process_count(),
                jax.local_devices())
+  from hdd import workdir
   try:
-    run(FLAGS.config, FLAGS.workdir, FLAGS.mode)
+    with workdir.exclusive(FLAGS.workdir):
+      run(FLAGS.config, FLAGS.workdir, FLAGS.mode)
   except UserError as e:
     for line in str(e).splitlines():
       print(f"error: {line}", file=sys.stderr)
     sys.exit(2)
+  except OSError as e:  # A full disk or a vanished directory mid-run.
+    print(f"error: {e.strerror or e}: {e.filename or ''}; the last complete checkpoint is "
+          "kept; fix this and re-run the same command to resume", file=sys.stderr)
+    sys.exit(2)
+
+
+def parse_flags(argv):
+  """absl's flag parsing, with one `error:` line and exit 2 for a bad flag or override."""
+  def fail(message: str):
+    print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
+    sys.exit(2)
+
+  try:
+    argv = FLAGS(argv)
+    FLAGS.config.keys()  # A config file that failed to load raises here, not later.
+    return argv
+  except flags.Error as e:  # Unknown flags, bad values, missing --config/--workdir.
+    lines = [line for line in str(e).splitlines() if line.strip()]
+    if any(line.startswith("Traceback") for line in lines):  # The config file raised.
+      fail(f"{lines[0].split(': Error')[0]}: {lines[-1].strip()}")
+    fail(e)
+  except OSError as e:
+    fail(f"cannot load --config: {e}")
+  except (AttributeError, KeyError) as e:  # ml_collections: a field the config lacks.
+    fail(f"unknown config field {str(e).strip(chr(34) + chr(39))!r}; the fields are listed "
+         "in configs/default.py")
+  except (TypeError, ValueError) as e:  # ml_collections: a value of the wrong type.
+    fail(f"bad config override: {e}")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -29,6 +29,7 @@ def get_config() -> ml_collections.ConfigDict:
   data.random_flip = False
   data.extra_resolutions = ()   # also yield image_<r> views (the cascade's low-res stages)
   data.eval_split = "test"
+  data.bad_images = "error"     # folder: unreadable image files are an error | skip (counted)
 
   config.model = model = ml_collections.ConfigDict()
   model.base_channels = 64

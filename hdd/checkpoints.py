@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any, Optional
 
 import jax
@@ -36,14 +37,19 @@ def _shapes(tree) -> dict:
           for path, leaf in flat}
 
 
+class _Damaged(Exception):
+  pass
+
+
 def _check_compatible(manager: ocp.CheckpointManager, step: int, target) -> None:
-  """Raises CheckpointError naming the arrays whose shapes differ from `target`."""
+  """Raises CheckpointError naming the arrays whose shapes differ from `target`, or
+  _Damaged when the checkpoint's metadata cannot be read."""
   try:
     metadata = manager.item_metadata(step)
   except Exception as e:  # orbax raises various errors for unreadable metadata.
-    raise CheckpointError(f"checkpoint {step} in {manager.directory} is unreadable: {e}") from None
+    raise _Damaged(f"unreadable metadata: {e}") from None
   if metadata is None:
-    return
+    raise _Damaged("no metadata")
   stored = _shapes(metadata.tree)
   expected = _shapes(target)
   problems = [f"{k}: checkpoint {stored.get(k)} vs config {v}" for k, v in expected.items()
@@ -57,25 +63,40 @@ def _check_compatible(manager: ocp.CheckpointManager, step: int, target) -> None
                           "config that wrote it")
 
 
+def _quarantine(manager: ocp.CheckpointManager, step: int) -> str:
+  """Moves a damaged checkpoint aside (kept for inspection, out of the way of new saves)."""
+  source = os.path.join(manager.directory, str(step))
+  target = f"{source}.damaged-{int(time.time())}"
+  os.replace(source, target)
+  manager.reload()
+  return target
+
+
 def restore_latest(manager: ocp.CheckpointManager, target) -> tuple[Optional[int], Any]:
   """Restores the newest checkpoint that reads back, into the structure of `target`.
 
-  A checkpoint that fails to restore (truncated or corrupted files) is reported and the
-  one before it is tried. Returns (step, state), or (None, target) if there is none.
+  A checkpoint that fails to restore (truncated or corrupted files) is reported, moved
+  aside to <step>.damaged-<time>, and the one before it is tried. A checkpoint of another
+  model configuration is an error. Returns (step, state), or (None, target) if none.
   """
   steps = sorted(manager.all_steps(), reverse=True)
   abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, target)
   for step in steps:
-    _check_compatible(manager, step, target)
     try:
+      _check_compatible(manager, step, target)
       state = manager.restore(step, args=ocp.args.StandardRestore(abstract))
       return step, state
+    except CheckpointError:
+      raise
     except Exception as e:  # A damaged checkpoint: fall back to the previous one.
-      logging.error("Checkpoint %d in %s cannot be restored (%s: %s); trying an older one.",
-                    step, manager.directory, type(e).__name__, str(e).splitlines()[0][:200])
+      moved = _quarantine(manager, step)
+      logging.error("Checkpoint %d in %s cannot be restored (%s: %s); moved it to %s and "
+                    "trying an older one.", step, manager.directory, type(e).__name__,
+                    str(e).splitlines()[0][:200] if str(e) else "", moved)
   if steps:
     raise CheckpointError(f"no checkpoint in {manager.directory} could be restored "
-                          f"(tried steps {steps}); move the directory away to start over")
+                          f"(tried steps {steps}, moved aside as *.damaged-*); move the "
+                          "directory away to start over")
   return None, target
 
 

@@ -33,8 +33,16 @@ def _problems(config: ml_collections.ConfigDict) -> list[str]:
     need(value in choices, field, f"must be one of {tuple(choices)}")
 
   d, m, f, t, s = config.data, config.model, config.diffusion, config.train, config.sample
+  for field in ("model.channel_mult", "model.attention_resolutions", "data.extra_resolutions"):
+    section, key = field.split(".")
+    value = config[section][key]
+    need(isinstance(value, (tuple, list)) and all(isinstance(v, int) for v in value), field,
+         "must be a tuple of ints, e.g. (1, 2, 2)")
+  if problems:  # The checks below assume these types.
+    return problems
   one_of("data.source", SOURCES)
   one_of("data.crop", CROPS)
+  one_of("data.bad_images", ("error", "skip"))
   one_of("data.channels", (1, 3))
   need(d.source != "tfds" or bool(d.name), "data.name", "needs a tfds dataset name")
   need(d.source == "tfds" or bool(d.path), "data.path", f"needs a path for source={d.source}")

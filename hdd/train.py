@@ -25,6 +25,7 @@ from clu import metric_writers, periodic_actions
 from flax.training import train_state
 
 from hdd import checkpoints, diffusion, generate, images, parallel
+from hdd import workdir as workdir_guard
 from hdd.build import create_model, create_schedule
 from hdd.errors import CheckpointError, UserError
 from hdd.schedules import Schedule
@@ -196,6 +197,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   logging.info("U-Net: %s parameters; %d device(s): %s", f"{count_params(state.params):,}",
                mesh.size, jax.devices()[0].platform)
 
+  # Parameters, EMA and two Adam moments in float32, for each kept checkpoint and one more.
+  workdir_guard.check_free_space(workdir, 16 * count_params(state.params) *
+                                 (tc.keep_checkpoints + 1) + 2**20)
   manager = checkpoints.create_manager(os.path.join(workdir, "checkpoints"), tc.keep_checkpoints)
   restored_step, state = checkpoints.restore_latest(manager, state)
   start_step = int(state.step)
@@ -207,7 +211,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   with open(os.path.join(workdir, "config.json"), "w") as f:
     f.write(config.to_json_best_effort(indent=2))
 
-  batches = create_train_iterator(config.data, tc.batch_size, config.seed, start_step)
+  batches = create_train_iterator(config.data, tc.batch_size, config.seed, start_step,
+                                  config.model.num_classes)
   step_fn = compile_train_step(config, mesh)
   schedule = jax.device_put(schedule, parallel.replicated(mesh))
   writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)

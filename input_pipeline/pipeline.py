@@ -13,6 +13,7 @@ import jax
 import numpy as np
 import tensorflow as tf
 
+from hdd.errors import DataError
 from input_pipeline.sources import Source, create_source
 
 
@@ -71,10 +72,15 @@ def build_dataset(source: Source, batch_size: int, seed: int, start_step: int = 
   return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
-def create_train_iterator(data_config, batch_size: int, seed: int,
-                          start_step: int) -> Iterator[dict]:
-  """This process's share of each global batch, as numpy arrays."""
+def create_train_iterator(data_config, batch_size: int, seed: int, start_step: int,
+                          num_classes: int = 0) -> Iterator[dict]:
+  """This process's share of each global batch, as numpy arrays. A class-conditional model
+  (num_classes > 0) needs labelled data."""
   source = create_source(data_config)
+  if num_classes and not source.has_labels:
+    raise DataError(f"model.num_classes={num_classes} needs class labels, but "
+                    f"{source.description} has none; use labelled data or set "
+                    "model.num_classes=0")
   dataset = build_dataset(source, batch_size, seed, start_step, data_config.random_flip,
                           tuple(data_config.extra_resolutions))
   local = batch_size // jax.process_count()

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import logging
 import os
 from typing import Callable, Optional
 
 import numpy as np
 import tensorflow as tf
+from PIL import Image
 
 from hdd.errors import DataError
 
@@ -159,13 +161,38 @@ def load_npz(path: str, split: str):
   raise DataError(f"{path} has no 'x_{split}' or 'images' array (found {sorted(keys)})")
 
 
-def folder_source(path: str, size: int, channels: int, crop: str) -> Source:
+def unreadable_images(files) -> list[str]:
+  """The files PIL cannot decode completely (truncated, corrupt, not an image)."""
+  bad = []
+  for name in files:
+    try:
+      with Image.open(name) as image:
+        image.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+      bad.append(name)
+  return bad
+
+
+def folder_source(path: str, size: int, channels: int, crop: str,
+                  bad_images: str = "error") -> Source:
   """All images under `path`, recursively, in sorted order. If every image lies in a
-  first-level subfolder, the subfolder names (sorted) are the class labels."""
+  first-level subfolder, the subfolder names (sorted) are the class labels. Every file is
+  decoded once up front: unreadable ones are an error, or skipped and counted
+  (bad_images="skip"), so a bad file never stops a run half-way."""
   files = sorted(os.path.join(root, name) for root, _, names in os.walk(path, followlinks=True)
                  for name in names if name.lower().endswith(IMAGE_EXTENSIONS))
   if not files:
     raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {path!r}")
+  bad = unreadable_images(files)
+  if bad and bad_images == "error":
+    raise DataError(f"{len(bad)} unreadable image file(s) under {path!r}, e.g. {bad[0]!r}; "
+                    "remove them or set data.bad_images=skip")
+  if bad:
+    logging.warning("Skipping %d unreadable image file(s) under %s, e.g. %s.", len(bad), path,
+                    bad[0])
+    files = [f for f in files if f not in set(bad)]
+    if not files:
+      raise DataError(f"every image file under {path!r} is unreadable")
   classes = sorted({os.path.relpath(f, path).split(os.sep)[0] for f in files})
   has_labels = all(os.sep in os.path.relpath(f, path) for f in files) and len(classes) > 1
   labels = [classes.index(os.path.relpath(f, path).split(os.sep)[0]) if has_labels else 0
@@ -178,7 +205,9 @@ def folder_source(path: str, size: int, channels: int, crop: str) -> Source:
     image.set_shape([None, None, channels])
     return crop_and_resize(image, size, crop), tf.gather(label_tensor, index)
 
-  return Source(len(files), fetch, has_labels, f"image folder {path} ({len(files)} images)")
+  skipped = f", {len(bad)} unreadable skipped" if bad else ""
+  return Source(len(files), fetch, has_labels,
+                f"image folder {path} ({len(files)} images{skipped})")
 
 
 def load_tfds(name: str, split: str, data_dir: Optional[str], download: bool):
@@ -213,7 +242,7 @@ def create_source(data_config) -> Source:
     raise DataError(f"data.path {data_config.path!r} does not exist (data.source={kind}); "
                     "point --config.data.path at your data")
   if kind == "folder":
-    return folder_source(data_config.path, size, channels, crop)
+    return folder_source(data_config.path, size, channels, crop, data_config.bad_images)
   if kind == "npz":
     images, labels = load_npz(data_config.path, data_config.split)
     return in_memory_source(images, labels, size, channels, crop,

@@ -78,6 +78,17 @@ def test_train_resume_sample_eval(stripes_npz, tmp_path):
     (["--config.sample.sampler=euler"], "invalid config: sample.sampler='euler': must be one of"),
     (["--config.data.path=/no/such/file.npz"], "data.path '/no/such/file.npz' does not exist"),
     (["--mode=sample"], "no checkpoint in"),
+    (["--config.train.bogus=1"], "unknown config field 'bogus'; the fields are listed in"),
+    (["--config.model.channel_mult=oops"],
+     "invalid config: model.channel_mult=('oops',): must be a tuple of ints"),
+    (["--config.train.batch_size=abc"], "flag --config.train.batch_size=abc: invalid literal"),
+    (["--mode=nope"], "flag --mode=nope: value should be one of"),
+    (["--config.sample.num_steps=999"],
+     "invalid config: sample.num_steps=999: must lie in [0, diffusion.num_steps=50]"),
+    (["--config.train.grad_accum_steps=3"],
+     "invalid config: train.grad_accum_steps=3: must be >= 1 and divide train.batch_size=16"),
+    (["--config.data.bad_images=ignore"], "invalid config: data.bad_images='ignore'"),
+    (["--config.data.source=idx"], "no train-images-idx3-ubyte[.gz] in"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, stripes_npz, args, message):
   result = run_main(f"--config.data.path={stripes_npz}", f"--workdir={tmp_path / 'w'}", *args)

@@ -156,3 +156,28 @@ def test_tfds_source_on_mock_data(name, size, channels, crop):
   batch = next(iter(pipeline.build_dataset(source, 4, seed=0).as_numpy_iterator()))
   assert batch["image"].shape == (4, size, size, channels)
   assert -1.0 <= batch["image"].min() and batch["image"].max() <= 1.0
+
+
+def test_unreadable_images_are_an_error_or_skipped(tmp_path):
+  folder = tmp_path / "images"
+  folder.mkdir()
+  for i in range(3):
+    Image.fromarray(np.full((12, 12), 40 * i, np.uint8)).save(folder / f"ok{i}.png")
+  good = (folder / "ok0.png").read_bytes()
+  (folder / "truncated.png").write_bytes(good[:len(good) // 2])
+  (folder / "garbage.jpg").write_bytes(b"not an image at all")
+  with pytest.raises(DataError, match=r"2 unreadable image file\(s\) under .*data.bad_images=skip"):
+    sources.create_source(data_config(source="folder", path=str(folder)))
+  source = sources.create_source(data_config(source="folder", path=str(folder),
+                                             bad_images="skip"))
+  assert source.num_examples == 3 and "2 unreadable skipped" in source.description
+  batch = next(iter(pipeline.build_dataset(source, 3, seed=0).as_numpy_iterator()))
+  assert batch["image"].shape == (3, 8, 8, 1)
+
+
+def test_conditional_model_needs_labels(tmp_path):
+  path = str(tmp_path / "unlabelled.npz")
+  np.savez(path, images=make_stripes(8)[0])
+  config = data_config(source="npz", path=path, split="train")
+  with pytest.raises(DataError, match="model.num_classes=2 needs class labels, but npz"):
+    next(pipeline.create_train_iterator(config, 4, seed=0, start_step=0, num_classes=2))

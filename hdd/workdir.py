@@ -1,0 +1,54 @@
+"""Guards for the working directory: one run at a time, writable, with room to checkpoint."""
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import shutil
+
+from hdd.errors import UserError
+
+
+class WorkdirError(UserError):
+  pass
+
+
+@contextlib.contextmanager
+def exclusive(workdir: str):
+  """Holds an advisory lock on WORKDIR/.lock for the duration of a run. A second run on
+  the same workdir is refused at once; the lock dies with its process (kill -9 too)."""
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    handle = open(os.path.join(workdir, ".lock"), "a+")
+  except OSError as e:
+    raise WorkdirError(f"cannot use --workdir={workdir}: {e.strerror}; choose a writable "
+                       "directory") from None
+  try:
+    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except OSError as e:
+    handle.seek(0)
+    owner = handle.read().strip() or "unknown"
+    handle.close()
+    if e.errno in (errno.EAGAIN, errno.EACCES):
+      raise WorkdirError(f"another run (pid {owner}) is using --workdir={workdir}; wait for it "
+                         "to finish or use another workdir") from None
+    raise
+  handle.seek(0)
+  handle.truncate()
+  handle.write(str(os.getpid()))
+  handle.flush()
+  try:
+    yield
+  finally:
+    fcntl.flock(handle, fcntl.LOCK_UN)
+    handle.close()
+
+
+def check_free_space(workdir: str, needed_bytes: int) -> None:
+  """Fails early when the workdir's disk cannot hold the checkpoints a run will write."""
+  free = shutil.disk_usage(workdir).free
+  if free < needed_bytes:
+    raise WorkdirError(f"--workdir={workdir} has {free / 2**20:.0f} MiB free, the checkpoints "
+                       f"of this run need about {needed_bytes / 2**20:.0f} MiB; free some space "
+                       "or use another workdir")
