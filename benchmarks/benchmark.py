@@ -4,6 +4,7 @@ analysis) and the achieved FLOP/s next to this machine's float32 matmul FLOP/s.
 
   python benchmarks/benchmark.py                       # quick-sized models
   python benchmarks/benchmark.py --configs=ddpm_fashion_mnist --full --steps=5
+  python benchmarks/benchmark.py --configs=ddpm_fashion_mnist --inception_images=200
 
 Synthetic batches: this measures compute, not the input pipeline.
 """
@@ -98,12 +99,28 @@ def bench_config(name, full, steps, chain_steps):
           "scan_vs_loop": loop_seconds / chain_seconds}
 
 
+def bench_inception(weights_path: str, images: int, batch_size: int = 50) -> dict:
+  """FID Inception feature extraction from 28x28 grey images (resize included)."""
+  from evaluation import inception
+  variables = inception.load_fid_inception(weights_path)
+  x = np.random.default_rng(0).uniform(size=(images, 28, 28, 1))
+  inception.fid_features(variables, x[:batch_size], batch_size)  # Compile.
+  start = time.perf_counter()
+  inception.fid_features(variables, x, batch_size)
+  seconds = time.perf_counter() - start
+  forward = inception._features.lower(variables, jnp.zeros((batch_size, 28, 28, 1))).compile()
+  return {"img_s": images / seconds, "gflop_per_img": flops_of(forward) / batch_size / 1e9,
+          "gflop_s": flops_of(forward) / batch_size * images / seconds / 1e9}
+
+
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--configs", default="ddpm_fashion_mnist,ddpm_cifar10")
   parser.add_argument("--full", action="store_true", help="full-size models, not quick ones")
   parser.add_argument("--steps", type=int, default=5, help="timed train steps")
   parser.add_argument("--chain_steps", type=int, default=20, help="DDIM steps in the chain timing")
+  parser.add_argument("--inception_images", type=int, default=0,
+                      help="> 0: also time FID Inception features on this many images")
   args = parser.parse_args()
   peak = matmul_flops_per_second()
   print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}; "
@@ -116,6 +133,13 @@ def main():
     row = bench_config(name, args.full, args.steps, args.chain_steps)
     cells = [f"{row[k]:.2f}" if isinstance(row[k], float) else str(row[k]) for k in header]
     print("| " + " | ".join(cells) + f" | {100 * row['train_gflop_s'] * 1e9 / peak:.0f}% |")
+  if args.inception_images:
+    from evaluation import weights
+    row = bench_inception(weights.default_path(), args.inception_images)
+    print(f"FID Inception, 28x28 -> 299x299, batch 50: {row['img_s']:.2f} img/s, "
+          f"{row['gflop_per_img']:.2f} GFLOP/img, {row['gflop_s']:.1f} GFLOP/s "
+          f"({100 * row['gflop_s'] * 1e9 / peak:.0f}% of matmul); 10k images: "
+          f"{10_000 / row['img_s'] / 60:.0f} min")
 
 
 if __name__ == "__main__":

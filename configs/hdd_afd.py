@@ -7,9 +7,9 @@ the published recipe (configs/hdd_mnist.py), RGB, random flips.
       --config.data.path=PATH/TO/IMAGES
 
 Data: any folder of images (sub-folders are class labels; faces need none).
-full:  ~9M-parameter stage 2, 25k steps of 64 per stage. CPU: impractical; one modern GPU:
+full:  6.5M + 9.0M parameters, 25k steps of 64 per stage. CPU: impractical; one modern GPU:
        several hours (published: 3195 s + 12546 s training on their GPU).
-quick: ~0.3M parameters per stage, 150 steps of 64 each, DDIM-50 per stage: about 15
+quick: 0.28M + 0.38M parameters, 150 steps of 64 each, DDIM-50 per stage: about 15
        minutes on 2 CPU cores (64x64 is 4x the pixels of 32x32); coloured blobs.
 """
 from configs import default

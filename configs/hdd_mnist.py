@@ -9,19 +9,17 @@ so the total training equals one DDPM run.
       --config.data.source=npz --config.data.path=../shared/data/mnist.npz
 
 Data: tfds 'mnist' (downloads); offline from a Keras-style npz as above.
-full:  stage 1 4.4M, stage 2 6.5M parameters, 10k steps of 128 each. CPU (2 cores): stage 1
+full:  stage 1 4.0M, stage 2 6.5M parameters, 10k steps of 128 each. CPU (2 cores): stage 1
        ~54 img/s (7 h), stage 2 ~11 img/s (32 h); one modern GPU: about an hour in all.
-quick: 0.2M + 0.28M parameters, 150 steps of 64 each, DDIM-50 per stage: about 4 minutes on
-       2 CPU cores (mostly compilation and stage 2); blurry digit-like strokes.
+quick: 0.18M + 0.28M parameters, 150 steps of 64 each, DDIM-50 per stage: about 5 minutes
+       on 2 CPU cores (a third of it compilation); blurry digit-like strokes.
 """
-from configs import default
+from configs import ddpm_mnist, default
 from configs.ddpm_fashion_mnist import apply_quick
 
 
 def get_config(variant: str = ""):
-  config = default.get_config()
-  config.data.name = "mnist"
-  return published_cascade(config, (14, 28), variant)
+  return published_cascade(ddpm_mnist.get_config(), (14, 28), variant)
 
 
 def published_cascade(config, image_sizes, variant: str):

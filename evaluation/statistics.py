@@ -16,7 +16,7 @@ import time
 import ml_collections
 import numpy as np
 
-from evaluation import fid, inception
+from evaluation import fid, inception, weights
 from hdd.errors import CheckpointError
 
 PREPROCESSING = "pytorch-fid: uint8 levels, grey->RGB, bilinear 299 align_corners=False, 2x-1"
@@ -27,21 +27,13 @@ def default_cache_dir() -> str:
   return os.path.join(os.path.expanduser("~"), ".cache", "hdd", "fid_stats")
 
 
-def _file_digest(path: str) -> str:
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    for chunk in iter(lambda: f.read(1 << 20), b""):
-      digest.update(chunk)
-  return digest.hexdigest()
-
-
 def fingerprint(data_config: ml_collections.ConfigDict, split: str, image_size: int,
                 count: int, weights_path: str) -> str:
   description = {"source": data_config.source, "name": data_config.name,
                  "path": os.path.abspath(data_config.path) if data_config.path else "",
                  "split": split, "image_size": image_size, "channels": data_config.channels,
                  "crop": data_config.crop, "count": count, "preprocessing": PREPROCESSING,
-                 "weights_sha256": _file_digest(weights_path)}
+                 "weights_sha256": weights.sha256_of(weights_path)}
   return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()
 
 

@@ -12,7 +12,8 @@ set of stage-1 samples so only the hand-over differs.
 
 Quality is the classifier Fréchet distance (FCD: a Fréchet distance in the 128-d features
 of evaluation.classifier, trained here on the real training split) against the whole
-test split, and KID in the same features (x1e3). It is not FID. Writes WORKDIR/results.json,
+test split, and KID in the same features (x1e3); with --fid_reference_examples=N also FID
+and Inception KID of the two main rows against N test images. Writes WORKDIR/results.json,
 results.md and sweeps.png; a finished part is reused when the command is run again.
 """
 import json
@@ -33,6 +34,9 @@ flags.DEFINE_integer("stage_sample_steps", 50, "DDIM steps per HDD stage (T=500)
 flags.DEFINE_list("gammas", ["0", "0.1", "0.3", "0.5", "0.7", "1"], "mix sweep.")
 flags.DEFINE_list("start_steps", ["49", "99", "199", "299", "399", "499"], "truncate sweep.")
 flags.DEFINE_integer("classifier_steps", 1000, "Training steps of the feature classifier.")
+flags.DEFINE_integer("fid_reference_examples", 0,
+                     "> 0: also FID/KID of the DDPM and HDD rows against this many test images "
+                     "(Inception on CPU runs at a few images/s); 0: skip.")
 flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
 
@@ -127,6 +131,20 @@ def main(argv):
                                       for s in report["stages"]],
                       **quality(outputs["stage2"])}
     np.savez_compressed(os.path.join(workdir, "hdd_samples.npz"), **outputs)
+    save()
+
+  if FLAGS.fid_reference_examples and "fid" not in results["hdd"]:
+    from evaluation import inception, statistics, weights
+    variables = inception.load_fid_inception(weights.default_path())
+    reference = statistics.reference_statistics(ddpm_config.data, "test", 28,
+                                                FLAGS.fid_reference_examples, variables,
+                                                weights.default_path())
+    results["fid_reference"] = f"test split, {int(reference['n'])} images"
+    samples = {"ddpm": np.load(os.path.join(workdir, "ddpm_samples.npz"))["images"],
+               "hdd": np.load(os.path.join(workdir, "hdd_samples.npz"))["stage2"]}
+    for name, images in samples.items():
+      measured = statistics.fid_and_kid(images, reference, variables)
+      results[name].update(fid=measured["fid"], inception_kid_x1e3=measured["kid_x1e3"])
     save()
 
   stage_params = cascade.restore_cascade(hdd_config, hdd_dir)

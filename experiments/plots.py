@@ -6,26 +6,34 @@ def _ratio(a: float, b: float) -> str:
   return f"{a / b:.2f}x" if b else "-"
 
 
+def _fid(row: dict) -> str:
+  return f"{row['fid']:.2f} | {row['inception_kid_x1e3']:.2f}" if "fid" in row else "- | -"
+
+
 def results_markdown(results: dict, dataset: str, num_samples: int) -> str:
   """The DDPM-vs-HDD table and the two sweep tables of experiments/hdd_vs_ddpm.py."""
   ddpm, hdd = results["ddpm"], results["hdd"]
   hdd_train, hdd_sample = sum(hdd["train_seconds"]), sum(hdd["sample_seconds"])
+  fid_note = (f" FID and Inception KID x1e3 against the {results['fid_reference']}."
+              if "fid" in hdd else "")
   lines = [
       f"Dataset: {dataset}; {num_samples} samples per row; quality = classifier Fréchet "
       f"distance (FCD, not FID) and KID x1e3 in the same features, against the "
       f"{results['classifier']['reference']} (classifier test accuracy "
-      f"{results['classifier']['test_accuracy']:.3f}).", "",
-      "| method | train s | sample s | network evals / image | FCD | KID x1e3 |",
-      "|---|---|---|---|---|---|",
+      f"{results['classifier']['test_accuracy']:.3f}).{fid_note}", "",
+      "| method | train s | sample s | network evals / image | FCD | KID x1e3 | FID | "
+      "Inception KID x1e3 |",
+      "|---|---|---|---|---|---|---|---|",
       f"| DDPM 28x28 (T=1000) | {ddpm['train_seconds']:.0f} | {ddpm['sample_seconds']:.1f} | "
-      f"{ddpm['evaluations']} | {ddpm['fcd']:.2f} | {ddpm['kid_x1e3']:.2f} |",
+      f"{ddpm['evaluations']} | {ddpm['fcd']:.2f} | {ddpm['kid_x1e3']:.2f} | {_fid(ddpm)} |",
       f"| HDD 14x14 + 28x28 (T=500 + 500) | {hdd['train_seconds'][0]:.0f} + "
       f"{hdd['train_seconds'][1]:.0f} | {hdd['sample_seconds'][0]:.1f} + "
       f"{hdd['sample_seconds'][1]:.1f} | {hdd['evaluations'][0]} + {hdd['evaluations'][1]} | "
-      f"{hdd['fcd']:.2f} | {hdd['kid_x1e3']:.2f} |",
+      f"{hdd['fcd']:.2f} | {hdd['kid_x1e3']:.2f} | {_fid(hdd)} |",
       f"| HDD / DDPM | {_ratio(hdd_train, ddpm['train_seconds'])} | "
       f"{_ratio(hdd_sample, ddpm['sample_seconds'])} | | "
-      f"{_ratio(hdd['fcd'], ddpm['fcd'])} | |", ""]
+      f"{_ratio(hdd['fcd'], ddpm['fcd'])} | | "
+      f"{_ratio(hdd['fid'], ddpm['fid']) if 'fid' in hdd else '-'} | |", ""]
   for method, title, key_name in (("mix", "mix: x = gamma up(x_14) + (1 - gamma) z", "gamma"),
                                   ("truncate", "truncate: x = q(x_t* | up(x_14))", "t*")):
     points = results["sweeps"].get(method, {})

@@ -20,7 +20,9 @@ def test_config_is_valid(name, variant):
   config = module.get_config(variant) if name != "default" else module.get_config()
   config_checks.check_config(config)
   if variant == "quick" and name != "default":
-    assert config.train.num_steps <= 1000
+    trains = ([stage.train for stage in config.stages.values()] if "stages" in config
+              else [config.train])
+    assert all(train.num_steps <= 1000 for train in trains)
 
 
 def test_invalid_values_are_listed_one_per_line():
