@@ -3,6 +3,7 @@
 analysis) and the achieved FLOP/s next to this machine's float32 matmul FLOP/s.
 
   python benchmarks/benchmark.py                       # quick-sized models
+  python benchmarks/benchmark.py --configs=ddpm_mnist,hdd_mnist   # a cascade: every stage
   python benchmarks/benchmark.py --configs=ddpm_fashion_mnist --full --steps=5
   python benchmarks/benchmark.py --configs=ddpm_fashion_mnist --inception_images=200
 
@@ -20,7 +21,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from hdd import diffusion, parallel, sampling, train  # noqa: E402
+from hdd import cascade, diffusion, parallel, sampling, train  # noqa: E402
 from hdd.build import create_model, create_schedule  # noqa: E402
 from hdd.unet import count_params  # noqa: E402
 
@@ -46,8 +47,17 @@ def matmul_flops_per_second(n=2048, repeats=5) -> float:
   return 2 * n**3 / timed(lambda: f(a), repeats)
 
 
-def bench_config(name, full, steps, chain_steps):
+def model_configs(name: str, full: bool) -> list:
+  """[(label, single-model config)]: the config itself, or each stage of a cascade."""
   config = importlib.import_module(f"configs.{name}").get_config("" if full else "quick")
+  label = f"{name}{'' if full else ':quick'}"
+  if not cascade.is_cascade(config):
+    return [(label, config)]
+  return [(f"{label}/{stage}", cascade.stage_config(config, stage))
+          for stage in cascade.stage_names(config)]
+
+
+def bench_config(label, config, steps, chain_steps):
   config.train.grad_accum_steps = 1
   mesh = parallel.create_mesh()
   model, schedule = create_model(config), create_schedule(config.diffusion)
@@ -90,7 +100,7 @@ def bench_config(name, full, steps, chain_steps):
   loop_seconds = timed(python_loop, 1)
   forward = jax.jit(lambda p, x: model.apply({"params": p}, x, jnp.zeros((batch_size,), jnp.int32)))
   forward_flops = flops_of(forward.lower(state.params, x).compile())
-  return {"config": f"{name}{'' if full else ':quick'}",
+  return {"config": label,
           "params": count_params(state.params), "size": f"{size}x{size}x{channels}",
           "batch": batch_size, "train_img_s": batch_size / train_seconds,
           "train_gflop_s": train_flops / train_seconds / 1e9,
@@ -129,8 +139,9 @@ def main():
             "forward_mflop_per_img", "sample_img_s_per_step", "scan_vs_loop")
   print("| " + " | ".join(header) + " | % of matmul |")
   print("|" + "---|" * (len(header) + 1))
-  for name in args.configs.split(","):
-    row = bench_config(name, args.full, args.steps, args.chain_steps)
+  for label, config in [c for name in args.configs.split(",")
+                        for c in model_configs(name, args.full)]:
+    row = bench_config(label, config, args.steps, args.chain_steps)
     cells = [f"{row[k]:.2f}" if isinstance(row[k], float) else str(row[k]) for k in header]
     print("| " + " | ".join(cells) + f" | {100 * row['train_gflop_s'] * 1e9 / peak:.0f}% |")
   if args.inception_images:

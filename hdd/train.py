@@ -257,6 +257,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
             "train_grad_norm": float(np.mean([m["grad_norm"] for m in summary])),
             "train_learning_rate": float(learning_rate(step - 1)),
             "train_skipped_steps": skipped})
+      if tc.fid_every and step % tc.fid_every == 0:
+        writer.write_scalars(step, {f"fid_{tc.fid_samples}samples": in_training_fid(
+            config, state.ema_params, mesh)})
       if tc.sample_every and step % tc.sample_every == 0:
         samples, _ = generate.sample_images(config, state.ema_params, mesh, num_images=16)
         writer.write_images(step, {"samples": images.make_grid(samples)[None]})
@@ -290,6 +293,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   if preemption.requested:
     logging.warning("Stopped by a signal at step %d; re-run the same command to resume.", step)
   return state
+
+
+def in_training_fid(config: ml_collections.ConfigDict, params, mesh) -> float:
+  """FID of train.fid_samples EMA samples against the evaluation split (a small-N
+  estimate for monitoring; biased upwards against the final, large-N FID)."""
+  from evaluation import inception, statistics, weights
+  weights_path = config.eval.inception_weights or weights.default_path()
+  variables = inception.load_fid_inception(weights_path)
+  reference = statistics.reference_statistics(
+      config.data, config.data.eval_split, config.data.image_size,
+      config.eval.reference_examples, variables, weights_path, config.eval.stats_dir)
+  samples, _ = generate.sample_images(config, params, mesh, config.train.fid_samples)
+  return statistics.fid_and_kid(samples, reference, variables)["fid"]
 
 
 def flatten_config(config: ml_collections.ConfigDict, prefix: str = "") -> dict:

@@ -226,3 +226,22 @@ def test_reference_statistics_are_cached_and_fingerprinted(stripes_npz, tmp_path
   key = statistics.fingerprint(config.data, "test", 8, 16, weights.default_path())
   with pytest.raises(CheckpointError, match="fingerprint mismatch"):
     statistics.load_statistics(os.path.join(cache, cached), key)
+
+
+@pytest.mark.skipif(not os.path.exists(weights.default_path()),
+                    reason="real FID weights not fetched (python -m evaluation.weights)")
+def test_fid_is_logged_during_training(stripes_npz, tmp_path):
+  from tensorboard.backend.event_processing import event_accumulator
+  from tensorboard.util import tensor_util
+  from hdd import train
+  from tiny_config import get_config
+  config = get_config(stripes_npz)
+  config.train.update(num_steps=4, fid_every=2, fid_samples=8)
+  config.eval.stats_dir = str(tmp_path / "stats")
+  workdir = str(tmp_path / "run")
+  train.train_and_evaluate(config, workdir)
+  events = event_accumulator.EventAccumulator(workdir)
+  events.Reload()
+  values = [float(tensor_util.make_ndarray(event.tensor_proto))
+            for event in events.Tensors("fid_8samples")]
+  assert len(values) == 2 and all(np.isfinite(v) and v > 0 for v in values)
