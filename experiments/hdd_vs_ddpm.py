@@ -34,6 +34,9 @@ flags.DEFINE_integer("stage_sample_steps", 50, "DDIM steps per HDD stage (T=500)
 flags.DEFINE_list("gammas", ["0", "0.1", "0.3", "0.5", "0.7", "1"], "mix sweep.")
 flags.DEFINE_list("start_steps", ["49", "99", "199", "299", "399", "499"], "truncate sweep.")
 flags.DEFINE_integer("classifier_steps", 1000, "Training steps of the feature classifier.")
+flags.DEFINE_float("filter_threshold", 0.0,
+                   "> 0: also sample the cascade with the low-resolution filter (a 14x14 "
+                   "classifier's top-class probability below this is re-drawn).")
 flags.DEFINE_integer("fid_reference_examples", 0,
                      "> 0: also FID/KID of the DDPM and HDD rows against this many test images "
                      "(Inception on CPU runs at a few images/s); 0: skip.")
@@ -168,6 +171,20 @@ def main(argv):
         "evaluations": generate.network_evaluations(stage2, rule),
         "stage2_sample_seconds": info["sample_seconds"], **quality(samples)}
     logging.info("sweep %s %s: %s", method, key, sweeps[method][key])
+    save()
+
+  if FLAGS.filter_threshold and "filter" not in results:
+    critic_dir = os.path.join(workdir, "classifier_14")
+    if not os.path.exists(os.path.join(critic_dir, "meta.json")):
+      classifier.train_classifier(hdd_config.data, 14, 10, critic_dir,
+                                  num_steps=FLAGS.classifier_steps)
+    hdd_config.filter.update(enabled=True, threshold=FLAGS.filter_threshold)
+    outputs, report = cascade.sample_cascade(
+        hdd_config, stage_params, FLAGS.num_samples,
+        critic=classifier.confidence_critic(critic_dir, 14))
+    results["filter"] = {**report["stages"][0]["filter"],
+                         "sample_seconds": [s["sample_seconds"] for s in report["stages"]],
+                         **quality(outputs["stage2"])}
     save()
 
   with open(os.path.join(workdir, "results.md"), "w") as f:
