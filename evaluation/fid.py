@@ -40,6 +40,17 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
   return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace_covmean)
 
 
+def distances(features, reference_mu, reference_sigma, reference_features,
+              num_subsets: int = 100, subset_size: int = 1000) -> dict:
+  """Fréchet distance and KID (mean, std) of `features` against a reference set: its
+  statistics (mu, sigma, possibly from more images) and features for the KID subsets
+  (subset_size is capped at the number of samples)."""
+  frechet = frechet_distance(*feature_statistics(features), reference_mu, reference_sigma)
+  kid_mean, kid_std = kernel_inception_distance(features, reference_features, num_subsets,
+                                                min(subset_size, len(features)))
+  return {"frechet": frechet, "kid": kid_mean, "kid_std": kid_std}
+
+
 def kernel_inception_distance(features_a, features_b, num_subsets: int = 100,
                               subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
   """KID (Bińkowski et al. 2018): the unbiased MMD^2 with k(x, y) = (x.y / d + 1)^3,

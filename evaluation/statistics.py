@@ -80,9 +80,7 @@ def fid_and_kid(samples: np.ndarray, reference: dict, variables: dict) -> dict:
   start = time.perf_counter()
   features = inception.fid_features(variables, samples / 255.0)
   seconds = time.perf_counter() - start
-  mu, sigma = fid.feature_statistics(features)
-  kid_mean, kid_std = fid.kernel_inception_distance(
-      features, reference["features"], subset_size=min(1000, len(samples)))
-  return {"fid": fid.frechet_distance(mu, sigma, reference["mu"], reference["sigma"]),
-          "kid_x1e3": 1e3 * kid_mean, "kid_std_x1e3": 1e3 * kid_std,
+  measured = fid.distances(features, reference["mu"], reference["sigma"], reference["features"])
+  return {"fid": measured["frechet"], "kid_x1e3": 1e3 * measured["kid"],
+          "kid_std_x1e3": 1e3 * measured["kid_std"],
           "inception_images_per_second": len(samples) / seconds}

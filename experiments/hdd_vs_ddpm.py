@@ -102,10 +102,9 @@ def main(argv):
 
   def quality(samples):
     _, features = classifier.apply_in_batches(model, params, samples)
-    kid, _ = fid.kernel_inception_distance(features, reference_features, num_subsets=50,
-                                           subset_size=min(500, len(samples)))
-    return {"fcd": fid.frechet_distance(*fid.feature_statistics(features), *reference_stats),
-            "kid_x1e3": 1e3 * kid}
+    measured = fid.distances(features, *reference_stats, reference_features, num_subsets=50,
+                             subset_size=500)
+    return {"fcd": measured["frechet"], "kid_x1e3": 1e3 * measured["kid"]}
 
   results["classifier"] = {"test_accuracy": meta["test_accuracy"],
                            "reference": f"test split, {len(reference)} images"}

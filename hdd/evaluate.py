@@ -111,12 +111,10 @@ def evaluate_samples(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                      config.seed)
     _, sample_features = classifier.apply_in_batches(model, params, samples)
     _, real_features = classifier.apply_in_batches(model, params, real)
-    kid_mean, _ = fid.kernel_inception_distance(sample_features, real_features,
-                                                subset_size=min(1000, len(samples)))
+    measured = fid.distances(sample_features, *fid.feature_statistics(real_features),
+                             real_features)
     result.update({
-        "fcd": fid.frechet_distance(*fid.feature_statistics(sample_features),
-                                    *fid.feature_statistics(real_features)),
-        "classifier_kid_x1e3": 1e3 * kid_mean,
+        "fcd": measured["frechet"], "classifier_kid_x1e3": 1e3 * measured["kid"],
         "fcd_reference": f"{split} split, {len(real)} images; classifier test accuracy "
                          f"{meta['test_accuracy']:.4f}"})
   else:

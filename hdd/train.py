@@ -230,7 +230,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   compile_seconds = time.perf_counter() - compile_start
   logging.info("Compiled the train step in %.1f s.", compile_seconds)
 
-  history, skipped = [], 0
+  history, skipped, fid_monitor = [], 0, None
   train_start = time.perf_counter()
   step = start_step
   with PreemptionHandler() as preemption:
@@ -258,8 +258,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
             "train_learning_rate": float(learning_rate(step - 1)),
             "train_skipped_steps": skipped})
       if tc.fid_every and step % tc.fid_every == 0:
-        writer.write_scalars(step, {f"fid_{tc.fid_samples}samples": in_training_fid(
-            config, state.ema_params, mesh)})
+        fid_monitor = fid_monitor or make_fid_monitor(config, mesh)
+        writer.write_scalars(step, {f"fid_{tc.fid_samples}samples": fid_monitor(
+            state.ema_params)})
       if tc.sample_every and step % tc.sample_every == 0:
         samples, _ = generate.sample_images(config, state.ema_params, mesh, num_images=16)
         writer.write_images(step, {"samples": images.make_grid(samples)[None]})
@@ -295,17 +296,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   return state
 
 
-def in_training_fid(config: ml_collections.ConfigDict, params, mesh) -> float:
-  """FID of train.fid_samples EMA samples against the evaluation split (a small-N
-  estimate for monitoring; biased upwards against the final, large-N FID)."""
+def make_fid_monitor(config: ml_collections.ConfigDict, mesh) -> Callable:
+  """fn(params) -> FID of train.fid_samples samples against the evaluation split (a
+  small-N estimate for monitoring; biased upwards against the final, large-N FID). The
+  Inception weights and the reference statistics are loaded once, here."""
   from evaluation import inception, statistics, weights
   weights_path = config.eval.inception_weights or weights.default_path()
   variables = inception.load_fid_inception(weights_path)
   reference = statistics.reference_statistics(
       config.data, config.data.eval_split, config.data.image_size,
       config.eval.reference_examples, variables, weights_path, config.eval.stats_dir)
-  samples, _ = generate.sample_images(config, params, mesh, config.train.fid_samples)
-  return statistics.fid_and_kid(samples, reference, variables)["fid"]
+
+  def monitor(params) -> float:
+    samples, _ = generate.sample_images(config, params, mesh, config.train.fid_samples)
+    return statistics.fid_and_kid(samples, reference, variables)["fid"]
+
+  return monitor
 
 
 def flatten_config(config: ml_collections.ConfigDict, prefix: str = "") -> dict:
