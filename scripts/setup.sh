@@ -12,4 +12,4 @@ python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -r requirements.txt
 .venv/bin/python -m evaluation.weights || echo "warning: no FID weights; FID is skipped until you run: .venv/bin/python -m evaluation.weights" >&2
-echo "Set up. Run: .venv/bin/python main.py --config=configs/ddpm_fashion_mnist.py:quick --workdir=runs/fmnist_quick"
+echo "Set up. Run: .venv/bin/python main.py --config=configs/hdd_fashion_mnist.py:quick --workdir=runs/hdd_fmnist_quick"
