@@ -11,19 +11,17 @@ Synthetic batches: this measures compute, not the input pipeline.
 """
 import argparse
 import importlib
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-
-from hdd import cascade, diffusion, parallel, sampling, train  # noqa: E402
-from hdd.build import create_model, create_schedule  # noqa: E402
-from hdd.unet import count_params  # noqa: E402
+from common import parallel
+from hdd import diffusion, sampling, stages
+from hdd.build import create_model, create_schedule
+from hdd.train_step import compile_train_step, create_train_state
+from hdd.unet import count_params
 
 
 def timed(fn, repeats):
@@ -51,23 +49,23 @@ def model_configs(name: str, full: bool) -> list:
   """[(label, single-model config)]: the config itself, or each stage of a cascade."""
   config = importlib.import_module(f"configs.{name}").get_config("" if full else "quick")
   label = f"{name}{'' if full else ':quick'}"
-  if not cascade.is_cascade(config):
+  if not stages.is_cascade(config):
     return [(label, config)]
-  return [(f"{label}/{stage}", cascade.stage_config(config, stage))
-          for stage in cascade.stage_names(config)]
+  return [(f"{label}/{stage}", stages.stage_config(config, stage))
+          for stage in stages.stage_names(config)]
 
 
 def bench_config(label, config, steps, chain_steps):
   config.train.grad_accum_steps = 1
   mesh = parallel.create_mesh()
   model, schedule = create_model(config), create_schedule(config.diffusion)
-  state = jax.device_put(train.create_train_state(config, model), parallel.replicated(mesh))
+  state = jax.device_put(create_train_state(config, model), parallel.replicated(mesh))
   size, channels, batch_size = config.data.image_size, config.data.channels, config.train.batch_size
   batch = {"image": np.random.default_rng(0).uniform(-1, 1, (1, batch_size, size, size, channels)
                                                     ).astype(np.float32),
            "label": np.zeros((1, batch_size), np.int32)}
   batch = parallel.shard_batch(batch, mesh, 1)
-  step = train.compile_train_step(config, mesh).lower(state, batch, schedule).compile()
+  step = compile_train_step(config, mesh).lower(state, batch, schedule).compile()
   holder = {"state": state}
 
   def one_step():
@@ -82,9 +80,10 @@ def bench_config(label, config, steps, chain_steps):
   settings = sampling.SamplerSettings("ddim", num_steps=chain_steps, clip_x0=True)
   denoise = lambda params: sampling.model_denoise_fn(model.apply, params, schedule,
                                                      config.diffusion.prediction)
-  chain = jax.jit(lambda p, x, k: sampling.run_chain(denoise(p), schedule, settings, x, k)[0])
-  chain_seconds = timed(lambda: chain(state.ema_params, x, jax.random.PRNGKey(0)), 1)
   steps_seq, prev_seq = sampling.reverse_timesteps(settings, schedule.num_steps)
+  chain = jax.jit(lambda p, x, k: sampling.run_chain(denoise(p), schedule, settings, x, k,
+                                                     steps_seq, prev_seq)[0])
+  chain_seconds = timed(lambda: chain(state.ema_params, x, jax.random.PRNGKey(0)), 1)
 
   @jax.jit
   def one_ddim(p, x, t, t_prev):
@@ -111,8 +110,8 @@ def bench_config(label, config, steps, chain_steps):
 
 def bench_inception(weights_path: str, images: int, batch_size: int = 50) -> dict:
   """FID Inception feature extraction from 28x28 grey images (resize included)."""
-  from evaluation import inception
-  variables = inception.load_fid_inception(weights_path)
+  from evaluation import inception, weights
+  variables = weights.load_fid_inception(weights_path)
   x = np.random.default_rng(0).uniform(size=(images, 28, 28, 1))
   inception.fid_features(variables, x[:batch_size], batch_size)  # Compile.
   start = time.perf_counter()

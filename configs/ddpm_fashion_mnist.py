@@ -14,39 +14,12 @@ quick: 0.28M-parameter U-Net 16/(1,2,2), 300 steps of 64, DDIM 100-step samples.
        compilation. Expected: garment-like silhouettes on a black background, not yet
        sharp.
 """
-from configs import default
+from configs import common, default
 
 
 def get_config(variant: str = ""):
-  config = default.get_config()
-  config.data.source = "idx"
-  config.data.path = "/usr/share/datasets/fashion-mnist"
-  config.data.name = "fashion_mnist"
-  config.data.random_flip = True
+  common.check_variant(variant)
+  config = common.fashion_mnist_data(default.get_config())
   if variant == "quick":
-    apply_quick(config)
-  elif variant:
-    raise ValueError(f"unknown variant {variant!r}; expected '' or 'quick'")
+    common.apply_quick(config)
   return config
-
-
-def apply_quick(config):
-  """A ~0.3M-parameter model and a few hundred steps: minutes on a 2-core CPU."""
-  config.model.base_channels = 16
-  config.model.channel_mult = (1, 2, 2)
-  config.model.num_res_blocks = 1
-  config.model.attention_resolutions = (7,)
-  config.model.norm_groups = 8
-  config.model.dropout = 0.0
-  config.train.batch_size = 64
-  config.train.num_steps = 300
-  config.train.learning_rate = 2e-3
-  config.train.warmup_steps = 50
-  config.train.ema_decay = 0.99
-  config.train.log_every = 25
-  config.train.checkpoint_every = 100
-  config.sample.sampler = "ddim"
-  config.sample.num_steps = 100
-  config.sample.num_samples = 64
-  config.sample.trajectory_every = 10
-  config.eval.num_examples = 1000

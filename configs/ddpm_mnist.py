@@ -11,15 +11,12 @@ full:  6.5M-parameter U-Net 64/(1,2,2), T=1000, 20k steps of 128. CPU (2 cores):
 quick: ~0.3M parameters, 300 steps of 64, DDIM-100 samples: ~6 minutes on 2 CPU cores
        (measured with the Fashion-MNIST quick config); blurry but digit-like strokes.
 """
-from configs import default
-from configs.ddpm_fashion_mnist import apply_quick
+from configs import common, default
 
 
 def get_config(variant: str = ""):
-  config = default.get_config()
-  config.data.name = "mnist"
+  common.check_variant(variant)
+  config = common.mnist_data(default.get_config())
   if variant == "quick":
-    apply_quick(config)
-  elif variant:
-    raise ValueError(f"unknown variant {variant!r}; expected '' or 'quick'")
+    common.apply_quick(config)
   return config

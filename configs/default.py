@@ -27,7 +27,6 @@ def get_config() -> ml_collections.ConfigDict:
   data.channels = 1
   data.crop = "center"          # center | bbox (datasets with boxes) | none
   data.random_flip = False
-  data.extra_resolutions = ()   # also yield image_<r> views (the cascade's low-res stages)
   data.eval_split = "test"
   data.bad_images = "error"     # folder: unreadable image files are an error | skip (counted)
 

@@ -1,5 +1,5 @@
 """Hierarchical diffusion on anime faces (AFD) from an image folder: 32x32 -> 64x64 with
-the published recipe (configs/hdd_mnist.py), RGB, random flips.
+the published recipe (`configs.common.published_cascade`), RGB, random flips.
 
   python main.py --config=configs/hdd_afd.py --workdir=runs/hdd_afd \
       --config.data.path=PATH/TO/IMAGES
@@ -12,8 +12,7 @@ full:  6.5M + 9.0M parameters, 25k steps of 64 per stage. CPU: impractical; one 
 quick: 0.28M + 0.38M parameters, 150 steps of 64 each, DDIM-50 per stage: about 15
        minutes on 2 CPU cores (64x64 is 4x the pixels of 32x32); coloured blobs.
 """
-from configs import default
-from configs.hdd_mnist import published_cascade
+from configs import common, default
 
 
 def get_config(variant: str = ""):
@@ -25,4 +24,4 @@ def get_config(variant: str = ""):
   config.data.random_flip = True
   config.train.batch_size = 64
   config.train.num_steps = 50_000
-  return published_cascade(config, (32, 64), variant)
+  return common.published_cascade(config, (32, 64), variant)

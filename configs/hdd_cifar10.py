@@ -1,5 +1,5 @@
 """Hierarchical diffusion on CIFAR-10: 16x16 -> 32x32 with the published recipe
-(configs/hdd_mnist.py) on the CIFAR-10 network widths of configs/ddpm_cifar10.py.
+(`configs.common.published_cascade`) on the CIFAR-10 recipe (`common.cifar10_recipe`).
 
   python main.py --config=configs/hdd_cifar10.py --workdir=runs/hdd_cifar10
   python main.py --config=configs/hdd_cifar10.py:quick --workdir=runs/hdd_cifar_quick \
@@ -11,16 +11,15 @@ full:  14.7M + 56.9M parameters, 50k updates of 128 per stage. CPU: impractical;
 quick: 0.18M + 0.28M parameters, 150 steps of 64 each, DDIM-50 per stage: about 6
        minutes on 2 CPU cores; colour blobs.
 """
-from configs import ddpm_cifar10
-from configs.hdd_mnist import published_cascade
+from configs import common, default
 
 
 def get_config(variant: str = ""):
-  config = ddpm_cifar10.get_config()
+  config = common.cifar10_recipe(default.get_config())
   if variant == "quick":
     config.train.mixed_precision = False
     config.train.grad_accum_steps = 1
-  published_cascade(config, (16, 32), variant)
+  common.published_cascade(config, (16, 32), variant)
   if not variant:
     config.stages.stage1.model.channel_mult = (1, 2, 4)
     config.stages.stage2.model.channel_mult = (1, 2, 4, 8)

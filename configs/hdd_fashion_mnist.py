@@ -1,5 +1,5 @@
 """Hierarchical diffusion on Fashion-MNIST: 14x14 -> 28x28 with the published settings
-(see configs/hdd_mnist.py) except the hand-over, from the idx files of Debian's
+(`configs.common.published_cascade`) except the hand-over, from the idx files of Debian's
 dataset-fashion-mnist. Stage 2 starts from the forward process q(x_499 | up(x_14))
 (`truncate` at t* = T-1): in our comparison (README, experiments/hdd_vs_ddpm.py) it beat
 the published gamma=0.3 mix on MNIST and Fashion-MNIST at one extra network evaluation.
@@ -15,12 +15,12 @@ quick: 0.18M + 0.28M parameters, 150 steps of 64 per stage, DDIM-50 per stage: m
        162 s, sample 64 images 3 s + 11 s; compiling from scratch adds about 40 s); rough
        garment silhouettes. GPU: about a minute, mostly compilation.
 """
-from configs import ddpm_fashion_mnist
-from configs.hdd_mnist import published_cascade
+from configs import common, default
 
 
 def get_config(variant: str = ""):
-  config = published_cascade(ddpm_fashion_mnist.get_config(), (14, 28), variant)
+  config = common.published_cascade(common.fashion_mnist_data(default.get_config()), (14, 28),
+                                    variant)
   config.stages.stage2.sample.handover = "truncate"
   config.stages.stage2.sample.start_step = config.stages.stage2.diffusion.num_steps - 1
   return config

@@ -11,12 +11,12 @@ full:  1.0M + 4.0M + 6.5M parameters, 6.7k steps of 128 per stage; one modern GP
 quick: 100 steps of 64 per stage, DDIM-50 per stage: about 5 minutes on 2 CPU cores
        (three compilations); blurry strokes.
 """
-from configs import ddpm_mnist
-from configs.hdd_mnist import published_cascade
+from configs import common, default
 
 
 def get_config(variant: str = ""):
-  config = published_cascade(ddpm_mnist.get_config(), (7, 14, 28), variant)
+  config = common.published_cascade(common.mnist_data(default.get_config()), (7, 14, 28),
+                                    variant)
   config.stages.stage1.model.channel_mult = (1,)   # 7x7 does not pool.
   config.stages.stage1.model.attention_resolutions = (7,)
   return config

@@ -21,10 +21,9 @@ import numpy as np
 import optax
 from flax import traverse_util
 
-from hdd import images
-from hdd.errors import CheckpointError, DataError
-from input_pipeline.pipeline import build_dataset
-from input_pipeline.sources import create_source
+from common import batching, files, images
+from common.errors import CheckpointError, DataError
+from input_pipeline.pipeline import real_images
 
 VERSION = 2
 FEATURE_DIM = 128
@@ -43,20 +42,6 @@ class Classifier(nn.Module):
     features = nn.relu(nn.Dense(FEATURE_DIM)(x.reshape((x.shape[0], -1))))
     logits = nn.Dense(self.num_classes)(features)
     return (logits, features) if return_features else logits
-
-
-def real_images(data_config: ml_collections.ConfigDict, split: str, image_size: int,
-                limit: int = 0, seed: int = 0):
-  """uint8 images [N, S, S, C] and labels of a split at a resolution (all, or `limit`)."""
-  data_config = data_config.copy_and_resolve_references()
-  data_config.split, data_config.image_size = split, image_size
-  source = create_source(data_config)
-  count = min(limit, source.num_examples) if limit else source.num_examples
-  dataset = build_dataset(source, 500, seed=seed, num_epochs=1).take(-(-count // 500))
-  batches = list(dataset.as_numpy_iterator())
-  pixels = np.concatenate([b["image"] for b in batches])[:count]
-  labels = np.concatenate([b["label"] for b in batches])[:count]
-  return images.to_uint8(pixels), labels
 
 
 def train_classifier(data_config: ml_collections.ConfigDict, image_size: int, num_classes: int,
@@ -105,12 +90,10 @@ def train_classifier(data_config: ml_collections.ConfigDict, image_size: int, nu
 
 
 def save_classifier(out_dir: str, params, meta: dict) -> None:
-  os.makedirs(out_dir, exist_ok=True)
+  """params.npz, then meta.json (whose presence marks a complete classifier), atomically."""
   flat = {"/".join(k): np.asarray(v) for k, v in traverse_util.flatten_dict(params).items()}
   images.save_npz(os.path.join(out_dir, "params.npz"), flat)
-  with open(os.path.join(out_dir, "meta.json.tmp"), "w") as f:
-    json.dump(meta, f, indent=2)
-  os.replace(os.path.join(out_dir, "meta.json.tmp"), os.path.join(out_dir, "meta.json"))
+  files.write_json(os.path.join(out_dir, "meta.json"), meta)
 
 
 def load_classifier(directory: str):
@@ -134,14 +117,9 @@ def load_classifier(directory: str):
 def apply_in_batches(model: Classifier, params, uint8_images: np.ndarray, batch_size: int = 500):
   """(logits [N, classes], features [N, 128]) of uint8 images, as float64 numpy."""
   forward = jax.jit(lambda p, x: model.apply(p, images.from_uint8(x), return_features=True))
-  logits, features = [], []
-  for start in range(0, len(uint8_images), batch_size):
-    batch = uint8_images[start:start + batch_size]
-    pad = batch_size - len(batch)
-    out_logits, out_features = forward(params, np.pad(batch, ((0, pad),) + ((0, 0),) * 3))
-    logits.append(np.asarray(out_logits, np.float64)[:len(batch)])
-    features.append(np.asarray(out_features, np.float64)[:len(batch)])
-  return np.concatenate(logits), np.concatenate(features)
+  logits, features = batching.map_in_batches(lambda batch: forward(params, batch), uint8_images,
+                                             batch_size)
+  return logits.astype(np.float64), features.astype(np.float64)
 
 
 def confidence_critic(directory: str, image_size: int):

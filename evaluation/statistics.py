@@ -4,9 +4,13 @@ A reference file holds mu, sigma, the features of up to `KID_FEATURES` images (f
 the image count n and a fingerprint of everything that determines them: the data (source,
 name or path, split, resolution, channels, crop), n, the preprocessing and the weights
 file. Statistics with different fingerprints are never compared.
+
+`FidReference.load` is the one place that loads the weights and the reference
+statistics; training's FID hook, `--mode=eval` and the experiments all score through it.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -16,15 +20,17 @@ import time
 import ml_collections
 import numpy as np
 
+from common import files, images
+from common.errors import CheckpointError
 from evaluation import fid, inception, weights
-from hdd.errors import CheckpointError
+from input_pipeline.pipeline import real_images
 
 PREPROCESSING = "pytorch-fid: uint8 levels, grey->RGB, bilinear 299 align_corners=False, 2x-1"
 KID_FEATURES = 10_000
 
 
 def default_cache_dir() -> str:
-  return os.path.join(os.path.expanduser("~"), ".cache", "hdd", "fid_stats")
+  return files.cache_path("fid_stats")
 
 
 def fingerprint(data_config: ml_collections.ConfigDict, split: str, image_size: int,
@@ -52,7 +58,6 @@ def reference_statistics(data_config: ml_collections.ConfigDict, split: str, ima
                          cache_dir: str = "") -> dict:
   """{'mu', 'sigma', 'features' (first KID_FEATURES), 'n', 'fingerprint'} of the real
   images of a split (all, or `limit`), from the cache when it is there."""
-  from evaluation.classifier import real_images
   real, _ = real_images(data_config, split, image_size, limit)
   key = fingerprint(data_config, split, image_size, len(real), weights_path)
   name = f"{data_config.name}_{split}_{image_size}px_{len(real)}_{key[:12]}.npz"
@@ -65,10 +70,7 @@ def reference_statistics(data_config: ml_collections.ConfigDict, split: str, ima
   mu, sigma = fid.feature_statistics(features)
   stats = {"mu": mu, "sigma": sigma, "features": features[:KID_FEATURES],
            "n": np.asarray(len(real)), "fingerprint": np.asarray(key)}
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  tmp = path + ".tmp.npz"
-  np.savez(tmp, **stats)
-  os.replace(tmp, path)
+  images.save_npz(path, stats, compressed=False)
   logging.info("Reference statistics of %d %s images in %.0f s (%.1f img/s); cached in %s.",
                len(real), split, time.perf_counter() - start,
                len(real) / (time.perf_counter() - start), path)
@@ -84,3 +86,26 @@ def fid_and_kid(samples: np.ndarray, reference: dict, variables: dict) -> dict:
   return {"fid": measured["frechet"], "kid_x1e3": 1e3 * measured["kid"],
           "kid_std_x1e3": 1e3 * measured["kid_std"],
           "inception_images_per_second": len(samples) / seconds}
+
+
+@dataclasses.dataclass(frozen=True)
+class FidReference:
+  """The FID Inception and the statistics of real images that samples are scored against."""
+  variables: dict
+  statistics: dict
+  description: str   # e.g. "test split, 10000 images"
+
+  @classmethod
+  def load(cls, data_config: ml_collections.ConfigDict, split: str, image_size: int,
+           limit: int = 0, weights_path: str = "", cache_dir: str = "") -> "FidReference":
+    """Loads the weights (`weights_path`, default `weights.default_path()`) and the
+    statistics of the split's real images (all, or `limit`), computing them once."""
+    weights_path = weights_path or weights.default_path()
+    variables = weights.load_fid_inception(weights_path)
+    stats = reference_statistics(data_config, split, image_size, limit, variables, weights_path,
+                                 cache_dir)
+    return cls(variables, stats, f"{split} split, {int(stats['n'])} images")
+
+  def score(self, samples: np.ndarray) -> dict:
+    """FID and KID (x1e3) of uint8 samples [N, H, W, C]; see `fid_and_kid`."""
+    return fid_and_kid(samples, self.statistics, self.variables)

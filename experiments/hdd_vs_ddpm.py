@@ -18,11 +18,8 @@ results.md and sweeps.png; a finished part is reused when the command is run aga
 """
 import json
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from absl import app, flags, logging  # noqa: E402
+from absl import app, flags, logging
 
 flags.DEFINE_enum("dataset", "mnist", ["mnist", "fashion_mnist"], "Dataset.")
 flags.DEFINE_string("data_path", "", "npz (MNIST) or idx folder; default: the config's.")
@@ -73,11 +70,15 @@ def main(argv):
   tf.config.set_visible_devices([], "GPU")
   import jax
   import numpy as np
-  jax.config.update("jax_compilation_cache_dir", os.path.expanduser("~/.cache/hdd/jax"))
+
+  from common import files, parallel
+  jax.config.update("jax_compilation_cache_dir", files.compilation_cache_dir())
   from evaluation import classifier, fid
-  from hdd import cascade, config_checks, generate, parallel, train
-  from hdd.handover import Handover
   from experiments import plots
+  from hdd import cascade, config_checks, generate, reports, stages, train
+  from hdd.handover import Handover
+  from hdd.plan import SamplingPlan
+  from input_pipeline.pipeline import real_images
 
   workdir = FLAGS.workdir
   os.makedirs(workdir, exist_ok=True)
@@ -88,15 +89,14 @@ def main(argv):
   results = json.load(open(results_path)) if os.path.exists(results_path) else {}
 
   def save():
-    with open(results_path, "w") as f:
-      json.dump(results, f, indent=2)
+    files.write_json(results_path, results)
 
   classifier_dir = os.path.join(workdir, "classifier_28")
   if not os.path.exists(os.path.join(classifier_dir, "meta.json")):
     classifier.train_classifier(ddpm_config.data, 28, 10, classifier_dir,
                                 num_steps=FLAGS.classifier_steps)
   model, params, meta = classifier.load_classifier(classifier_dir)
-  reference, _ = classifier.real_images(ddpm_config.data, "test", 28)
+  reference, _ = real_images(ddpm_config.data, "test", 28)
   _, reference_features = classifier.apply_in_batches(model, params, reference)
   reference_stats = fid.feature_statistics(reference_features)
 
@@ -113,11 +113,11 @@ def main(argv):
   if "ddpm" not in results:
     state = train.train_and_evaluate(ddpm_config, os.path.join(workdir, "ddpm"))
     timing = json.load(open(os.path.join(workdir, "ddpm", "train_timing.json")))
-    samples, info = generate.sample_images(ddpm_config, state.ema_params, mesh,
-                                           FLAGS.num_samples)
+    plan = SamplingPlan.create(ddpm_config)
+    samples, info = generate.sample_images(plan, state.ema_params, mesh, FLAGS.num_samples)
     results["ddpm"] = {"train_seconds": timing["total_train_seconds"],
                        "sample_seconds": info["sample_seconds"],
-                       "evaluations": generate.network_evaluations(ddpm_config),
+                       "evaluations": plan.network_evaluations,
                        **quality(samples)}
     np.savez_compressed(os.path.join(workdir, "ddpm_samples.npz"), images=samples)
     save()
@@ -126,7 +126,7 @@ def main(argv):
   if "hdd" not in results:
     stage_params = cascade.train_cascade(hdd_config, hdd_dir)
     outputs, report = cascade.sample_cascade(hdd_config, stage_params, FLAGS.num_samples)
-    rows = cascade.write_timing_table(hdd_config, hdd_dir, report)
+    rows = reports.write_timing_table(hdd_config, hdd_dir, report)
     results["hdd"] = {"train_seconds": [r["train_seconds"] for r in rows],
                       "sample_seconds": [s["sample_seconds"] for s in report["stages"]],
                       "evaluations": [s["network_evaluations_per_image"]
@@ -136,22 +136,19 @@ def main(argv):
     save()
 
   if FLAGS.fid_reference_examples and "fid" not in results["hdd"]:
-    from evaluation import inception, statistics, weights
-    variables = inception.load_fid_inception(weights.default_path())
-    reference = statistics.reference_statistics(ddpm_config.data, "test", 28,
-                                                FLAGS.fid_reference_examples, variables,
-                                                weights.default_path())
-    results["fid_reference"] = f"test split, {int(reference['n'])} images"
+    from evaluation.statistics import FidReference
+    fid_reference = FidReference.load(ddpm_config.data, "test", 28, FLAGS.fid_reference_examples)
+    results["fid_reference"] = fid_reference.description
     samples = {"ddpm": np.load(os.path.join(workdir, "ddpm_samples.npz"))["images"],
                "hdd": np.load(os.path.join(workdir, "hdd_samples.npz"))["stage2"]}
     for name, images in samples.items():
-      measured = statistics.fid_and_kid(images, reference, variables)
+      measured = fid_reference.score(images)
       results[name].update(fid=measured["fid"], inception_kid_x1e3=measured["kid_x1e3"])
     save()
 
   stage_params = cascade.restore_cascade(hdd_config, hdd_dir)
   low_res = np.load(os.path.join(workdir, "hdd_samples.npz"))["stage1"]
-  stage2 = cascade.stage_config(hdd_config, "stage2")
+  stage2 = stages.stage_config(hdd_config, "stage2")
   sweeps = results.setdefault("sweeps", {"mix": {}, "truncate": {}})
   points = [("mix", float(g), -1) for g in FLAGS.gammas] + [
       ("truncate", 0.3, int(t)) for t in FLAGS.start_steps]
@@ -159,15 +156,12 @@ def main(argv):
     key = f"{gamma:g}" if method == "mix" else str(start_step)
     if key in sweeps[method]:
       continue
-    rule = Handover(method, gamma, start_step, stage2.sample.upsample)
-    samples, info = generate.sample_images(stage2, stage_params["stage2"], mesh,
-                                           FLAGS.num_samples, stream=1, low_res=low_res,
-                                           handover=rule)
-    alphas_cumprod = np.asarray(cascade.create_schedule(stage2.diffusion).alphas_cumprod)
+    plan = SamplingPlan.create(stage2, Handover(method, gamma, start_step,
+                                                stage2.sample.upsample))
+    samples, info = generate.sample_images(plan, stage_params["stage2"], mesh,
+                                           FLAGS.num_samples, stream=1, low_res=low_res)
     sweeps[method][key] = {
-        "gamma": gamma if method == "mix" else cascade.gamma_for_start_step(alphas_cumprod,
-                                                                             start_step),
-        "evaluations": generate.network_evaluations(stage2, rule),
+        "gamma": plan.gamma, "evaluations": plan.network_evaluations,
         "stage2_sample_seconds": info["sample_seconds"], **quality(samples)}
     logging.info("sweep %s %s: %s", method, key, sweeps[method][key])
     save()
@@ -186,7 +180,7 @@ def main(argv):
                          **quality(outputs["stage2"])}
     save()
 
-  with open(os.path.join(workdir, "results.md"), "w") as f:
+  with files.atomic_write(os.path.join(workdir, "results.md")) as f:
     f.write(plots.results_markdown(results, FLAGS.dataset, FLAGS.num_samples))
   plots.sweep_plot(results["sweeps"], os.path.join(workdir, "sweeps.png"),
                    f"{FLAGS.dataset}: stage-2 hand-over ({FLAGS.num_samples} samples)")

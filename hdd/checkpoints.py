@@ -3,6 +3,7 @@
 A checkpoint directory becomes visible only once orbax has finalised it, so a run killed
 mid-write leaves the previous checkpoints intact. Restoring checks every array's shape
 against the model built from the current config first and names the ones that differ.
+`restore_params` gives sampling and evaluation the (EMA) parameters of the latest one.
 """
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ import time
 from typing import Any, Optional
 
 import jax
+import ml_collections
 import orbax.checkpoint as ocp
 
-from hdd.errors import CheckpointError
+from common.errors import CheckpointError
+from hdd.build import create_model
+from hdd.train_step import create_train_state
 
 
 def create_manager(directory: str, keep: int = 3) -> ocp.CheckpointManager:
@@ -102,3 +106,16 @@ def restore_latest(manager: ocp.CheckpointManager, target) -> tuple[Optional[int
 
 def save(manager: ocp.CheckpointManager, step: int, state) -> None:
   manager.save(step, args=ocp.args.StandardSave(state), force=True)
+
+
+def restore_params(config: ml_collections.ConfigDict, workdir: str, ema: bool = True):
+  """The (EMA) parameters of the latest checkpoint in workdir, for sampling and evaluation."""
+  state = create_train_state(config, create_model(config))
+  manager = create_manager(os.path.join(workdir, "checkpoints"))
+  step, state = restore_latest(manager, state)
+  if step is None:
+    raise CheckpointError(f"no checkpoint in {manager.directory}; train first with "
+                          f"--mode=train --workdir={workdir}")
+  logging.info("Restored the %s parameters of step %d from %s.", "EMA" if ema else "raw", step,
+               manager.directory)
+  return state.ema_params if ema else state.params

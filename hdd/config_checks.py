@@ -8,8 +8,9 @@ from __future__ import annotations
 import jax
 import ml_collections
 
+from common.errors import ConfigError
+from hdd import stages
 from hdd.diffusion import DDPM_VARIANCES, PREDICTIONS
-from hdd.errors import ConfigError
 from hdd.handover import HANDOVERS, UPSAMPLING
 from hdd.sampling import SAMPLERS
 from hdd.schedules import SCHEDULE_KINDS
@@ -33,7 +34,7 @@ def _problems(config: ml_collections.ConfigDict) -> list[str]:
     need(value in choices, field, f"must be one of {tuple(choices)}")
 
   d, m, f, t, s = config.data, config.model, config.diffusion, config.train, config.sample
-  for field in ("model.channel_mult", "model.attention_resolutions", "data.extra_resolutions"):
+  for field in ("model.channel_mult", "model.attention_resolutions"):
     section, key = field.split(".")
     value = config[section][key]
     need(isinstance(value, (tuple, list)) and all(isinstance(v, int) for v in value), field,
@@ -53,8 +54,6 @@ def _problems(config: ml_collections.ConfigDict) -> list[str]:
   need(d.image_size % factor == 0, "data.image_size",
        f"must be divisible by {factor} (2**(len(model.channel_mult)-1)); change the size or "
        "use fewer levels")
-  need(all(r < d.image_size for r in d.extra_resolutions), "data.extra_resolutions",
-       "must be smaller than data.image_size")
   need(m.base_channels >= 1, "model.base_channels", "must be >= 1")
   need(m.num_res_blocks >= 1, "model.num_res_blocks", "must be >= 1")
   need(m.num_heads >= 1 and m.base_channels % m.num_heads == 0, "model.num_heads",
@@ -112,13 +111,12 @@ def _problems(config: ml_collections.ConfigDict) -> list[str]:
 def _cascade_problems(config: ml_collections.ConfigDict) -> list[str]:
   """Every stage checked as a single model (fields renamed to stages.<name>.*), plus
   what only a cascade has: increasing resolutions, the hand-over, stage, filter."""
-  from hdd import cascade  # Imported here: cascade imports the training code.
-  names = cascade.stage_names(config)
+  names = stages.stage_names(config)
   problems = [] if names else ["stages: a cascade needs at least one stage"]
   for index, name in enumerate(names):
     stage = config.stages[name]
     prefix = f"stages.{name}."
-    for problem in _problems(cascade.stage_config(config, name)):
+    for problem in _problems(stages.stage_config(config, name)):
       field = problem.split("=", 1)[0]
       section, _, key = field.partition(".")
       if section in ("model", "diffusion", "train") or (section == "sample" and
@@ -158,6 +156,6 @@ def _cascade_problems(config: ml_collections.ConfigDict) -> list[str]:
 
 def check_config(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError listing every problem, one per line."""
-  problems = _cascade_problems(config) if "stages" in config else _problems(config)
+  problems = _cascade_problems(config) if stages.is_cascade(config) else _problems(config)
   if problems:
     raise ConfigError("\n".join(f"invalid config: {problem}" for problem in problems))

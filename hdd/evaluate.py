@@ -7,6 +7,8 @@ split with fixed seeded t and noise, overall and per quarter of the chain (t in 
 `evaluate_samples`: the quality of WORKDIR/samples/samples.npz against the real evaluation
 split: FID and KID with the FID Inception, and the Fréchet distance (FCD) and KID in the
 features of the project's classifier (never called FID).
+
+`train_classifiers`: that classifier, one per resolution the model samples at.
 """
 from __future__ import annotations
 
@@ -18,10 +20,10 @@ import jax
 import ml_collections
 import numpy as np
 
-from hdd import diffusion, parallel
+from common import batching, files, parallel
+from hdd import diffusion, stages
 from hdd.build import create_model, create_schedule
-from hdd.errors import CheckpointError
-from input_pipeline.pipeline import build_dataset
+from input_pipeline.pipeline import build_dataset, real_images
 from input_pipeline.sources import create_source
 
 
@@ -45,9 +47,9 @@ def evaluate_loss(config: ml_collections.ConfigDict, params, workdir: str) -> di
     if seen >= num_examples:
       break
     n = min(len(batch["image"]), num_examples - seen)
-    pad = batch_size - n
-    x0 = np.pad(batch["image"][:n], ((0, pad), (0, 0), (0, 0), (0, 0)))
-    labels = np.pad(batch["label"][:n], (0, pad)) if config.model.num_classes else None
+    x0 = batching.pad_rows(batch["image"][:n], batch_size)
+    labels = (batching.pad_rows(batch["label"][:n], batch_size) if config.model.num_classes
+              else None)
     loss, t = batch_losses(params, parallel.shard_batch(x0, mesh),
                            None if labels is None else parallel.shard_batch(labels, mesh),
                            jax.random.fold_in(jax.random.PRNGKey(config.seed + 1), b))
@@ -61,8 +63,7 @@ def evaluate_loss(config: ml_collections.ConfigDict, params, workdir: str) -> di
   for q in range(4):
     result[f"eval_loss_t_quarter{q + 1}"] = float(losses[quarter == q].mean()) if (
         quarter == q).any() else float("nan")
-  with open(os.path.join(workdir, "eval.json"), "w") as f:
-    json.dump(result, f, indent=2)
+  files.write_json(os.path.join(workdir, "eval.json"), result)
   logging.info("Held-out denoising loss on %d %s images: %s", seen, config.data.eval_split,
                json.dumps(result))
   return result
@@ -72,10 +73,11 @@ def classifier_dir(config: ml_collections.ConfigDict, workdir: str, image_size: 
   return config.eval.classifier_dir or os.path.join(workdir, f"classifier_{image_size}")
 
 
-def train_classifiers(config: ml_collections.ConfigDict, sizes, workdir: str) -> None:
-  """Trains the feature classifier at each resolution into WORKDIR/classifier_<size>."""
+def train_classifiers(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Trains the feature classifier at every resolution the model (or each cascade stage)
+  samples at, into WORKDIR/classifier_<size>."""
   from evaluation import classifier
-  for size in sizes:
+  for size in stages.image_sizes(config):
     classifier.train_classifier(config.data, size, config.eval.classifier_classes,
                                 classifier_dir(config, workdir, size),
                                 num_steps=config.eval.classifier_steps, seed=config.seed)
@@ -85,30 +87,29 @@ def evaluate_samples(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Quality of WORKDIR/samples/samples.npz against the evaluation split: FID and KID
   (Inception, when the weights are there) and FCD and KID in the features of the
   project's classifier (when one is trained). Writes WORKDIR/quality.json; says how to
-  get what is missing."""
-  from evaluation import classifier, fid, inception, statistics, weights
+  get what is missing. Without samples it says how to make them and returns {}."""
+  from evaluation import classifier, fid, weights
+  from evaluation.statistics import FidReference
   samples_path = os.path.join(workdir, "samples", "samples.npz")
   if not os.path.exists(samples_path):
-    raise CheckpointError(f"no samples at {samples_path}; run --mode=sample first")
+    logging.warning("No sample quality: no %s (run --mode=sample).", samples_path)
+    return {}
   with np.load(samples_path) as data:
     samples = data["images"]
   size, split = samples.shape[1], config.data.eval_split
   result = {"num_samples": int(len(samples)), "eval_split": split}
   weights_path = config.eval.inception_weights or weights.default_path()
   if os.path.exists(weights_path):
-    variables = inception.load_fid_inception(weights_path)
-    reference = statistics.reference_statistics(config.data, split, size,
-                                                config.eval.reference_examples, variables,
-                                                weights_path, config.eval.stats_dir)
-    result["fid_reference"] = f"{split} split, {int(reference['n'])} images"
-    result.update(statistics.fid_and_kid(samples, reference, variables))
+    reference = FidReference.load(config.data, split, size, config.eval.reference_examples,
+                                  weights_path, config.eval.stats_dir)
+    result["fid_reference"] = reference.description
+    result.update(reference.score(samples))
   else:
-    logging.warning("No FID: %s", inception.WEIGHTS_HELP)
+    logging.warning("No FID: %s", weights.WEIGHTS_HELP)
   directory = classifier_dir(config, workdir, size)
   if os.path.exists(os.path.join(directory, "meta.json")):
     model, params, meta = classifier.load_classifier(directory)
-    real, _ = classifier.real_images(config.data, split, size, config.eval.reference_examples,
-                                     config.seed)
+    real, _ = real_images(config.data, split, size, config.eval.reference_examples, config.seed)
     _, sample_features = classifier.apply_in_batches(model, params, samples)
     _, real_features = classifier.apply_in_batches(model, params, real)
     measured = fid.distances(sample_features, *fid.feature_statistics(real_features),
@@ -122,7 +123,6 @@ def evaluate_samples(config: ml_collections.ConfigDict, workdir: str) -> dict:
                     "--mode=train_classifier (it goes to %s).", directory)
   if "fid" not in result and "fcd" not in result:
     return {}
-  with open(os.path.join(workdir, "quality.json"), "w") as f:
-    json.dump(result, f, indent=2)
+  files.write_json(os.path.join(workdir, "quality.json"), result)
   logging.info("Sample quality: %s", json.dumps(result))
   return result

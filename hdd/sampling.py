@@ -55,15 +55,15 @@ def reverse_timesteps(settings: SamplerSettings, num_train_steps: int,
 
 
 def run_chain(denoise_fn: DenoiseFn, schedule: Schedule, settings: SamplerSettings, x_init,
-              rng, start_step: Optional[int] = None, trajectory_every: int = 0,
+              rng, steps: np.ndarray, prev_steps: np.ndarray, trajectory_every: int = 0,
               trajectory_images: int = 8):
-  """Runs the reverse chain from x_init (at the first step of `reverse_timesteps`).
+  """Runs the reverse chain from x_init at steps[0], visiting the (t, t_prev) pairs of
+  `reverse_timesteps`.
 
   Returns (x0, trajectory): trajectory is [frames, n, H, W, C] holding x_init and the
   state after every `trajectory_every`-th step for the first n images, or None.
   Traceable: call it inside `jax.jit`.
   """
-  steps, prev_steps = reverse_timesteps(settings, schedule.num_steps, start_step)
   batch = x_init.shape[0]
   record = trajectory_every > 0
   num_frames = 1 + len(steps) // trajectory_every if record else 0

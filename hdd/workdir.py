@@ -1,13 +1,16 @@
-"""Guards for the working directory: one run at a time, writable, with room to checkpoint."""
+"""Guards for a run's working directory: one run at a time, writable, with room to
+checkpoint, and a clean stop on SIGTERM/SIGINT (finish the step, save, exit)."""
 from __future__ import annotations
 
 import contextlib
 import errno
 import fcntl
+import logging
 import os
 import shutil
+import signal
 
-from hdd.errors import UserError
+from common.errors import UserError
 
 
 class WorkdirError(UserError):
@@ -52,3 +55,27 @@ def check_free_space(workdir: str, needed_bytes: int) -> None:
     raise WorkdirError(f"--workdir={workdir} has {free / 2**20:.0f} MiB free, the checkpoints "
                        f"of this run need about {needed_bytes / 2**20:.0f} MiB; free some space "
                        "or use another workdir")
+
+
+class PreemptionHandler:
+  """SIGTERM/SIGINT: finish the current step, save, exit 0. A second signal exits at once."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = {}
+
+  def __enter__(self):
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    if self.requested:
+      os._exit(128 + signum)
+    self.requested = True
+    logging.warning("Signal %d: saving a checkpoint at the next step boundary "
+                    "(send it again to exit immediately).", signum)
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)

@@ -1,5 +1,6 @@
 """The training pipeline: an index stream that is a pure function of (seed, step), then
-fetch, augment, scale to [-1, 1], add lower-resolution views, batch and prefetch.
+fetch, augment, scale to [-1, 1], batch and prefetch. Also the real images of a split,
+as uint8, for reference statistics and classifiers.
 
 Epoch e visits the examples in the order of a stateless shuffle seeded by (seed, e), so
 the pipeline started at step k yields exactly the batches an uninterrupted run sees from
@@ -7,13 +8,14 @@ step k on: resuming needs only the step number.
 """
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import jax
 import numpy as np
 import tensorflow as tf
 
-from hdd.errors import DataError
+from common import images
+from common.errors import DataError
 from input_pipeline.sources import Source, create_source
 
 
@@ -36,15 +38,9 @@ def to_model_range(image: tf.Tensor) -> tf.Tensor:
   return tf.cast(image, tf.float32) / 127.5 - 1.0
 
 
-def resize_view(image: tf.Tensor, size: int) -> tf.Tensor:
-  """An antialiased lower-resolution view of a [-1, 1] image."""
-  return tf.image.resize(image, (size, size), method="bilinear", antialias=True)
-
-
 def build_dataset(source: Source, batch_size: int, seed: int, start_step: int = 0,
-                  random_flip: bool = False, extra_resolutions: Sequence[int] = (),
-                  num_epochs=None) -> tf.data.Dataset:
-  """Batches {'image': [B, S, S, C] in [-1, 1], 'label': [B], 'image_<r>': ...}.
+                  random_flip: bool = False, num_epochs=None) -> tf.data.Dataset:
+  """Batches {'image': [B, S, S, C] in [-1, 1], 'label': [B]}.
 
   `start_step` skips the first start_step * batch_size examples of the stream.
   `num_epochs=None` repeats forever; an integer gives that many passes, the last batch
@@ -59,11 +55,7 @@ def build_dataset(source: Source, batch_size: int, seed: int, start_step: int = 
     if random_flip:
       image = tf.image.stateless_random_flip_left_right(
           image, seed=tf.stack([tf.constant(seed, tf.int64) + 1, position]))
-    image = to_model_range(image)
-    batch = {"image": image, "label": label}
-    for size in extra_resolutions:
-      batch[f"image_{size}"] = resize_view(image, size)
-    return batch
+    return {"image": to_model_range(image), "label": label}
 
   dataset = indices.map(example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   dataset = dataset.batch(batch_size, drop_remainder=num_epochs is None)
@@ -81,9 +73,22 @@ def create_train_iterator(data_config, batch_size: int, seed: int, start_step: i
     raise DataError(f"model.num_classes={num_classes} needs class labels, but "
                     f"{source.description} has none; use labelled data or set "
                     "model.num_classes=0")
-  dataset = build_dataset(source, batch_size, seed, start_step, data_config.random_flip,
-                          tuple(data_config.extra_resolutions))
+  dataset = build_dataset(source, batch_size, seed, start_step, data_config.random_flip)
   local = batch_size // jax.process_count()
   first = jax.process_index() * local
   for batch in dataset.as_numpy_iterator():
     yield {k: v[first:first + local] for k, v in batch.items()}
+
+
+def real_images(data_config, split: str, image_size: int, limit: int = 0, seed: int = 0):
+  """uint8 images [N, S, S, C] and labels of a split at a resolution: all of them, or the
+  first `limit` of the seeded order (the same images for the same seed)."""
+  data_config = data_config.copy_and_resolve_references()
+  data_config.split, data_config.image_size = split, image_size
+  source = create_source(data_config)
+  count = min(limit, source.num_examples) if limit else source.num_examples
+  dataset = build_dataset(source, 500, seed=seed, num_epochs=1).take(-(-count // 500))
+  batches = list(dataset.as_numpy_iterator())
+  pixels = np.concatenate([b["image"] for b in batches])[:count]
+  labels = np.concatenate([b["label"] for b in batches])[:count]
+  return images.to_uint8(pixels), labels

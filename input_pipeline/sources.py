@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from hdd.errors import DataError
+from common.errors import DataError
 
 SOURCES = ("tfds", "folder", "npz", "idx")
 CROPS = ("center", "bbox", "none")

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 from PIL import Image
+
+from common.files import atomic_write
 
 
 def to_uint8(x) -> np.ndarray:
@@ -32,16 +33,15 @@ def make_grid(images: np.ndarray, columns: int = 0, padding: int = 2) -> np.ndar
 
 
 def save_png(path: str, image: np.ndarray) -> None:
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(path)
+  """Writes a uint8 [H, W, 1|3] image as PNG, atomically."""
+  with atomic_write(path, "wb") as f:
+    Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(f, format="PNG")
 
 
-def save_npz(path: str, arrays: dict) -> None:
-  """Writes a compressed npz atomically: readers never see a half-written file."""
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  tmp = path + ".tmp.npz"
-  np.savez_compressed(tmp, **arrays)
-  os.replace(tmp, path)
+def save_npz(path: str, arrays: dict, compressed: bool = True) -> None:
+  """Writes an npz atomically: readers never see a half-written file."""
+  with atomic_write(path, "wb") as f:
+    (np.savez_compressed if compressed else np.savez)(f, **arrays)
 
 
 def save_samples_npz(path: str, images: np.ndarray, labels=None) -> None:

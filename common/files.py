@@ -1,0 +1,43 @@
+"""Files that readers never see half-written, and where HDD caches what it downloads or
+computes once (FID weights and reference statistics, compiled XLA programs)."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+
+CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "hdd")
+
+
+def cache_path(*parts: str) -> str:
+  """A path under ~/.cache/hdd, e.g. cache_path("fid", "default_1.pt")."""
+  return os.path.join(CACHE_DIR, *parts)
+
+
+def compilation_cache_dir() -> str:
+  """The persistent XLA compilation cache: $HDD_COMPILATION_CACHE or ~/.cache/hdd/jax."""
+  return os.environ.get("HDD_COMPILATION_CACHE", cache_path("jax"))
+
+
+@contextlib.contextmanager
+def atomic_write(path: str, mode: str = "w"):
+  """Opens a temporary file beside `path` for writing and renames it over `path` only when
+  the block ends without an error; on an error the temporary file is removed. The
+  temporary name keeps the extension, so writers that look at it (np.savez) keep it too."""
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  stem, extension = os.path.splitext(path)
+  tmp = f"{stem}.tmp-{os.getpid()}{extension}"
+  try:
+    with open(tmp, mode) as f:
+      yield f
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
+def write_json(path: str, value) -> None:
+  """Writes `value` as indented JSON, atomically."""
+  with atomic_write(path) as f:
+    json.dump(value, f, indent=2)

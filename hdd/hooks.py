@@ -1,0 +1,80 @@
+"""Periodic actions of the training loop: hook(step, state, writer) after every step.
+
+The caller (`hdd.run`) builds the optional ones from the config (a sample grid, a
+small-N FID); the loop adds `Checkpointing`, which every run has.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import ml_collections
+import orbax.checkpoint as ocp
+from clu import metric_writers
+
+from common import images, parallel
+from hdd import checkpoints, generate
+from hdd.plan import SamplingPlan
+from hdd.train_step import TrainState
+from hdd.workdir import PreemptionHandler
+
+Hook = Callable[[int, TrainState, metric_writers.MetricWriter], None]
+
+
+class Checkpointing:
+  """Saves every `every` steps, at `last_step`, and at the step a stop signal arrives."""
+
+  def __init__(self, manager: ocp.CheckpointManager, every: int, last_step: int,
+               preemption: PreemptionHandler):
+    self.manager, self.every, self.last_step, self.preemption = (manager, every, last_step,
+                                                                  preemption)
+
+  def __call__(self, step: int, state: TrainState, writer) -> None:
+    if step % self.every == 0 or step == self.last_step or self.preemption.requested:
+      checkpoints.save(self.manager, step, state)
+
+
+class SampleGrid:
+  """Logs a grid of 16 EMA samples every `every` steps."""
+
+  def __init__(self, config: ml_collections.ConfigDict, every: int):
+    self.plan, self.every = SamplingPlan.create(config), every
+
+  def __call__(self, step: int, state: TrainState, writer) -> None:
+    if step % self.every == 0:
+      samples, _ = generate.sample_images(self.plan, state.ema_params, parallel.create_mesh(),
+                                          num_images=16)
+      writer.write_images(step, {"samples": images.make_grid(samples)[None]})
+
+
+class FidMonitor:
+  """Logs the FID of train.fid_samples EMA samples against the evaluation split every
+  `every` steps, as fid_<N>samples: a small-N estimate for monitoring, biased upwards
+  against the final, large-N FID. The weights and statistics load once, at first use."""
+
+  def __init__(self, config: ml_collections.ConfigDict, every: int):
+    self.config, self.every, self.reference = config, every, None
+    self.plan = SamplingPlan.create(config)
+
+  def __call__(self, step: int, state: TrainState, writer) -> None:
+    if step % self.every:
+      return
+    if self.reference is None:
+      from evaluation.statistics import FidReference  # Only runs that monitor FID need it.
+      config = self.config
+      self.reference = FidReference.load(config.data, config.data.eval_split,
+                                         config.data.image_size, config.eval.reference_examples,
+                                         config.eval.inception_weights, config.eval.stats_dir)
+    count = self.config.train.fid_samples
+    samples, _ = generate.sample_images(self.plan, state.ema_params, parallel.create_mesh(),
+                                        count)
+    writer.write_scalars(step, {f"fid_{count}samples": self.reference.score(samples)["fid"]})
+
+
+def from_config(config: ml_collections.ConfigDict) -> list[Hook]:
+  """The optional hooks a model's train section asks for (train.sample_every, fid_every)."""
+  hooks = []
+  if config.train.fid_every:
+    hooks.append(FidMonitor(config, config.train.fid_every))
+  if config.train.sample_every:
+    hooks.append(SampleGrid(config, config.train.sample_every))
+  return hooks

@@ -1,0 +1,81 @@
+"""Every mode of `main.py`, for a single model and a cascade alike:
+
+  train             train (or resume), then sample config.sample.num_samples images
+  sample            sample from the latest checkpoint(s)
+  eval              held-out denoising loss (per stage) and the quality of the samples
+  train_classifier  the feature classifier of FCD and of the cascade's filter
+
+A cascade runs stage by stage (`hdd.cascade`); each stage is an ordinary model.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import jax
+import ml_collections
+from absl import logging
+
+from common import files
+from hdd import (cascade, checkpoints, config_checks, evaluate, generate, hooks, reports, stages,
+                 train, workdir as workdir_guard)
+
+
+def run(config: ml_collections.ConfigDict, workdir: str, mode: str,
+        compilation_cache: Optional[str] = None) -> None:
+  """Validates the config, takes the workdir's lock and runs `mode` in it. A persistent
+  XLA compilation cache (default `files.compilation_cache_dir()`, '' for none) lets
+  resumed runs and sampling skip recompiling."""
+  import tensorflow as tf
+  tf.config.set_visible_devices([], "GPU")  # tf.data must never take accelerator memory.
+  if compilation_cache is None:
+    compilation_cache = files.compilation_cache_dir()
+  if compilation_cache:
+    jax.config.update("jax_compilation_cache_dir", compilation_cache)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+  logging.info("JAX process %d/%d, local devices: %s", jax.process_index(), jax.process_count(),
+               jax.local_devices())
+  config_checks.check_config(config)
+  with workdir_guard.exclusive(workdir):
+    {"train": train_mode, "sample": sample_mode, "eval": eval_mode,
+     "train_classifier": evaluate.train_classifiers}[mode](config, workdir)
+
+
+def train_mode(config: ml_collections.ConfigDict, workdir: str) -> None:
+  if not stages.is_cascade(config):
+    params = train.train_and_evaluate(config, workdir, hooks.from_config(config)).ema_params
+  else:
+    params = cascade.train_cascade(config, workdir)
+    if config.stage:
+      reports.write_timing_table(config, workdir)
+      logging.info("Trained stage %d only; sample once every stage is trained.", config.stage)
+      return
+  if config.sample.num_samples > 0:
+    sample_and_save(config, params, workdir)
+
+
+def sample_mode(config: ml_collections.ConfigDict, workdir: str) -> None:
+  sample_and_save(config, restore(config, workdir), workdir)
+
+
+def eval_mode(config: ml_collections.ConfigDict, workdir: str) -> None:
+  if stages.is_cascade(config):
+    for name, params in cascade.restore_cascade(config, workdir).items():
+      evaluate.evaluate_loss(stages.stage_config(config, name), params,
+                             stages.stage_workdir(workdir, name))
+  else:
+    evaluate.evaluate_loss(config, checkpoints.restore_params(config, workdir), workdir)
+  evaluate.evaluate_samples(config, workdir)
+
+
+def restore(config: ml_collections.ConfigDict, workdir: str):
+  """EMA parameters: of the model, or {stage: parameters} of a cascade."""
+  if stages.is_cascade(config):
+    return cascade.restore_cascade(config, workdir)
+  return checkpoints.restore_params(config, workdir)
+
+
+def sample_and_save(config: ml_collections.ConfigDict, params, workdir: str) -> None:
+  if stages.is_cascade(config):
+    cascade.generate_and_save(config, params, workdir, cascade.load_critic(config, workdir))
+  else:
+    generate.generate_and_save(config, params, workdir)

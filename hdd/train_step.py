@@ -1,0 +1,117 @@
+"""The train state and the compiled data-parallel train step.
+
+A batch arrives as [A, B/A, H, W, C] (A micro-batches, split over devices along B/A):
+loss and gradients are averaged over the micro-batches, then one optimizer update and
+one EMA update. The step's randomness is fold_in(rng, step), so resuming is exact.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax.training import train_state
+
+from common import parallel
+from hdd import diffusion
+from hdd.optimizer import create_optimizer
+from hdd.schedules import Schedule
+from hdd.unet import UNet
+
+
+class TrainState(train_state.TrainState):
+  """Step, parameters and optimizer state (from flax), plus EMA parameters and the base
+  RNG key. The key of step s is fold_in(rng, s), so the randomness of a resumed run
+  is that of an uninterrupted one."""
+  ema_params: Any = None
+  rng: jax.Array = None
+
+
+def create_train_state(config: ml_collections.ConfigDict, model: UNet) -> TrainState:
+  init_rng, rng = jax.random.split(jax.random.PRNGKey(config.seed))
+  size, channels = config.data.image_size, config.data.channels
+  variables = jax.jit(model.init)(
+      init_rng, jnp.zeros((1, size, size, channels)), jnp.zeros((1,), jnp.int32),
+      jnp.zeros((1,), jnp.int32) if config.model.num_classes else None)
+  params = variables["params"]
+  return TrainState.create(apply_fn=model.apply, params=params, tx=create_optimizer(config.train),
+                           ema_params=jax.tree_util.tree_map(jnp.copy, params), rng=rng)
+
+
+def ema_decay_at(step, decay: float, warmup: bool):
+  """The EMA decay at a step: min(decay, (1 + step) / (10 + step)) with warm-up."""
+  if not warmup:
+    return jnp.asarray(decay, jnp.float32)
+  step = jnp.asarray(step, jnp.float32)
+  return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+
+
+def train_step(state: TrainState, batch: dict, schedule: Schedule, *, prediction: str,
+               num_classes: int, label_dropout: float, ema_decay: float, ema_warmup: bool):
+  """One optimizer update from batch['image'] of shape [A, B/A, H, W, C] (A micro-batches).
+
+  A non-finite loss or gradient leaves parameters, optimizer and EMA unchanged (the
+  step counter still advances) and reports finite=False.
+  """
+  step_rng = jax.random.fold_in(state.rng, state.step)
+
+  def micro_batch_loss(params, micro_batch, rng):
+    loss_rng, label_rng, dropout_rng = jax.random.split(rng, 3)
+    labels = None
+    if num_classes:
+      drop = jax.random.bernoulli(label_rng, label_dropout, micro_batch["label"].shape)
+      labels = jnp.where(drop, num_classes, micro_batch["label"])
+
+    def model_fn(x_t, t):
+      return state.apply_fn({"params": params}, x_t, t, labels, train=True,
+                            rngs={"dropout": dropout_rng})
+
+    losses, _ = diffusion.denoising_loss(model_fn, schedule, micro_batch["image"], loss_rng,
+                                         prediction)
+    return jnp.mean(losses)
+
+  # A Python loop, unrolled at trace time: XLA:CPU runs gradients inside lax.scan ~25x
+  # slower (its fast convolution kernels are not used inside while loops).
+  num_micro = batch["image"].shape[0]
+  grads, losses = None, []
+  for index in range(num_micro):
+    micro_batch = jax.tree_util.tree_map(lambda x: x[index], batch)
+    loss, micro_grads = jax.value_and_grad(micro_batch_loss)(
+        state.params, micro_batch, jax.random.fold_in(step_rng, index))
+    grads = micro_grads if grads is None else jax.tree_util.tree_map(jnp.add, grads, micro_grads)
+    losses.append(loss)
+  grads = jax.tree_util.tree_map(lambda g: g / num_micro, grads)
+  loss = jnp.mean(jnp.stack(losses))
+  grad_norm = optax.global_norm(grads)
+  finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+
+  updated = state.apply_gradients(grads=grads)
+  decay = ema_decay_at(state.step, ema_decay, ema_warmup)
+  ema_params = jax.tree_util.tree_map(lambda e, p: decay * e + (1.0 - decay) * p,
+                                      state.ema_params, updated.params)
+  updated = updated.replace(ema_params=ema_params)
+  keep = lambda new, old: jax.tree_util.tree_map(lambda n, o: jnp.where(finite, n, o), new, old)
+  new_state = updated.replace(params=keep(updated.params, state.params),
+                              opt_state=keep(updated.opt_state, state.opt_state),
+                              ema_params=keep(updated.ema_params, state.ema_params))
+  return new_state, {"loss": loss, "grad_norm": grad_norm, "finite": finite}
+
+
+def compile_train_step(config: ml_collections.ConfigDict, mesh) -> Callable:
+  """train_step bound to the config and jitted over the mesh (state replicated, batch split)."""
+  step_fn = functools.partial(
+      train_step, prediction=config.diffusion.prediction, num_classes=config.model.num_classes,
+      label_dropout=config.train.label_dropout, ema_decay=config.train.ema_decay,
+      ema_warmup=config.train.ema_warmup)
+  replicated = parallel.replicated(mesh)
+  return jax.jit(step_fn, in_shardings=(replicated, parallel.batch_sharded(mesh, 1), replicated),
+                 out_shardings=(replicated, replicated), donate_argnums=(0,))
+
+
+def split_micro_batches(batch: dict, num_micro: int) -> dict:
+  """[B, ...] -> [A, B/A, ...] for gradient accumulation over A micro-batches."""
+  return {k: v.reshape((num_micro, v.shape[0] // num_micro) + v.shape[1:])
+          for k, v in batch.items()}
