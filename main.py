@@ -1,13 +1,11 @@
-"""HDD entry point: flags, one call to `hdd.run`, every error as one `error:` line, exit 2.
-
-  python main.py --config=configs/hdd_fashion_mnist.py:quick --workdir=runs/hdd_fmnist
-"""
+"""HDD: `python main.py --config=configs/hdd_fashion_mnist.py:quick --workdir=W [--mode=]`."""
+import os
 import sys
 
 from absl import app, flags
 from ml_collections import config_flags
 
-from common.errors import UserError
+from common.errors import Stopped, UserError
 from common.files import compilation_cache_dir
 
 config_flags.DEFINE_config_file("config", None, "Config file, optionally path:variant.",
@@ -22,9 +20,12 @@ flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
 
 
-def fail(message: str) -> None:
-  print("\n".join(f"error: {line}" for line in str(message).splitlines()), file=sys.stderr)
-  sys.exit(2)
+def fail(message: str, exit_code: int = 2, label: str = "error") -> None:
+  """Prints `label: line` per line and exits at once: saves were already waited for, and
+  library threads stuck on a failed write (orbax) must not keep the process alive."""
+  print("\n".join(f"{label}: {line}" for line in str(message).splitlines()), file=sys.stderr,
+        flush=True)
+  os._exit(exit_code)
 
 
 def main(_):
@@ -33,9 +34,8 @@ def main(_):
     run.run(FLAGS.config, FLAGS.workdir, FLAGS.mode, FLAGS.compilation_cache)
   except UserError as e:
     fail(str(e))
-  except OSError as e:  # A full disk or a vanished directory mid-run.
-    fail(f"{e.strerror or e}: {e.filename or ''}; the last complete checkpoint is kept; fix "
-         "this and re-run the same command to resume")
+  except Stopped as e:
+    fail(str(e), e.exit_code, "stopped")
 
 
 def parse_flags(argv):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
+import tempfile
 
 CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "hdd")
 
@@ -35,6 +37,32 @@ def atomic_write(path: str, mode: str = "w"):
     if os.path.exists(tmp):
       os.remove(tmp)
     raise
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str):
+  """Yields a new, empty directory beside `path` to write a set of files into. When the
+  block ends without an error it replaces `path` as a whole, so readers see either the
+  old set or the new one, never a mix; on an error it is removed and `path` is untouched.
+  (A crash between the two renames leaves <path>.old-* and no <path>: still no mix.)"""
+  parent, name = os.path.split(os.path.abspath(path))
+  os.makedirs(parent, exist_ok=True)
+  tmp = tempfile.mkdtemp(prefix=f"{name}.tmp-", dir=parent)
+  umask = os.umask(0)
+  os.umask(umask)
+  os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; a results folder gets the usual mode.
+  try:
+    yield tmp
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
+  old = None
+  if os.path.exists(path):
+    old = tempfile.mkdtemp(prefix=f"{name}.old-", dir=parent)
+    os.replace(path, os.path.join(old, name))
+  os.replace(tmp, path)
+  if old:
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def write_json(path: str, value) -> None:

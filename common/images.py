@@ -6,6 +6,7 @@ import math
 import numpy as np
 from PIL import Image
 
+from common.errors import DataError
 from common.files import atomic_write
 
 
@@ -42,6 +43,23 @@ def save_npz(path: str, arrays: dict, compressed: bool = True) -> None:
   """Writes an npz atomically: readers never see a half-written file."""
   with atomic_write(path, "wb") as f:
     (np.savez_compressed if compressed else np.savez)(f, **arrays)
+
+
+def load_samples_npz(path: str) -> np.ndarray:
+  """The uint8 images [N, H, W, C] of a samples.npz; a damaged or foreign file is a
+  DataError that names it."""
+  try:
+    with np.load(path) as data:
+      images = data["images"]
+  except Exception as e:  # noqa: BLE001 (a damaged archive fails in many ways)
+    raise DataError(f"cannot read samples from {path} ({type(e).__name__}: "
+                    f"{' '.join(str(e).split())[:200]}); sample again with --mode=sample"
+                    ) from None
+  if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3) or (
+      not len(images)):
+    raise DataError(f"{path} holds {images.dtype} images of shape {images.shape}, not uint8 "
+                    "[N, H, W, 1|3]; sample again with --mode=sample")
+  return images
 
 
 def save_samples_npz(path: str, images: np.ndarray, labels=None) -> None:

@@ -66,6 +66,7 @@ def get_config() -> ml_collections.ConfigDict:
   train.log_every = 50
   train.checkpoint_every = 1000
   train.keep_checkpoints = 3
+  train.allow_config_change = False  # resume although diffusion/model/size fields changed
   train.sample_every = 0         # log a sample grid every N steps; 0 = never during training
   train.fid_every = 0            # log FID of fid_samples samples every N steps (needs weights)
   train.fid_samples = 1000       # a small-N FID, logged as fid_<N>samples: not the final FID

@@ -103,15 +103,23 @@ def load_classifier(directory: str):
   if not (os.path.exists(meta_path) and os.path.exists(params_path)):
     raise CheckpointError(f"no trained classifier in {directory!r}; train one with "
                           "`python main.py --mode=train_classifier --config=... --workdir=...`")
-  with open(meta_path) as f:
-    meta = json.load(f)
-  if meta.get("version") != VERSION:
-    raise CheckpointError(f"classifier in {directory!r} has version {meta.get('version')}, "
-                          f"this code reads version {VERSION}; retrain it")
-  with np.load(params_path) as data:
-    params = traverse_util.unflatten_dict({tuple(k.split("/")): jnp.asarray(data[k])
-                                           for k in data.files})
-  return Classifier(meta["num_classes"]), params, meta
+  try:
+    with open(meta_path) as f:
+      meta = json.load(f)
+    version = meta.get("version")
+    if version == VERSION:
+      with np.load(params_path) as data:
+        params = traverse_util.unflatten_dict({tuple(k.split("/")): jnp.asarray(data[k])
+                                               for k in data.files})
+      model = Classifier(int(meta["num_classes"]))
+  except Exception as e:  # noqa: BLE001 (damaged files fail in many ways)
+    raise CheckpointError(f"the classifier in {directory!r} is damaged ({type(e).__name__}: "
+                          f"{' '.join(str(e).split())[:160]}); train it again with "
+                          "--mode=train_classifier") from None
+  if version != VERSION:
+    raise CheckpointError(f"classifier in {directory!r} has version {version}, this code "
+                          f"reads version {VERSION}; retrain it")
+  return model, params, meta
 
 
 def apply_in_batches(model: Classifier, params, uint8_images: np.ndarray, batch_size: int = 500):

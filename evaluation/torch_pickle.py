@@ -8,7 +8,10 @@ Handles the three containers FID weights come in:
   * legacy torch.save files (torch < 1.6): consecutive pickles (magic number, protocol,
     system info, the object, the sorted storage keys), then each storage as an int64
     element count followed by its raw little-endian bytes.
-Only the classes a tensor file needs are allowed; anything else raises `TorchFileError`.
+Every pickle goes through a restricted unpickler: the headers of legacy files may hold
+plain data only, the object pickle only the classes a tensor file needs; anything else
+raises `TorchFileError` before it runs. Tensor views are bounds-checked against their
+storage. Other pickles of a TorchScript archive (constants.pkl, code) are never read.
 """
 from __future__ import annotations
 
@@ -55,8 +58,20 @@ class ScriptObject:
 
 
 def _rebuild_tensor(storage: np.ndarray, offset: int, size, stride, *unused) -> np.ndarray:
-  """torch._utils._rebuild_tensor(_v2): a strided view of the flat storage, copied."""
-  size, stride = tuple(size), tuple(stride)
+  """torch._utils._rebuild_tensor(_v2): a strided view of the flat storage, copied. The
+  view must lie inside the storage (a file cannot make it read other memory)."""
+  if not isinstance(storage, np.ndarray):
+    raise TorchFileError(f"tensor storage is {type(storage).__name__}, not an array")
+  try:
+    offset, size, stride = int(offset), tuple(int(n) for n in size), tuple(int(n) for n in stride)
+  except (TypeError, ValueError):
+    raise TorchFileError("tensor offset, size or stride is not made of integers") from None
+  last = offset + sum((n - 1) * s for n, s in zip(size, stride))
+  if (len(size) != len(stride) or offset < 0 or any(n < 0 for n in size) or
+      any(s < 0 for s in stride) or (all(size) and last >= len(storage)) or
+      offset > len(storage)):
+    raise TorchFileError(f"tensor of size {size}, stride {stride} at offset {offset} does not "
+                         f"fit its storage of {len(storage)} elements")
   if not size:
     return storage[offset].copy()
   itemsize = storage.dtype.itemsize
@@ -106,7 +121,24 @@ ALLOWED = {
 }
 
 
+class _DataUnpickler(pickle.Unpickler):
+  """Plain data only (numbers, strings, lists, dicts): any global or persistent id is
+  refused. Reads the headers of legacy files."""
+
+  def find_class(self, module: str, name: str):
+    raise TorchFileError(f"refusing to load {module}.{name}: a header holds plain data only")
+
+  def persistent_load(self, pid):
+    raise TorchFileError("refusing a persistent id in a header")
+
+
+def _load_data(file):
+  return _DataUnpickler(file).load()
+
+
 class _Unpickler(pickle.Unpickler):
+  """The classes a tensor file needs (ALLOWED, storages, `__torch__.*` objects)."""
+
   def __init__(self, file, load_storage: Callable[[tuple], np.ndarray]):
     super().__init__(file)
     self._load_storage = load_storage
@@ -159,13 +191,15 @@ def _load_zip(archive: zipfile.ZipFile) -> Any:
 
 def _load_legacy(file) -> Any:
   try:
-    magic = pickle.load(file)
+    magic = _load_data(file)
+  except TorchFileError:
+    raise
   except Exception as e:  # Not a pickle at all.
     raise TorchFileError("not a PyTorch file (neither a zip archive nor a legacy pickle)") from e
   if magic != LEGACY_MAGIC:
     raise TorchFileError("not a PyTorch file (no zip archive and no legacy magic number)")
-  pickle.load(file)  # Protocol version.
-  pickle.load(file)  # System info (endianness, type sizes).
+  _load_data(file)  # Protocol version.
+  _load_data(file)  # System info (endianness, type sizes).
   storages: dict = {}
 
   def load_storage(pid):
@@ -175,7 +209,10 @@ def _load_legacy(file) -> Any:
     return storages[key]
 
   obj = _Unpickler(file, load_storage).load()
-  for key in pickle.load(file):
+  keys = _load_data(file)
+  if not isinstance(keys, (list, tuple)):
+    raise TorchFileError("the storage keys of a legacy file are not a list")
+  for key in keys:
     (count,) = struct.unpack("<q", file.read(8))
     storage = storages.get(key) or _LazyStorage(np.dtype(np.float32))
     raw = file.read(count * storage.dtype.itemsize)
@@ -210,8 +247,11 @@ def load(source) -> Any:
     return _load_legacy(io.BytesIO(data))
   except TorchFileError:
     raise
-  except (pickle.UnpicklingError, EOFError, struct.error, zipfile.BadZipFile, KeyError) as e:
-    raise TorchFileError(f"corrupt or truncated PyTorch file: {e}") from e
+  except RecursionError:
+    raise TorchFileError("corrupt PyTorch file: nested too deeply") from None
+  except Exception as e:  # noqa: BLE001 (any parse failure of an untrusted file is a bad file)
+    raise TorchFileError(f"corrupt or truncated PyTorch file ({type(e).__name__}: "
+                         f"{' '.join(str(e).split())[:200]})") from e
 
 
 def flatten(obj, prefix: str = "") -> dict:

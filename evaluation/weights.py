@@ -214,12 +214,15 @@ def load_fid_inception(path: str) -> dict:
     raise CheckpointError(f"FID Inception weights {path!r} not found; {WEIGHTS_HELP}")
   cache = path + ".flax.npz"
   if os.path.exists(cache) and os.path.getmtime(cache) >= os.path.getmtime(path):
-    with np.load(cache) as data:
-      return convert_cached({k: data[k] for k in data.files})
+    try:
+      with np.load(cache) as data:
+        return convert_cached({k: data[k] for k in data.files})
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, CheckpointError):
+      pass  # A damaged or stale cache: convert the weights again.
   try:
     flat = torch_pickle.flatten(torch_pickle.load(path))
-  except torch_pickle.TorchFileError as e:
-    raise CheckpointError(f"cannot read FID Inception weights {path!r}: {e}") from e
+  except (torch_pickle.TorchFileError, OSError) as e:
+    raise CheckpointError(f"cannot read FID Inception weights {path!r}: {e}") from None
   variables = convert(flat)
   try:
     arrays = {"/".join(k): np.asarray(v) for k, v in _flatten(variables["params"]).items()}

@@ -19,7 +19,7 @@ import ml_collections
 import numpy as np
 
 from common import files, images, parallel
-from hdd import checkpoints, generate, hooks, reports, stages, train
+from hdd import checkpoints, generate, reports, stages, train
 from hdd.handover import Handover
 from hdd.plan import SamplingPlan
 
@@ -27,19 +27,21 @@ from hdd.plan import SamplingPlan
 Critic = Callable[[np.ndarray], np.ndarray]
 
 
-def train_cascade(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def train_cascade(config: ml_collections.ConfigDict, workdir: str,
+                  stage_hooks: Optional[dict] = None) -> dict:
   """Trains (or resumes) the selected stages one after another; returns their EMA params.
 
   Each stage resumes independently from WORKDIR/<stage>/checkpoints, so stages can also
-  be trained one per machine (--config.stage=k) into copies of one workdir. Each stage's
-  loop gets the hooks its train section asks for.
+  be trained one per machine (--config.stage=k) into copies of one workdir.
+  `stage_hooks` gives a stage's training loop its hooks ({stage: [hook, ...]}).
   """
   params = {}
   for name in stages.stages_to_train(config):
     logging.info("Cascade %s: %dx%d.", name, config.stages[name].image_size,
                  config.stages[name].image_size)
-    single, directory = stages.stage_config(config, name), stages.stage_workdir(workdir, name)
-    state = train.train_and_evaluate(single, directory, hooks.from_config(single))
+    state = train.train_and_evaluate(stages.stage_config(config, name),
+                                     stages.stage_workdir(workdir, name),
+                                     (stage_hooks or {}).get(name, ()))
     params[name] = state.ema_params
   return params
 
@@ -141,14 +143,14 @@ def generate_and_save(config: ml_collections.ConfigDict, stage_params: dict, wor
   timing.json} and WORKDIR/timing.{json,md}."""
   outputs, report = sample_cascade(config, stage_params, config.sample.num_samples,
                                    critic=critic)
-  out_dir = os.path.join(workdir, "samples")
   final = list(outputs.values())[-1]
   last = stages.stage_config(config, stages.stage_names(config)[-1])
-  images.save_samples_npz(os.path.join(out_dir, "samples.npz"), final,
-                          generate.class_labels(last, len(final)))
-  images.save_npz(os.path.join(out_dir, "stages.npz"), outputs)
-  images.save_png(os.path.join(out_dir, "grid.png"), images.make_grid(final[:64]))
-  images.save_png(os.path.join(out_dir, "cascade.png"), reports.side_by_side(outputs))
-  files.write_json(os.path.join(out_dir, "timing.json"), report)
+  with files.atomic_directory(os.path.join(workdir, "samples")) as out_dir:  # All or none.
+    images.save_samples_npz(os.path.join(out_dir, "samples.npz"), final,
+                            generate.class_labels(last, len(final)))
+    images.save_npz(os.path.join(out_dir, "stages.npz"), outputs)
+    images.save_png(os.path.join(out_dir, "grid.png"), images.make_grid(final[:64]))
+    images.save_png(os.path.join(out_dir, "cascade.png"), reports.side_by_side(outputs))
+    files.write_json(os.path.join(out_dir, "timing.json"), report)
   reports.write_timing_table(config, workdir, report)
   return report

@@ -7,6 +7,7 @@ against the model built from the current config first and names the ones that di
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -14,6 +15,7 @@ from typing import Any, Optional
 
 import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 
 from common.errors import CheckpointError
@@ -45,13 +47,41 @@ class _Damaged(Exception):
   pass
 
 
+# TensorStore status codes that mean the bytes on disk are wrong, not that reading them
+# failed for now (RESOURCE_EXHAUSTED, UNAVAILABLE, PERMISSION_DENIED, ... are transient).
+_DAMAGE_STATUSES = ("OUT_OF_RANGE", "DATA_LOSS", "INVALID_ARGUMENT", "NOT_FOUND")
+
+
+def damage_of(error: BaseException) -> Optional[str]:
+  """Why a failed restore proves the checkpoint damaged (unparsable metadata, undecodable
+  or missing arrays), or None when it may be transient (an OS error such as EMFILE or
+  EACCES, or anything not recognised): such a checkpoint must not be moved aside."""
+  chain = []
+  while error is not None and len(chain) < 20:
+    chain.append(error)
+    error = error.__cause__ or error.__context__
+  if any(isinstance(e, OSError) for e in chain):
+    return None
+  for e in chain:
+    if isinstance(e, _Damaged):
+      return str(e)
+    if isinstance(e, json.JSONDecodeError):
+      return f"unparsable metadata: {e}"
+    message = " ".join(str(e).split())
+    if isinstance(e, ValueError) and message.startswith(_DAMAGE_STATUSES):
+      return f"undecodable arrays: {message[:200]}"
+  return None
+
+
 def _check_compatible(manager: ocp.CheckpointManager, step: int, target) -> None:
   """Raises CheckpointError naming the arrays whose shapes differ from `target`, or
-  _Damaged when the checkpoint's metadata cannot be read."""
+  _Damaged when the checkpoint's metadata cannot be parsed."""
   try:
     metadata = manager.item_metadata(step)
-  except Exception as e:  # orbax raises various errors for unreadable metadata.
-    raise _Damaged(f"unreadable metadata: {e}") from None
+  except (OSError, ValueError):
+    raise  # damage_of tells a transient error from unparsable (JSON) metadata.
+  except Exception as e:  # noqa: BLE001 (orbax raises various errors for bad metadata)
+    raise _Damaged(f"unreadable metadata: {type(e).__name__}: {e}") from None
   if metadata is None:
     raise _Damaged("no metadata")
   stored = _shapes(metadata.tree)
@@ -76,43 +106,132 @@ def _quarantine(manager: ocp.CheckpointManager, step: int) -> str:
   return target
 
 
-def restore_latest(manager: ocp.CheckpointManager, target) -> tuple[Optional[int], Any]:
+def restore_latest(manager: ocp.CheckpointManager, target,
+                   read_only: bool = False) -> tuple[Optional[int], Any]:
   """Restores the newest checkpoint that reads back, into the structure of `target`.
 
-  A checkpoint that fails to restore (truncated or corrupted files) is reported, moved
-  aside to <step>.damaged-<time>, and the one before it is tried. A checkpoint of another
-  model configuration is an error. Returns (step, state), or (None, target) if none.
+  A checkpoint proven damaged (`damage_of`) is reported and the one before it tried;
+  training moves it aside to <step>.damaged-<time>, read-only uses (sampling,
+  evaluation) leave it in place. Any other failure to read (too many open files, no
+  permission) is an error that changes nothing, and so is a checkpoint of another
+  model configuration. Returns (step, state), or (None, target) if there is none.
   """
   steps = sorted(manager.all_steps(), reverse=True)
   abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, target)
   for step in steps:
     try:
       _check_compatible(manager, step, target)
-      state = manager.restore(step, args=ocp.args.StandardRestore(abstract))
-      return step, state
+      return step, manager.restore(step, args=ocp.args.StandardRestore(abstract))
     except CheckpointError:
       raise
-    except Exception as e:  # A damaged checkpoint: fall back to the previous one.
+    except Exception as e:  # noqa: BLE001 (sorted by damage_of)
+      damage = damage_of(e)
+      summary = " ".join(str(e).split())[:200]
+      if damage is None:
+        raise CheckpointError(f"cannot read checkpoint {step} in {manager.directory} "
+                              f"({type(e).__name__}: {summary}); nothing was changed. Fix the "
+                              "cause and re-run; if the checkpoint is damaged, move it out of "
+                              "the directory") from None
+      if read_only:
+        logging.error("Checkpoint %d in %s is damaged (%s); using an older one.", step,
+                      manager.directory, damage)
+        continue
       moved = _quarantine(manager, step)
-      logging.error("Checkpoint %d in %s cannot be restored (%s: %s); moved it to %s and "
-                    "trying an older one.", step, manager.directory, type(e).__name__,
-                    str(e).splitlines()[0][:200] if str(e) else "", moved)
+      logging.error("Checkpoint %d in %s cannot be restored (%s); moved it to %s and trying an "
+                    "older one.", step, manager.directory, damage, moved)
   if steps:
-    raise CheckpointError(f"no checkpoint in {manager.directory} could be restored "
-                          f"(tried steps {steps}, moved aside as *.damaged-*); move the "
-                          "directory away to start over")
+    raise CheckpointError(f"no checkpoint in {manager.directory} could be restored (tried "
+                          f"steps {steps}, all damaged); move the directory away to start over")
   return None, target
+
+
+# What a checkpoint's numbers mean: the same arrays under another schedule, prediction
+# target, resolution or network wiring are another model. (Dropout only affects training.)
+MEANING_FIELDS = ("diffusion", "model", "data.image_size", "data.channels")
+
+
+def meaning_changes(previous: dict, config: ml_collections.ConfigDict) -> list[str]:
+  """'field: before -> now' for every meaning-defining field that differs between the
+  config a run was started with (its config.json) and `config`."""
+  now = json.loads(config.to_json_best_effort())
+
+  def leaves(tree, prefix=""):
+    if isinstance(tree, dict):
+      for key, value in tree.items():
+        yield from leaves(value, f"{prefix}{key}.")
+    else:
+      yield prefix[:-1], tree
+
+  before, after = dict(leaves(previous)), dict(leaves(now))
+  changes = []
+  for field in sorted(set(before) | set(after)):
+    if field.startswith(MEANING_FIELDS) and field != "model.dropout":
+      if before.get(field) != after.get(field):
+        changes.append(f"{field}: {before.get(field)!r} -> {after.get(field)!r}")
+  return changes
+
+
+def check_resume_config(config: ml_collections.ConfigDict, workdir: str, step: int) -> None:
+  """Refuses to resume the run in `workdir` at `step` under a config whose meaning-defining
+  fields differ from its config.json, unless train.allow_config_change is set; then the
+  old config.json is kept as config.before-step-<step>.json."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    return
+  try:
+    with open(path) as f:
+      previous = json.load(f)
+  except (OSError, ValueError) as e:
+    raise CheckpointError(f"cannot read {path} ({e}); it records the config the checkpoints "
+                          "were trained with: restore it, or remove it to resume regardless"
+                          ) from None
+  changes = meaning_changes(previous, config)
+  if changes and not config.train.allow_config_change:
+    raise CheckpointError(f"the checkpoints in {workdir} were trained with another config: "
+                          f"{'; '.join(changes)}; use the same config, another --workdir, or "
+                          "--config.train.allow_config_change=True to continue regardless")
+  if changes:
+    kept = os.path.join(workdir, f"config.before-step-{step}.json")
+    os.replace(path, kept)
+    logging.warning("Resuming under a changed config (%s); the old one is in %s.",
+                    "; ".join(changes), kept)
 
 
 def save(manager: ocp.CheckpointManager, step: int, state) -> None:
   manager.save(step, args=ocp.args.StandardSave(state), force=True)
 
 
+def finish(manager: ocp.CheckpointManager, raise_errors: bool = True) -> None:
+  """Waits for a save in flight to be finalised, then releases the manager's threads.
+  On a failure path (raise_errors=False) an error here is logged, not raised, so the
+  original error is the one reported."""
+  try:
+    manager.wait_until_finished()
+  except Exception as e:  # noqa: BLE001 (orbax and tensorstore raise many types)
+    if raise_errors:
+      raise
+    logging.error("The checkpoint being written could not be completed: %s", e)
+  finally:
+    manager.close()
+
+
+def latest_arrays(directory: str) -> tuple[int, dict]:
+  """(step, {'.params[...]': numpy array}) of the newest checkpoint in `directory`, read
+  without a model: for comparing runs array by array."""
+  step = max(int(name) for name in os.listdir(directory) if name.isdigit())
+  restored = ocp.StandardCheckpointer().restore(os.path.join(directory, str(step), "default"))
+  flat, _ = jax.tree_util.tree_flatten_with_path(restored)
+  return step, {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in flat}
+
+
 def restore_params(config: ml_collections.ConfigDict, workdir: str, ema: bool = True):
   """The (EMA) parameters of the latest checkpoint in workdir, for sampling and evaluation."""
   state = create_train_state(config, create_model(config))
   manager = create_manager(os.path.join(workdir, "checkpoints"))
-  step, state = restore_latest(manager, state)
+  try:
+    step, state = restore_latest(manager, state, read_only=True)
+  finally:
+    manager.close()
   if step is None:
     raise CheckpointError(f"no checkpoint in {manager.directory}; train first with "
                           f"--mode=train --workdir={workdir}")

@@ -5,6 +5,8 @@ and what is allowed. (Unknown keys are already refused by ml_collections' locked
 """
 from __future__ import annotations
 
+import math
+
 import jax
 import ml_collections
 
@@ -34,13 +36,18 @@ def _problems(config: ml_collections.ConfigDict) -> list[str]:
     need(value in choices, field, f"must be one of {tuple(choices)}")
 
   d, m, f, t, s = config.data, config.model, config.diffusion, config.train, config.sample
+  for field, value in _leaves(config):
+    if isinstance(value, float) and not math.isfinite(value):
+      problems.append(f"{field}={value!r}: must be a finite number")
   for field in ("model.channel_mult", "model.attention_resolutions"):
     section, key = field.split(".")
     value = config[section][key]
     need(isinstance(value, (tuple, list)) and all(isinstance(v, int) for v in value), field,
          "must be a tuple of ints, e.g. (1, 2, 2)")
-  if problems:  # The checks below assume these types.
+  if problems:  # The checks below assume finite numbers and these types.
     return problems
+  need(0 <= config.seed < 2**32, "seed", "must lie in [0, 2**32)")
+  need(0 <= s.seed < 2**32, "sample.seed", "must lie in [0, 2**32)")
   one_of("data.source", SOURCES)
   one_of("data.crop", CROPS)
   one_of("data.bad_images", ("error", "skip"))
@@ -79,6 +86,7 @@ def _problems(config: ml_collections.ConfigDict) -> list[str]:
   need(0 <= t.min_learning_rate <= t.learning_rate, "train.min_learning_rate",
        "must lie in [0, train.learning_rate]")
   need(t.warmup_steps >= 0, "train.warmup_steps", "must be >= 0")
+  need(t.weight_decay >= 0, "train.weight_decay", "must be >= 0")
   need(t.grad_clip >= 0, "train.grad_clip", "must be >= 0 (0 disables clipping)")
   need(0.0 <= t.ema_decay < 1.0, "train.ema_decay", "must lie in [0, 1)")
   need(0.0 <= t.label_dropout < 1.0, "train.label_dropout", "must lie in [0, 1)")
@@ -96,10 +104,12 @@ def _problems(config: ml_collections.ConfigDict) -> list[str]:
   need(s.num_samples >= 0, "sample.num_samples", "must be >= 0")
   need(s.batch_size >= 1, "sample.batch_size", "must be >= 1")
   need(s.trajectory_every >= 0, "sample.trajectory_every", "must be >= 0 (0 = off)")
+  need(s.trajectory_images >= 1, "sample.trajectory_images", "must be >= 1")
   need(s.guidance_scale >= 0, "sample.guidance_scale", "must be >= 0")
   need(s.guidance_scale == 0 or m.num_classes > 0, "sample.guidance_scale",
        "needs a class-conditional model (model.num_classes > 0)")
-  need(s.label < m.num_classes, "sample.label", f"must be < model.num_classes={m.num_classes}")
+  need(-1 <= s.label < max(m.num_classes, 0), "sample.label",
+       f"must lie in [0, model.num_classes={m.num_classes}) or be -1 (every class)")
   need(config.eval.num_examples >= 1, "eval.num_examples", "must be >= 1")
   need(config.eval.batch_size >= 1, "eval.batch_size", "must be >= 1")
   need(config.eval.classifier_classes >= 2, "eval.classifier_classes", "must be >= 2")
@@ -152,6 +162,15 @@ def _cascade_problems(config: ml_collections.ConfigDict) -> list[str]:
   if config.filter.max_rounds < 0:
     problems.append(f"filter.max_rounds={config.filter.max_rounds!r}: must be >= 0")
   return list(dict.fromkeys(problems))
+
+
+def _leaves(config: ml_collections.ConfigDict, prefix: str = ""):
+  """(dotted field name, value) of every leaf of a config."""
+  for key, value in config.items():
+    if isinstance(value, ml_collections.ConfigDict):
+      yield from _leaves(value, f"{prefix}{key}.")
+    else:
+      yield prefix + key, value
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:

@@ -20,10 +20,10 @@ import jax
 import ml_collections
 import numpy as np
 
-from common import batching, files, parallel
+from common import batching, files, images, parallel
 from hdd import diffusion, stages
 from hdd.build import create_model, create_schedule
-from input_pipeline.pipeline import build_dataset, real_images
+from input_pipeline.pipeline import build_dataset, check_labels, real_images
 from input_pipeline.sources import create_source
 
 
@@ -31,6 +31,7 @@ def evaluate_loss(config: ml_collections.ConfigDict, params, workdir: str) -> di
   data_config = config.data.copy_and_resolve_references()
   data_config.split = config.data.eval_split
   source = create_source(data_config)
+  check_labels(source, config.model.num_classes)
   num_examples = min(config.eval.num_examples, source.num_examples)
   model, schedule = create_model(config), create_schedule(config.diffusion)
   mesh = parallel.create_mesh()
@@ -94,8 +95,7 @@ def evaluate_samples(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if not os.path.exists(samples_path):
     logging.warning("No sample quality: no %s (run --mode=sample).", samples_path)
     return {}
-  with np.load(samples_path) as data:
-    samples = data["images"]
+  samples = images.load_samples_npz(samples_path)
   size, split = samples.shape[1], config.data.eval_split
   result = {"num_samples": int(len(samples)), "eval_split": split}
   weights_path = config.eval.inception_weights or weights.default_path()

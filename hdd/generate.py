@@ -13,7 +13,7 @@ import ml_collections
 import numpy as np
 
 from common import batching, files, images, parallel
-from hdd import reports, sampling
+from hdd import reports, sampling, workdir as workdir_guard
 from hdd.plan import SamplingPlan
 
 
@@ -87,7 +87,9 @@ def sample_images(plan: SamplingPlan, params, mesh, num_images: int,
   compile_seconds = time.perf_counter() - compile_start
   outputs, trajectory = [], None
   start = time.perf_counter()
+  stop = workdir_guard.current()
   for b in range(batching.num_batches(num_images, batch_size)):
+    stop.raise_if_requested("while sampling, before anything was written")
     x, frames = compiled(params, jax.random.fold_in(base, b), *inputs(b))
     outputs.append(images.to_uint8(jax.device_get(x)))
     if b == 0 and frames is not None and with_trajectory:
@@ -104,17 +106,18 @@ def generate_and_save(config: ml_collections.ConfigDict, params, workdir: str) -
   plan = SamplingPlan.create(config)
   num = config.sample.num_samples
   samples, info = sample_images(plan, params, parallel.create_mesh(), num, with_trajectory=True)
-  out_dir = os.path.join(workdir, "samples")
-  images.save_samples_npz(os.path.join(out_dir, "samples.npz"), samples, info["labels"])
-  images.save_png(os.path.join(out_dir, "grid.png"), images.make_grid(samples[:64]))
-  if info["trajectory"] is not None:
-    images.save_png(os.path.join(out_dir, "trajectory.png"),
-                    reports.trajectory_strip(info["trajectory"]))
   timing = {"num_samples": num, "sampler": plan.settings.sampler,
             "network_evaluations_per_image": plan.network_evaluations,
             "compile_seconds": info["compile_seconds"], "sample_seconds": info["sample_seconds"],
             "images_per_second": num / max(info["sample_seconds"], 1e-9)}
-  files.write_json(os.path.join(out_dir, "timing.json"), timing)
+  out_dir = os.path.join(workdir, "samples")
+  with files.atomic_directory(out_dir) as new_dir:  # The files of one run, all or none.
+    images.save_samples_npz(os.path.join(new_dir, "samples.npz"), samples, info["labels"])
+    images.save_png(os.path.join(new_dir, "grid.png"), images.make_grid(samples[:64]))
+    if info["trajectory"] is not None:
+      images.save_png(os.path.join(new_dir, "trajectory.png"),
+                      reports.trajectory_strip(info["trajectory"]))
+    files.write_json(os.path.join(new_dir, "timing.json"), timing)
   logging.info("Sampled %d images in %.1f s (+%.1f s compile) with %s; wrote %s.", num,
                info["sample_seconds"], info["compile_seconds"], plan.settings.sampler, out_dir)
   return timing

@@ -5,6 +5,7 @@ small-N FID); the loop adds `Checkpointing`, which every run has.
 """
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 import ml_collections
@@ -12,10 +13,11 @@ import orbax.checkpoint as ocp
 from clu import metric_writers
 
 from common import images, parallel
+from common.errors import CheckpointError
 from hdd import checkpoints, generate
 from hdd.plan import SamplingPlan
 from hdd.train_step import TrainState
-from hdd.workdir import PreemptionHandler
+from hdd.workdir import StopSignal
 
 Hook = Callable[[int, TrainState, metric_writers.MetricWriter], None]
 
@@ -24,12 +26,11 @@ class Checkpointing:
   """Saves every `every` steps, at `last_step`, and at the step a stop signal arrives."""
 
   def __init__(self, manager: ocp.CheckpointManager, every: int, last_step: int,
-               preemption: PreemptionHandler):
-    self.manager, self.every, self.last_step, self.preemption = (manager, every, last_step,
-                                                                  preemption)
+               stop: StopSignal):
+    self.manager, self.every, self.last_step, self.stop = manager, every, last_step, stop
 
   def __call__(self, step: int, state: TrainState, writer) -> None:
-    if step % self.every == 0 or step == self.last_step or self.preemption.requested:
+    if step % self.every == 0 or step == self.last_step or self.stop.requested:
       checkpoints.save(self.manager, step, state)
 
 
@@ -49,9 +50,15 @@ class SampleGrid:
 class FidMonitor:
   """Logs the FID of train.fid_samples EMA samples against the evaluation split every
   `every` steps, as fid_<N>samples: a small-N estimate for monitoring, biased upwards
-  against the final, large-N FID. The weights and statistics load once, at first use."""
+  against the final, large-N FID. The weights must exist when the hook is built; they and
+  the reference statistics load once, at first use."""
 
   def __init__(self, config: ml_collections.ConfigDict, every: int):
+    from evaluation import weights  # Only runs that monitor FID need it.
+    self.weights_path = config.eval.inception_weights or weights.default_path()
+    if not os.path.exists(self.weights_path):  # Found out now, not after the first steps.
+      raise CheckpointError(f"train.fid_every={every} needs the FID Inception weights, not "
+                            f"found at {self.weights_path!r}: {weights.WEIGHTS_HELP}")
     self.config, self.every, self.reference = config, every, None
     self.plan = SamplingPlan.create(config)
 
@@ -63,7 +70,7 @@ class FidMonitor:
       config = self.config
       self.reference = FidReference.load(config.data, config.data.eval_split,
                                          config.data.image_size, config.eval.reference_examples,
-                                         config.eval.inception_weights, config.eval.stats_dir)
+                                         self.weights_path, config.eval.stats_dir)
     count = self.config.train.fid_samples
     samples, _ = generate.sample_images(self.plan, state.ema_params, parallel.create_mesh(),
                                         count)

@@ -16,6 +16,7 @@ import ml_collections
 from absl import logging
 
 from common import files
+from common.errors import UserError
 from hdd import (cascade, checkpoints, config_checks, evaluate, generate, hooks, reports, stages,
                  train, workdir as workdir_guard)
 
@@ -35,26 +36,35 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str,
   logging.info("JAX process %d/%d, local devices: %s", jax.process_index(), jax.process_count(),
                jax.local_devices())
   config_checks.check_config(config)
-  with workdir_guard.exclusive(workdir):
-    {"train": train_mode, "sample": sample_mode, "eval": eval_mode,
-     "train_classifier": evaluate.train_classifiers}[mode](config, workdir)
+  with workdir_guard.exclusive(workdir), workdir_guard.StopSignal():
+    try:
+      {"train": train_mode, "sample": sample_mode, "eval": eval_mode,
+       "train_classifier": evaluate.train_classifiers}[mode](config, workdir)
+    except OSError as e:  # A full disk, a vanished or read-only directory mid-run.
+      raise UserError(f"{e.strerror or e}: {e.filename or ''}; the last complete checkpoint "
+                      "is kept; fix this and re-run the same command to resume") from None
 
 
 def train_mode(config: ml_collections.ConfigDict, workdir: str) -> None:
+  # Everything the run needs later is found (or found missing) before anything trains.
+  critic = cascade.load_critic(config, workdir) if stages.is_cascade(config) else None
   if not stages.is_cascade(config):
     params = train.train_and_evaluate(config, workdir, hooks.from_config(config)).ema_params
   else:
-    params = cascade.train_cascade(config, workdir)
+    stage_hooks = {name: hooks.from_config(stages.stage_config(config, name))
+                   for name in stages.stages_to_train(config)}
+    params = cascade.train_cascade(config, workdir, stage_hooks)
     if config.stage:
       reports.write_timing_table(config, workdir)
       logging.info("Trained stage %d only; sample once every stage is trained.", config.stage)
       return
   if config.sample.num_samples > 0:
-    sample_and_save(config, params, workdir)
+    sample_and_save(config, params, workdir, critic)
 
 
 def sample_mode(config: ml_collections.ConfigDict, workdir: str) -> None:
-  sample_and_save(config, restore(config, workdir), workdir)
+  critic = cascade.load_critic(config, workdir) if stages.is_cascade(config) else None
+  sample_and_save(config, restore(config, workdir), workdir, critic)
 
 
 def eval_mode(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -74,8 +84,9 @@ def restore(config: ml_collections.ConfigDict, workdir: str):
   return checkpoints.restore_params(config, workdir)
 
 
-def sample_and_save(config: ml_collections.ConfigDict, params, workdir: str) -> None:
+def sample_and_save(config: ml_collections.ConfigDict, params, workdir: str,
+                    critic=None) -> None:
   if stages.is_cascade(config):
-    cascade.generate_and_save(config, params, workdir, cascade.load_critic(config, workdir))
+    cascade.generate_and_save(config, params, workdir, critic)
   else:
     generate.generate_and_save(config, params, workdir)

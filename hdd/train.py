@@ -35,7 +35,9 @@ class NonFiniteError(UserError):
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        hooks: Sequence[hooks_lib.Hook] = ()) -> TrainState:
   """Trains (or resumes) the model of `config` in `workdir`; returns the final state.
-  `hooks` run after every step (see `hdd.hooks`); checkpointing is always on."""
+  `hooks` run after every step (see `hdd.hooks`); checkpointing is always on. A stop
+  signal ends training after the checkpoint of the step it arrived in
+  (`common.errors.Stopped`); any failure first lets a checkpoint being written complete."""
   os.makedirs(workdir, exist_ok=True)
   mesh = parallel.create_mesh()
   tc = config.train
@@ -47,13 +49,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   # Parameters, EMA and two Adam moments in float32, for each kept checkpoint and one more.
   workdir_guard.check_free_space(workdir, 16 * count_params(state.params) *
                                  (tc.keep_checkpoints + 1) + 2**20)
+  workdir_guard.check_writable(os.path.join(workdir, "checkpoints"))
   manager = checkpoints.create_manager(os.path.join(workdir, "checkpoints"), tc.keep_checkpoints)
   restored_step, state = checkpoints.restore_latest(manager, state)
   start_step = int(state.step)
   if restored_step is not None:
+    checkpoints.check_resume_config(config, workdir, start_step)
     logging.info("Resuming from the checkpoint at step %d in %s.", start_step, manager.directory)
   if start_step >= tc.num_steps:
     logging.info("Training already finished (step %d of %d).", start_step, tc.num_steps)
+    checkpoints.finish(manager)
     return state
   with files.atomic_write(os.path.join(workdir, "config.json")) as f:
     f.write(config.to_json_best_effort(indent=2))
@@ -77,11 +82,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   logging.info("Compiled the train step in %.1f s.", compile_seconds)
 
   history, skipped = [], 0
+  stop = workdir_guard.current()
+  all_hooks = [*hooks, hooks_lib.Checkpointing(manager, tc.checkpoint_every, tc.num_steps, stop)]
   train_start = time.perf_counter()
   step = start_step
-  with workdir_guard.PreemptionHandler() as preemption:
-    all_hooks = [*hooks, hooks_lib.Checkpointing(manager, tc.checkpoint_every, tc.num_steps,
-                                                 preemption)]
+  try:
     while step < tc.num_steps:
       state, metrics = step_fn(state, batch, schedule)
       step += 1
@@ -95,21 +100,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         history = []
       for hook in all_hooks:
         hook(step, state, writer)
-      if preemption.requested:
+      if stop.requested:
         break
-  manager.wait_until_finished()
+  except BaseException:
+    checkpoints.finish(manager, raise_errors=False)  # A save in flight completes first.
+    raise
+  checkpoints.finish(manager)
   train_seconds = time.perf_counter() - train_start
-  close_start = time.perf_counter()
-  batches.close()
-  logging.info("Closed the input pipeline in %.1f s.", time.perf_counter() - close_start)
+  if not stop.requested:
+    close_start = time.perf_counter()
+    batches.close()
+    logging.info("Closed the input pipeline in %.1f s.", time.perf_counter() - close_start)
   writer.flush()
   timing = record_timing(workdir, start_step, step, compile_seconds, train_seconds,
                          count_params(state.params), tc.batch_size, skipped,
-                         preemption.requested)
+                         bool(stop.requested))
   logging.info("Trained steps %d-%d in %.1f s (%.1f img/s).", start_step, step, train_seconds,
                timing["images_per_second"])
-  if preemption.requested:
-    logging.warning("Stopped by a signal at step %d; re-run the same command to resume.", step)
+  stop.raise_if_requested(f"at step {step} of {tc.num_steps} in {workdir}")
   return state
 
 
@@ -122,8 +130,8 @@ def write_train_metrics(writer, step: int, summary: list, tc: ml_collections.Con
   if not finite.all():
     bad_step = step - len(summary) + int(np.argmin(finite)) + 1
     if tc.nonfinite == "stop":
-      raise NonFiniteError(f"non-finite loss or gradient at step {bad_step}; the last good "
-                           "checkpoint is kept. Lower train.learning_rate or set "
+      raise NonFiniteError(f"non-finite loss, gradient or update at step {bad_step}; the last "
+                           "good checkpoint is kept. Lower train.learning_rate or set "
                            "train.nonfinite=skip")
     skipped = int((~finite).sum())
   writer.write_scalars(step, {

@@ -53,8 +53,8 @@ def train_step(state: TrainState, batch: dict, schedule: Schedule, *, prediction
                num_classes: int, label_dropout: float, ema_decay: float, ema_warmup: bool):
   """One optimizer update from batch['image'] of shape [A, B/A, H, W, C] (A micro-batches).
 
-  A non-finite loss or gradient leaves parameters, optimizer and EMA unchanged (the
-  step counter still advances) and reports finite=False.
+  A non-finite loss, gradient or updated parameter leaves parameters, optimizer and EMA
+  unchanged (the step counter still advances) and reports finite=False.
   """
   step_rng = jax.random.fold_in(state.rng, state.step)
 
@@ -86,9 +86,12 @@ def train_step(state: TrainState, batch: dict, schedule: Schedule, *, prediction
   grads = jax.tree_util.tree_map(lambda g: g / num_micro, grads)
   loss = jnp.mean(jnp.stack(losses))
   grad_norm = optax.global_norm(grads)
-  finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-
   updated = state.apply_gradients(grads=grads)
+  # The update is checked too: finite gradients can still make non-finite parameters
+  # (an overflowing learning rate or weight decay).
+  finite = (jnp.isfinite(loss) & jnp.isfinite(grad_norm) &
+            jnp.isfinite(optax.global_norm(updated.params)))
+
   decay = ema_decay_at(state.step, ema_decay, ema_warmup)
   ema_params = jax.tree_util.tree_map(lambda e, p: decay * e + (1.0 - decay) * p,
                                       state.ema_params, updated.params)

@@ -9,8 +9,9 @@ import logging
 import os
 import shutil
 import signal
+import tempfile
 
-from common.errors import UserError
+from common.errors import Stopped, UserError
 
 
 class WorkdirError(UserError):
@@ -57,25 +58,66 @@ def check_free_space(workdir: str, needed_bytes: int) -> None:
                        "or use another workdir")
 
 
-class PreemptionHandler:
-  """SIGTERM/SIGINT: finish the current step, save, exit 0. A second signal exits at once."""
+def check_writable(directory: str) -> None:
+  """Fails early when checkpoints cannot be written to `directory` (read-only, immutable,
+  not a directory), before a save would fail half-way in a background thread."""
+  try:
+    os.makedirs(directory, exist_ok=True)
+    with tempfile.TemporaryFile(dir=directory):
+      pass
+  except OSError as e:
+    raise WorkdirError(f"cannot write checkpoints to {directory}: {e.strerror}; make it "
+                       "writable or use another workdir") from None
+
+
+class StopSignal:
+  """SIGTERM/SIGINT ask the whole run to stop at its next safe point: training saves a
+  checkpoint at the next step boundary, then the run ends (`common.errors.Stopped`)
+  instead of going on to the next stage or to sampling. A second signal exits at once.
+
+  Installed once per run by `hdd.run`; the training loop and the samplers look at
+  `requested` (the signal number, or None) through `current()`.
+  """
 
   def __init__(self):
-    self.requested = False
+    self.requested = None
     self._previous = {}
 
   def __enter__(self):
+    global _current
     for sig in (signal.SIGTERM, signal.SIGINT):
       self._previous[sig] = signal.signal(sig, self._handle)
+    _current = self
     return self
 
   def _handle(self, signum, frame):
     if self.requested:
       os._exit(128 + signum)
-    self.requested = True
-    logging.warning("Signal %d: saving a checkpoint at the next step boundary "
-                    "(send it again to exit immediately).", signum)
+    self.requested = signum
+    logging.warning("Signal %d: stopping at the next safe point, after a checkpoint (send it "
+                    "again to exit immediately).", signum)
+
+  def raise_if_requested(self, where: str) -> None:
+    if self.requested:
+      raise Stopped(self.requested, where)
 
   def __exit__(self, *exc):
+    global _current
+    _current = None
     for sig, handler in self._previous.items():
       signal.signal(sig, handler)
+
+
+class _NoSignal(StopSignal):
+  """What `current()` gives outside a run (library use): nothing is ever requested."""
+
+  def __enter__(self):
+    return self
+
+
+_current = None
+
+
+def current() -> StopSignal:
+  """The run's stop signal, or one that never fires when none is installed."""
+  return _current or _NoSignal()

@@ -64,15 +64,27 @@ def build_dataset(source: Source, batch_size: int, seed: int, start_step: int = 
   return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
+def check_labels(source: Source, num_classes: int) -> None:
+  """A class-conditional model (num_classes > 0) needs labels in [0, num_classes)."""
+  if not num_classes:
+    return
+  if not source.has_labels:
+    raise DataError(f"model.num_classes={num_classes} needs class labels, but "
+                    f"{source.description} has none; use labelled data or set "
+                    "model.num_classes=0")
+  low, high = source.label_range
+  if low < 0 or high >= num_classes:
+    raise DataError(f"{source.description} has labels in [{low}, {high}], but "
+                    f"model.num_classes={num_classes} needs them in [0, {num_classes - 1}]; "
+                    "fix the labels or set model.num_classes")
+
+
 def create_train_iterator(data_config, batch_size: int, seed: int, start_step: int,
                           num_classes: int = 0) -> Iterator[dict]:
   """This process's share of each global batch, as numpy arrays. A class-conditional model
   (num_classes > 0) needs labelled data."""
   source = create_source(data_config)
-  if num_classes and not source.has_labels:
-    raise DataError(f"model.num_classes={num_classes} needs class labels, but "
-                    f"{source.description} has none; use labelled data or set "
-                    "model.num_classes=0")
+  check_labels(source, num_classes)
   dataset = build_dataset(source, batch_size, seed, start_step, data_config.random_flip)
   local = batch_size // jax.process_count()
   first = jax.process_index() * local

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import logging
+import math
 import os
 from typing import Callable, Optional
 
@@ -27,11 +28,16 @@ IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
 
 @dataclasses.dataclass
 class Source:
-  """`fetch(index)` maps a scalar int64 tensor to (uint8 image [S, S, C], int32 label)."""
+  """`fetch(index)` maps a scalar int64 tensor to (uint8 image [S, S, C], int32 label).
+  `label_range` is (smallest, largest) label, or None for unlabelled data."""
   num_examples: int
   fetch: Callable[[tf.Tensor], tuple]
-  has_labels: bool
+  label_range: Optional[tuple[int, int]]
   description: str
+
+  @property
+  def has_labels(self) -> bool:
+    return self.label_range is not None
 
 
 def crop_and_resize(image: tf.Tensor, size: int, crop: str, bbox: Optional[tf.Tensor] = None):
@@ -98,15 +104,29 @@ def in_memory_source(images: np.ndarray, labels: Optional[np.ndarray], size: int
     dataset = dataset.map(lambda image, box: crop_and_resize(image, size, crop, box))
     images = np.concatenate(list(dataset.batch(1024).as_numpy_iterator()))
   images = match_channels(tf.constant(images), channels)
-  label_tensor = tf.constant(np.zeros(len(images), np.int32) if labels is None
-                             else np.asarray(labels, np.int32).reshape(-1))
-  if labels is not None and len(label_tensor) != len(images):
-    raise DataError(f"{description}: {len(images)} images but {len(label_tensor)} labels")
+  label_array = np.zeros(len(images), np.int64) if labels is None else _as_labels(labels,
+                                                                                 description)
+  if len(label_array) != len(images):
+    raise DataError(f"{description}: {len(images)} images but {len(label_array)} labels")
+  label_tensor = tf.constant(label_array.astype(np.int32))
 
   def fetch(index):
     return tf.gather(images, index), tf.gather(label_tensor, index)
 
-  return Source(len(images), fetch, labels is not None, description)
+  label_range = None if labels is None else (int(label_array.min()), int(label_array.max()))
+  return Source(len(images), fetch, label_range, description)
+
+
+def _as_labels(labels, description: str) -> np.ndarray:
+  """Integer class labels as int64 [N]; anything else (floats, strings, huge values) is an
+  error that names the data."""
+  labels = np.asarray(labels).reshape(-1)
+  if labels.dtype.kind not in "iub":
+    raise DataError(f"{description}: labels must be integers, got {labels.dtype}")
+  labels = labels.astype(np.int64)
+  if len(labels) and (labels.min() < -2**31 or labels.max() >= 2**31):
+    raise DataError(f"{description}: labels out of the int32 range")
+  return labels
 
 
 def read_idx(path: str) -> np.ndarray:
@@ -120,10 +140,13 @@ def read_idx(path: str) -> np.ndarray:
   if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
     raise DataError(f"{path} is not an unsigned-byte idx file (bad magic number)")
   ndim = data[3]
+  if len(data) < 4 + 4 * ndim:
+    raise DataError(f"{path} is truncated: its header names {ndim} dimensions")
   shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+  expected = math.prod(shape)  # Python integers: a huge header cannot overflow.
   payload = np.frombuffer(data, np.uint8, offset=4 + 4 * ndim)
-  if payload.size != int(np.prod(shape)):
-    raise DataError(f"{path} is truncated: expected {int(np.prod(shape))} values for shape "
+  if payload.size != expected:
+    raise DataError(f"{path} does not match its header: expected {expected} values for shape "
                     f"{shape}, found {payload.size}")
   return payload.reshape(shape)
 
@@ -156,34 +179,74 @@ def load_npz(path: str, split: str):
       for image_key, label_key in ((f"x_{split}", f"y_{split}"), ("images", "labels")):
         if image_key in keys:
           return data[image_key], (data[label_key] if label_key in keys else None)
-  except (OSError, ValueError, EOFError) as e:
-    raise DataError(f"cannot read npz file {path}: {e}") from None
+  except Exception as e:  # noqa: BLE001 (a damaged archive fails in many ways)
+    raise DataError(f"cannot read npz file {path}: {type(e).__name__}: "
+                    f"{' '.join(str(e).split())[:200]}") from None
   raise DataError(f"{path} has no 'x_{split}' or 'images' array (found {sorted(keys)})")
 
 
-def unreadable_images(files) -> list[str]:
-  """The files PIL cannot decode completely (truncated, corrupt, not an image)."""
+def decode_image(path, channels: int) -> np.ndarray:
+  """uint8 [H, W, channels] of an image file, decoded by PIL: the one decoder of image
+  folders, used by the up-front check and by the pipeline alike. Any mode (palette,
+  CMYK, 16-bit, alpha) becomes grey or RGB; an animation gives its first frame; RGB to
+  grey uses the weights of tf.image.rgb_to_grayscale, as the in-memory sources do."""
+  path = path.decode() if isinstance(path, bytes) else path
+  try:
+    with Image.open(path) as image:
+      grey = image.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F") or (
+          image.mode == "P" and image.getpalette() is None)
+      if image.mode.startswith(("I", "F")):  # 16/32-bit grey: scale to 8 bits.
+        scale = 1 / 256 if image.mode.startswith("I;16") else 1.0
+        image = image.point(lambda v: v * scale).convert("L")
+      array = np.asarray(image.convert("L" if grey else "RGB"), np.uint8)
+  except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
+    raise DataError(f"cannot decode image {path!r}: {e}") from None
+  if array.ndim == 2:
+    array = array[..., None]
+  if array.shape[-1] == channels:
+    return array
+  if channels == 3:
+    return np.repeat(array, 3, axis=-1)
+  weights = np.array([0.2989, 0.5870, 0.1140], np.float32)
+  return np.round(array.astype(np.float32) @ weights)[..., None].astype(np.uint8)
+
+
+def unreadable_images(files, channels: int) -> list[str]:
+  """The files `decode_image` cannot decode completely (truncated, corrupt, not an image)."""
   bad = []
   for name in files:
     try:
-      with Image.open(name) as image:
-        image.load()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+      decode_image(name, channels)
+    except DataError:
       bad.append(name)
   return bad
+
+
+def image_files(path: str) -> list[str]:
+  """Every image file under `path`, recursively and sorted, following symbolic links to
+  folders but visiting each real folder once (a link cycle adds nothing)."""
+  files, visited = [], set()
+  for root, folders, names in os.walk(path, followlinks=True):
+    real = os.path.realpath(root)
+    if real in visited:
+      folders[:] = []
+      continue
+    visited.add(real)
+    files += [os.path.join(root, name) for name in names
+              if name.lower().endswith(IMAGE_EXTENSIONS)]
+  return sorted(files)
 
 
 def folder_source(path: str, size: int, channels: int, crop: str,
                   bad_images: str = "error") -> Source:
   """All images under `path`, recursively, in sorted order. If every image lies in a
   first-level subfolder, the subfolder names (sorted) are the class labels. Every file is
-  decoded once up front: unreadable ones are an error, or skipped and counted
-  (bad_images="skip"), so a bad file never stops a run half-way."""
-  files = sorted(os.path.join(root, name) for root, _, names in os.walk(path, followlinks=True)
-                 for name in names if name.lower().endswith(IMAGE_EXTENSIONS))
+  decoded once up front by the decoder the pipeline uses: unreadable ones are an error,
+  or skipped and counted (bad_images="skip"), so a bad file never stops a run half-way."""
+  files = image_files(path)
   if not files:
     raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {path!r}")
-  bad = unreadable_images(files)
+  bad = unreadable_images(files, channels)
   if bad and bad_images == "error":
     raise DataError(f"{len(bad)} unreadable image file(s) under {path!r}, e.g. {bad[0]!r}; "
                     "remove them or set data.bad_images=skip")
@@ -200,13 +263,13 @@ def folder_source(path: str, size: int, channels: int, crop: str,
   file_tensor, label_tensor = tf.constant(files), tf.constant(labels, tf.int32)
 
   def fetch(index):
-    raw = tf.io.read_file(tf.gather(file_tensor, index))
-    image = tf.io.decode_image(raw, channels=channels, expand_animations=False)
+    image = tf.numpy_function(lambda name: decode_image(name, channels),
+                              [tf.gather(file_tensor, index)], tf.uint8, stateful=False)
     image.set_shape([None, None, channels])
     return crop_and_resize(image, size, crop), tf.gather(label_tensor, index)
 
   skipped = f", {len(bad)} unreadable skipped" if bad else ""
-  return Source(len(files), fetch, has_labels,
+  return Source(len(files), fetch, (0, len(classes) - 1) if has_labels else None,
                 f"image folder {path} ({len(files)} images{skipped})")
 
 

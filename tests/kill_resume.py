@@ -15,13 +15,11 @@ import time
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from helpers import ROOT
 
 
 def command(data_path: str, workdir: str, num_steps: int):
-  return [sys.executable, "main.py", "--config=tests/tiny_config.py",
+  return [sys.executable, "main.py", "--config=tests/tiny_configs.py",
           f"--config.data.path={data_path}", f"--workdir={workdir}",
           f"--config.train.num_steps={num_steps}", "--config.train.checkpoint_every=1",
           "--config.train.log_every=1"]
@@ -63,13 +61,8 @@ def run_with_kills(data_path, workdir, num_steps, kills, env, seed=0):
 
 def final_arrays(workdir: str) -> dict:
   """{path: array} of the newest checkpoint, plus the samples."""
-  import jax
-  import orbax.checkpoint as ocp
-  directory = os.path.join(workdir, "checkpoints")
-  step = max(int(d) for d in os.listdir(directory) if d.isdigit())
-  restored = ocp.StandardCheckpointer().restore(os.path.join(directory, str(step), "default"))
-  flat, _ = jax.tree_util.tree_flatten_with_path(restored)
-  arrays = {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in flat}
+  from hdd import checkpoints
+  _, arrays = checkpoints.latest_arrays(os.path.join(workdir, "checkpoints"))
   with np.load(os.path.join(workdir, "samples", "samples.npz")) as data:
     arrays["samples"] = data["images"]
   return arrays
@@ -89,7 +82,7 @@ def main():
   parser.add_argument("--num_steps", type=int, default=30)
   parser.add_argument("--workdir", default="/tmp/hdd_kill_resume")
   args = parser.parse_args()
-  from conftest import make_stripes
+  from helpers import make_stripes
   os.makedirs(args.workdir, exist_ok=True)
   images, labels = make_stripes()
   data = os.path.join(args.workdir, "stripes.npz")

@@ -4,7 +4,7 @@ Run once, outside the project's environment (it needs torch, torchvision, pytorc
 
   python -m venv /tmp/torchenv
   /tmp/torchenv/bin/pip install torch==2.14.1 torchvision==0.29.1 pytorch-fid==0.3.0 numpy
-  /tmp/torchenv/bin/python tests/golden/make_inception_golden.py \
+  /tmp/torchenv/bin/python tests/make_inception_golden.py \
       --fid_helper_weights=~/.cache/hdd/fid/default_1.pt [--check_files DIR]
 
 The weights are seeded random numbers (random_weights.py, which tests/test_inception.py
@@ -61,7 +61,8 @@ def main():
   real = torch.jit.load(args.fid_helper_weights).eval()
   with torch.no_grad():
     features["real_rgb299"] = real(torch.from_numpy(2 * rgb - 1).permute(0, 3, 1, 2)).numpy()
-  out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "inception_golden.npz")
+  out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden",
+                     "inception_golden.npz")
   np.savez_compressed(out, names=np.array([n for n, _ in names_and_shapes]),
                       shapes=np.array([str(s) for _, s in names_and_shapes]), seed=SEED,
                       rgb299=np.round(rgb * 255).astype(np.uint8),

@@ -1,37 +1,35 @@
 """Run by test_multi_device.py with 8 fake CPU devices: the same global batch through the
 train step on a 1-device mesh and an 8-device mesh; prints the largest differences."""
 import json
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import jax
+import numpy as np
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-
-from conftest import stripes_batch  # noqa: E402
-from hdd import generate, parallel, train  # noqa: E402
-from hdd.build import create_model, create_schedule  # noqa: E402
-from tiny_config import get_config  # noqa: E402
+from common import parallel
+from helpers import stripes_batch, tiny_config
+from hdd import generate
+from hdd.build import create_model, create_schedule
+from hdd.plan import SamplingPlan
+from hdd.train_step import compile_train_step, create_train_state, split_micro_batches
 
 
 def run(devices, config, batches):
   mesh = parallel.create_mesh(devices)
-  state = jax.device_put(train.create_train_state(config, create_model(config)),
+  state = jax.device_put(create_train_state(config, create_model(config)),
                          parallel.replicated(mesh))
   schedule = jax.device_put(create_schedule(config.diffusion), parallel.replicated(mesh))
-  step_fn = train.compile_train_step(config, mesh)
+  step_fn = compile_train_step(config, mesh)
   for batch in batches:
     state, metrics = step_fn(state, parallel.shard_batch(
-        train.split_micro_batches(batch, config.train.grad_accum_steps), mesh, 1), schedule)
-  samples, _ = generate.sample_images(config, state.ema_params, mesh, 16, seed=0)
+        split_micro_batches(batch, config.train.grad_accum_steps), mesh, 1), schedule)
+  samples, _ = generate.sample_images(SamplingPlan.create(config), state.ema_params, mesh, 16,
+                                      seed=0)
   return jax.device_get(state), samples
 
 
 def main():
   assert jax.device_count() == 8, jax.devices()
-  config = get_config()
+  config = tiny_config()
   config.model.dropout = 0.1
   config.train.grad_accum_steps = 2
   batches = [stripes_batch(32, seed=step) for step in range(3)]

@@ -1,23 +1,12 @@
 """main.py end to end in subprocesses: train, resume, sample, eval, and bad input."""
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import COMPILATION_CACHE
 from evaluation import weights
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def run_main(*args, config="tests/tiny_config.py"):
-  env = dict(os.environ, HDD_COMPILATION_CACHE=COMPILATION_CACHE)
-  return subprocess.run([sys.executable, "main.py", f"--config={config}", *args],
-                        cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
-
+from helpers import run_main
 
 def test_train_resume_sample_eval(stripes_npz, tmp_path):
   workdir = str(tmp_path / "run")

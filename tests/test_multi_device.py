@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from conftest import COMPILATION_CACHE
+from helpers import COMPILATION_CACHE
 
 
 def test_one_and_eight_devices_agree():

@@ -37,6 +37,13 @@ def test_reverse_timesteps():
     sampling.reverse_timesteps(sampling.SamplerSettings("euler"), 10)
 
 
+def run_chain(denoise, schedule, settings, x_init, rng, start_step=None, **kwargs):
+  """The chain over the steps `reverse_timesteps` gives for these settings and start."""
+  steps, prev_steps = sampling.reverse_timesteps(settings, schedule.num_steps, start_step)
+  return sampling.run_chain(denoise, schedule, settings, x_init, rng, steps, prev_steps,
+                            **kwargs)
+
+
 @pytest.mark.parametrize("settings", [
     sampling.SamplerSettings("ddpm", clip_x0=True),
     sampling.SamplerSettings("ddpm", ddpm_variance="fixed_large", clip_x0=False),
@@ -46,8 +53,8 @@ def test_reverse_timesteps():
 def test_chain_recovers_a_point_mass(schedule, settings):
   target = jnp.linspace(-0.9, 0.9, 16).reshape(1, 4, 4, 1)
   x_init = jax.random.normal(jax.random.PRNGKey(0), (3, 4, 4, 1))
-  x0, _ = jax.jit(lambda x, k: sampling.run_chain(point_mass_oracle(schedule, target), schedule,
-                                                  settings, x, k))(x_init, jax.random.PRNGKey(1))
+  x0, _ = jax.jit(lambda x, k: run_chain(point_mass_oracle(schedule, target), schedule,
+                                         settings, x, k))(x_init, jax.random.PRNGKey(1))
   np.testing.assert_allclose(x0, jnp.broadcast_to(target, x0.shape), atol=1e-4)
 
 
@@ -65,7 +72,7 @@ def test_network_evaluations_are_counted(schedule, settings, start, expected):
     jax.debug.callback(lambda t: calls.append(int(t[0])), t)
     return jnp.zeros_like(x)
 
-  x0, _ = jax.jit(lambda x, k: sampling.run_chain(denoise, schedule, settings, x, k, start))(
+  x0, _ = jax.jit(lambda x, k: run_chain(denoise, schedule, settings, x, k, start))(
       jnp.zeros((2, 4, 4, 1)), jax.random.PRNGKey(0))
   jax.block_until_ready(x0)
   assert len(calls) == expected
@@ -77,8 +84,8 @@ def test_network_evaluations_are_counted(schedule, settings, start, expected):
 def test_seeded_and_trajectory(schedule):
   settings = sampling.SamplerSettings("ddim", num_steps=10, eta=1.0)
   denoise = lambda x, t: 0.1 * x
-  run = jax.jit(lambda x, k: sampling.run_chain(denoise, schedule, settings, x, k,
-                                                trajectory_every=5, trajectory_images=2))
+  run = jax.jit(lambda x, k: run_chain(denoise, schedule, settings, x, k,
+                                       trajectory_every=5, trajectory_images=2))
   x_init = jax.random.normal(jax.random.PRNGKey(0), (3, 4, 4, 1))
   a, frames = run(x_init, jax.random.PRNGKey(1))
   b, _ = run(x_init, jax.random.PRNGKey(1))

@@ -1,0 +1,87 @@
+"""What several test files share: tiny datasets made by the tests themselves, tiny
+configs, and running main.py in a subprocess."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from configs import default
+from random_weights import random_state_dict
+from tiny_configs import get_config as _tiny_get_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# XLA:CPU spends ~20 s compiling even a tiny U-Net's train step; tests that build the same
+# computation share the compiled program through JAX's persistent cache.
+COMPILATION_CACHE = os.environ.get("HDD_TEST_COMPILATION_CACHE", "/tmp/hdd-test-jax-cache")
+
+
+def tiny_config(data_path: str = ""):
+  """The tiny 8x8 DDPM of tests/tiny_configs.py."""
+  return _tiny_get_config("", data_path)
+
+
+def tiny_cascade(variant: str = "cascade", data_path: str = ""):
+  """A tiny cascade of tests/tiny_configs.py: 'cascade' (4->8) or 'cascade3' (4->8->16)."""
+  return _tiny_get_config(variant, data_path)
+
+
+def tiny_sampling_config():
+  """The tiny DDPM sampling 2 steps in batches of 4: for tests that sample fresh parameters."""
+  config = tiny_config()
+  config.sample.update(num_steps=2, batch_size=4)
+  return config
+
+
+def tiny_data_config(**fields):
+  """The default data config at 8x8 with `fields` overridden."""
+  config = default.get_config().data
+  config.image_size = 8
+  for key, value in fields.items():
+    config[key] = value
+  return config
+
+
+def load_golden() -> dict:
+  """tests/golden/inception_golden.npz (made by tests/make_inception_golden.py) as a dict."""
+  with np.load(os.path.join(ROOT, "tests", "golden", "inception_golden.npz")) as data:
+    return {k: data[k] for k in data.files}
+
+
+def golden_state_dict(golden: dict) -> dict:
+  """The seeded random Inception weights the golden features were computed with."""
+  shapes = [tuple(int(d) for d in s.strip("()").split(",") if d.strip())
+            for s in golden["shapes"]]
+  return random_state_dict(list(zip(golden["names"], shapes)), int(golden["seed"]))
+
+
+def make_stripes(num: int = 64, size: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  """uint8 images [num, size, size]: class 0 has horizontal stripes, class 1 vertical."""
+  rng = np.random.default_rng(seed)
+  labels = rng.integers(0, 2, num).astype(np.uint8)
+  images = np.zeros((num, size, size), np.uint8)
+  phase = rng.integers(0, 2, num)
+  for i in range(num):
+    stripes = ((np.arange(size) + phase[i]) % 2 * 255).astype(np.uint8)
+    images[i] = stripes[:, None] if labels[i] == 0 else stripes[None, :]
+  return images, labels
+
+
+def stripes_batch(num: int, seed: int) -> dict:
+  """A training batch of stripes in the model's range: {'image': [num, 8, 8, 1] in [-1, 1]}."""
+  images, labels = make_stripes(num, seed=seed)
+  return {"image": images[..., None].astype(np.float32) / 127.5 - 1, "label": labels}
+
+
+def save_stripes_npz(path: str, num: int = 64, size: int = 8) -> str:
+  """A Keras-style npz of stripes: x_train/y_train (num), x_test/y_test (the first 16)."""
+  images, labels = make_stripes(num, size=size)
+  np.savez(path, x_train=images, y_train=labels, x_test=images[:16], y_test=labels[:16])
+  return path
+
+
+def run_main(*args, config="tests/tiny_configs.py"):
+  """main.py with `args` in a subprocess, sharing the tests' compilation cache."""
+  env = dict(os.environ, HDD_COMPILATION_CACHE=COMPILATION_CACHE)
+  return subprocess.run([sys.executable, "main.py", f"--config={config}", *args],
+                        cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)

@@ -1,0 +1,50 @@
+"""Start-up validation (hdd.config_checks): every bad value is listed one per line with
+the field, its value and what is allowed, for single models and cascade stages."""
+import importlib
+
+import pytest
+
+from common.errors import ConfigError
+from helpers import tiny_cascade
+from hdd import config_checks
+
+
+def test_invalid_values_are_listed_one_per_line():
+  config = importlib.import_module("configs.default").get_config()
+  config.diffusion.schedule = "sigmoid"
+  config.train.grad_accum_steps = 3
+  with pytest.raises(ConfigError) as error:
+    config_checks.check_config(config)
+  lines = str(error.value).splitlines()
+  assert lines == [
+      "invalid config: diffusion.schedule='sigmoid': must be one of ('linear', 'cosine', "
+      "'quadratic')",
+      "invalid config: train.grad_accum_steps=3: must be >= 1 and divide train.batch_size=128"]
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("stages.stage2.image_size", 4, "stages.stage2.image_size=4: stage resolutions must increase"),
+    ("stages.stage2.model.channel_mult", (1, 2, 2, 2, 2), "stages.stage2.image_size=8: must be "
+     "divisible by 16"),
+    ("stages.stage2.sample.handover", "blend", "stages.stage2.sample.handover='blend': must be "
+     "one of ('mix', 'truncate')"),
+    ("stages.stage2.sample.gamma", 1.5, "stages.stage2.sample.gamma=1.5: must lie in [0, 1]"),
+    ("stages.stage2.sample.start_step", 40, "stages.stage2.sample.start_step=40: must lie in "
+     "[0, diffusion.num_steps=40)"),
+    ("stages.stage1.diffusion.beta_end", 2.0, "stages.stage1.diffusion.beta_start=0.0001"),
+    ("stages.stage1.sample.upsample", "lanczos", "stages.stage1.sample.upsample='lanczos'"),
+    ("stage", 3, "stage=3: must lie in [0, 2]"),
+    ("data.image_size", 16, "data.image_size=16: must equal the last stage's image_size (8)"),
+])
+def test_bad_stage_configs_are_named(field, value, message):
+  config = tiny_cascade(data_path="x.npz")
+  config_checks.check_config(config)
+  parent = config
+  *path, last = field.split(".")
+  for part in path:
+    parent = parent[part]
+  parent[last] = value
+  with pytest.raises(ConfigError) as error:
+    config_checks.check_config(config)
+  assert any(line == f"invalid config: {message}" or line.startswith(f"invalid config: {message}")
+             for line in str(error.value).splitlines()), str(error.value)

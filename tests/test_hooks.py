@@ -1,0 +1,174 @@
+"""Training hooks (hdd.hooks): Checkpointing saves exactly at multiples of `every`, at the
+last step and when a stop signal arrived; SampleGrid logs a grid of EMA samples at
+multiples of `every` only; FidMonitor needs the weights file when it is built, loads its
+reference once, at first use, and logs fid_<N>samples; from_config builds the hooks the
+train section asks for; with the real FID weights, FID is logged during training."""
+import os
+import signal
+import types
+
+import jax
+import numpy as np
+import pytest
+
+from common import parallel
+from common.errors import CheckpointError
+from evaluation import statistics, weights
+from helpers import tiny_config, tiny_sampling_config
+from hdd import generate, hooks, train
+from hdd.build import create_model
+from hdd.plan import SamplingPlan
+from hdd.train_step import create_train_state
+
+
+class FakeWriter:
+  """Records what a hook writes, like clu's MetricWriter."""
+
+  def __init__(self):
+    self.images, self.scalars = [], []
+
+  def write_images(self, step, values):
+    self.images.append((step, values))
+
+  def write_scalars(self, step, values):
+    self.scalars.append((step, values))
+
+
+class FakeManager:
+  """Records orbax saves."""
+
+  def __init__(self):
+    self.saved = []
+
+  def save(self, step, args=None, force=False):
+    self.saved.append((step, args.item, force))
+
+
+@pytest.fixture(scope="module")
+def state():
+  """A fresh train state whose EMA parameters differ from the raw ones."""
+  config = tiny_sampling_config()
+  fresh = create_train_state(config, create_model(config))
+  return fresh.replace(ema_params=jax.tree_util.tree_map(lambda p: 0.8 * p + 0.01,
+                                                         fresh.params))
+
+
+def test_checkpointing_saves_at_multiples_the_last_step_and_on_a_signal():
+  manager, stop = FakeManager(), types.SimpleNamespace(requested=None)
+  hook = hooks.Checkpointing(manager, 3, 10, stop)   # every=3, last_step=10.
+  state = object()
+  for step in range(1, 11):
+    hook(step, state, FakeWriter())
+  assert [step for step, _, _ in manager.saved] == [3, 6, 9, 10]
+  assert all(item is state and force for _, item, force in manager.saved)
+
+  manager, stop = FakeManager(), types.SimpleNamespace(requested=None)
+  hook = hooks.Checkpointing(manager, 5, 20, stop)
+  for step in range(1, 5):
+    stop.requested = signal.SIGTERM if step == 4 else None
+    hook(step, state, FakeWriter())
+  assert [step for step, _, _ in manager.saved] == [4]
+
+
+def test_sample_grid_logs_ema_samples_at_multiples_only(state):
+  config = tiny_sampling_config()
+  hook = hooks.SampleGrid(config, every=3)
+  writer = FakeWriter()
+  for step in range(1, 7):
+    hook(step, state, writer)
+  assert [step for step, _ in writer.images] == [3, 6] and writer.scalars == []
+  grid = writer.images[0][1]["samples"]
+  # 16 samples of 8x8 in a 4x4 grid with 2-pixel padding, as one image [1, H, W, C].
+  assert grid.shape == (1, 4 * 10 + 2, 4 * 10 + 2, 1) and grid.dtype == np.uint8
+  np.testing.assert_array_equal(writer.images[1][1]["samples"], grid)
+  plan, mesh = SamplingPlan.create(config), parallel.create_mesh()
+  ema_samples, _ = generate.sample_images(plan, state.ema_params, mesh, 16)
+  for i in range(16):
+    top, left = 2 + (i // 4) * 10, 2 + (i % 4) * 10
+    np.testing.assert_array_equal(grid[0, top:top + 8, left:left + 8], ema_samples[i])
+  raw_samples, _ = generate.sample_images(plan, state.params, mesh, 4)
+  assert np.any(raw_samples != ema_samples[:4])   # The grid shows EMA, not raw, samples.
+
+
+@pytest.fixture
+def fake_weights(tmp_path):
+  """A file where the FID weights are looked for: hooks only check that it exists."""
+  path = tmp_path / "fid_weights.pt"
+  path.write_bytes(b"not read by these tests")
+  return str(path)
+
+
+def test_fid_monitor_loads_its_reference_once_at_first_use(state, monkeypatch, fake_weights):
+  config = tiny_sampling_config()
+  config.train.fid_samples = 4
+  config.eval.inception_weights = fake_weights
+  loads, scored = [], []
+
+  class FakeReference:
+    def score(self, samples):
+      scored.append(samples)
+      return {"fid": float(samples.astype(np.float64).mean())}
+
+  def fake_load(*args):
+    loads.append(args)
+    return FakeReference()
+
+  monkeypatch.setattr(statistics.FidReference, "load", fake_load)
+  hook = hooks.FidMonitor(config, every=2)
+  assert loads == [] and hook.reference is None
+  writer = FakeWriter()
+  for step in range(1, 5):
+    hook(step, state, writer)
+  assert len(loads) == 1
+  assert loads[0][1:5] == ("test", 8, config.eval.reference_examples, fake_weights)
+  assert [step for step, _ in writer.scalars] == [2, 4] and writer.images == []
+  assert all(list(values) == ["fid_4samples"] for _, values in writer.scalars)
+  assert all(s.shape == (4, 8, 8, 1) and s.dtype == np.uint8 for s in scored)
+  assert writer.scalars[0][1]["fid_4samples"] == pytest.approx(scored[0].mean())
+
+
+def test_fid_monitor_needs_the_weights_when_it_is_built(tmp_path):
+  config = tiny_config()
+  config.eval.inception_weights = str(tmp_path / "missing.pt")
+  with pytest.raises(CheckpointError, match=r"train.fid_every=5 needs the FID Inception "
+                     r"weights, not found at .*missing.pt"):
+    hooks.FidMonitor(config, every=5)
+
+
+def test_from_config(monkeypatch, fake_weights):
+  def refuse(*args, **kwargs):
+    raise AssertionError("building the hooks must not load weights or statistics")
+
+  monkeypatch.setattr(weights, "load_fid_inception", refuse)
+  monkeypatch.setattr(statistics.FidReference, "load", refuse)
+  config = tiny_config()
+  config.eval.inception_weights = fake_weights
+  assert config.train.sample_every == 0 and config.train.fid_every == 0
+  assert hooks.from_config(config) == []
+  config.train.update(sample_every=7, fid_every=5)
+  built = hooks.from_config(config)
+  assert [type(h) for h in built] == [hooks.FidMonitor, hooks.SampleGrid]
+  assert [h.every for h in built] == [5, 7] and built[0].reference is None
+  config.train.fid_every = 0
+  (only,) = hooks.from_config(config)
+  assert isinstance(only, hooks.SampleGrid) and only.every == 7
+  config.train.update(sample_every=0, fid_every=3)
+  (only,) = hooks.from_config(config)
+  assert isinstance(only, hooks.FidMonitor) and only.every == 3
+
+
+@pytest.mark.skipif(not os.path.exists(weights.default_path()),
+                    reason="real FID weights not fetched (python -m evaluation.weights)")
+def test_fid_is_logged_during_training(stripes_npz, tmp_path):
+  from tensorboard.backend.event_processing import event_accumulator
+  from tensorboard.util import tensor_util
+  config = tiny_config(stripes_npz)
+  config.train.update(num_steps=4, fid_every=2, fid_samples=8)
+  config.eval.stats_dir = str(tmp_path / "stats")
+  workdir = str(tmp_path / "run")
+  train.train_and_evaluate(config, workdir, hooks.from_config(config))
+  events = event_accumulator.EventAccumulator(workdir)
+  events.Reload()
+  values = [float(tensor_util.make_ndarray(event.tensor_proto))
+            for event in events.Tensors("fid_8samples")]
+  assert len(values) == 2 and all(np.isfinite(v) and v > 0 for v in values)

@@ -1,0 +1,72 @@
+"""Workdir guards (hdd.workdir): a second run on a locked workdir is refused (main.py and
+in process), an unusable workdir fails at once with one line, the free-space check, and a
+stop signal is recorded and raised at the next safe point."""
+import os
+import signal
+
+import pytest
+
+from helpers import run_main
+
+
+def test_second_run_on_a_workdir_is_refused(stripes_npz, tmp_path):
+  from hdd import workdir as guard
+  workdir = str(tmp_path / "busy")
+  with guard.exclusive(workdir):
+    result = run_main(f"--config.data.path={stripes_npz}", f"--workdir={workdir}")
+  assert result.returncode == 2
+  errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+  assert errors == [f"error: another run (pid {os.getpid()}) is using --workdir={workdir}; "
+                    "wait for it to finish or use another workdir"]
+
+
+def test_unwritable_workdir_fails_at_once(stripes_npz, tmp_path):
+  blocker = tmp_path / "file"
+  blocker.write_text("not a directory")
+  result = run_main(f"--config.data.path={stripes_npz}", f"--workdir={blocker}/run")
+  assert result.returncode == 2 and "Traceback" not in result.stderr
+  assert f"error: cannot use --workdir={blocker}/run" in result.stderr
+
+
+def test_free_space_check():
+  from hdd import workdir as guard
+  from common.errors import UserError
+  guard.check_free_space("/", 1)
+  with pytest.raises(UserError, match="MiB free, the checkpoints of this run need about"):
+    guard.check_free_space("/", 2**62)
+
+
+def test_exclusive_lock_in_process(tmp_path):
+  from hdd import workdir as guard
+  workdir = str(tmp_path / "w")
+  with guard.exclusive(workdir):
+    assert open(os.path.join(workdir, ".lock")).read() == str(os.getpid())
+    with pytest.raises(guard.WorkdirError, match=rf"another run \(pid {os.getpid()}\) is using"):
+      with guard.exclusive(workdir):
+        pass
+  with guard.exclusive(workdir):   # Released on exit: the next run gets it.
+    pass
+  blocker = tmp_path / "file"
+  blocker.write_text("")
+  with pytest.raises(guard.WorkdirError, match="cannot use --workdir=.*choose a writable"):
+    with guard.exclusive(str(blocker / "run")):
+      pass
+
+
+def test_stop_signal_is_recorded_for_the_next_safe_point():
+  from common.errors import Stopped
+  from hdd import workdir as guard
+  before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+  assert guard.current().requested is None   # Outside a run nothing is ever requested.
+  guard.current().raise_if_requested("anywhere")
+  with guard.StopSignal() as stop:
+    assert guard.current() is stop and stop.requested is None
+    stop.raise_if_requested("before the signal")
+    os.kill(os.getpid(), signal.SIGTERM)   # Handled at the next bytecode: no exit.
+    assert stop.requested == signal.SIGTERM
+    with pytest.raises(Stopped, match="stopped by signal 15 at step 3; the checkpoint is "
+                       "complete") as stopped:
+      stop.raise_if_requested("at step 3")
+    assert stopped.value.exit_code == 128 + 15
+  assert guard.current().requested is None
+  assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
