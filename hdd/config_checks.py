@@ -61,8 +61,12 @@ def _problems(config: ml_collections.ConfigDict) -> list[str]:
   need(d.image_size % factor == 0, "data.image_size",
        f"must be divisible by {factor} (2**(len(model.channel_mult)-1)); change the size or "
        "use fewer levels")
-  need(m.base_channels >= 1, "model.base_channels", "must be >= 1")
-  need(m.num_res_blocks >= 1, "model.num_res_blocks", "must be >= 1")
+  # Upper bounds on sizes that become Python loops or host arrays: a typo such as
+  # num_res_blocks=536870913 must be refused here, not hang the model's construction.
+  need(1 <= m.base_channels <= 4096, "model.base_channels", "must lie in [1, 4096]")
+  need(1 <= m.num_res_blocks <= 64, "model.num_res_blocks", "must lie in [1, 64]")
+  need(len(m.channel_mult) <= 8 and all(c <= 64 for c in m.channel_mult), "model.channel_mult",
+       "must have at most 8 levels, each multiplier at most 64")
   need(m.num_heads >= 1 and m.base_channels % m.num_heads == 0, "model.num_heads",
        "must be >= 1 and divide model.base_channels")
   need(0.0 <= m.dropout < 1.0, "model.dropout", "must lie in [0, 1)")
@@ -70,7 +74,7 @@ def _problems(config: ml_collections.ConfigDict) -> list[str]:
   need(m.num_classes >= 0, "model.num_classes", "must be >= 0")
   one_of("diffusion.schedule", SCHEDULE_KINDS)
   one_of("diffusion.prediction", PREDICTIONS)
-  need(f.num_steps >= 1, "diffusion.num_steps", "must be >= 1")
+  need(1 <= f.num_steps <= 100_000, "diffusion.num_steps", "must lie in [1, 100000]")
   need(0.0 < f.beta_start < f.beta_end < 1.0, "diffusion.beta_start",
        f"need 0 < beta_start < beta_end < 1 (beta_end={f.beta_end})")
   need(t.num_steps >= 1, "train.num_steps", "must be >= 1")

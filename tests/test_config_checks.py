@@ -34,6 +34,12 @@ def test_invalid_values_are_listed_one_per_line():
     ("stages.stage1.diffusion.beta_end", 2.0, "stages.stage1.diffusion.beta_start=0.0001"),
     ("stages.stage1.sample.upsample", "lanczos", "stages.stage1.sample.upsample='lanczos'"),
     ("stage", 3, "stage=3: must lie in [0, 2]"),
+    # Sizes that become loops or host arrays are bounded: found by tests/test_fuzz.py, where
+    # num_res_blocks=536870913 hung the model's construction.
+    ("stages.stage2.model.num_res_blocks", 536870913,
+     "stages.stage2.model.num_res_blocks=536870913: must lie in [1, 64]"),
+    ("stages.stage1.diffusion.num_steps", 2**40,
+     "stages.stage1.diffusion.num_steps=1099511627776: must lie in [1, 100000]"),
     ("data.image_size", 16, "data.image_size=16: must equal the last stage's image_size (8)"),
 ])
 def test_bad_stage_configs_are_named(field, value, message):

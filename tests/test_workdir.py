@@ -64,7 +64,7 @@ def test_stop_signal_is_recorded_for_the_next_safe_point():
     stop.raise_if_requested("before the signal")
     os.kill(os.getpid(), signal.SIGTERM)   # Handled at the next bytecode: no exit.
     assert stop.requested == signal.SIGTERM
-    with pytest.raises(Stopped, match="stopped by signal 15 at step 3; the checkpoint is "
+    with pytest.raises(Stopped, match="by signal 15 at step 3; the checkpoint is "
                        "complete") as stopped:
       stop.raise_if_requested("at step 3")
     assert stopped.value.exit_code == 128 + 15
