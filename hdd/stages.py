@@ -16,8 +16,8 @@ def is_cascade(config: ml_collections.ConfigDict) -> bool:
 
 
 def stage_names(config: ml_collections.ConfigDict) -> list[str]:
-  """The stages in sampling order (stage1, stage2, ...)."""
-  return sorted(config.stages.keys())
+  """The stages in sampling order (stage1, stage2, ..., stage10): by number, not as strings."""
+  return sorted(config.stages.keys(), key=lambda name: (len(name), name))
 
 
 def stage_config(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:

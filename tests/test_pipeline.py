@@ -44,18 +44,6 @@ def test_random_flip_mirrors_some_images():
       :, :, ::-1].repeat((~left_white).sum(), 0))
 
 
-@pytest.mark.skip(reason="build_dataset(extra_resolutions=...) was removed in 83b8753 ('Dead "
-                  "data.extra_resolutions removed'); this test of it fails with TypeError. "
-                  "Delete it, or restore the feature.")
-def test_lower_resolution_views(stripes_npz):
-  source = sources.create_source(tiny_data_config(source="npz", path=stripes_npz))
-  batch = next(pipeline.build_dataset(source, 4, 0, extra_resolutions=(4,)).as_numpy_iterator())
-  assert batch["image_4"].shape == (4, 4, 4, 1)
-  # Away from the border, an antialiased 2x reduction of 1-pixel stripes is their mean, 0.
-  np.testing.assert_allclose(batch["image_4"][:, 1:3, 1:3], 0.0, atol=1e-5)
-  assert np.abs(batch["image_4"]).max() < 0.2
-
-
 def test_conditional_model_needs_labels(tmp_path):
   path = str(tmp_path / "unlabelled.npz")
   np.savez(path, images=make_stripes(8)[0])

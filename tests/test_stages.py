@@ -78,8 +78,6 @@ def test_image_sizes():
   assert stages.image_sizes(tiny_config()) == [8]
 
 
-@pytest.mark.xfail(strict=True, reason="library bug: hdd/stages.py stage_names sorts the names "
-                   "as strings, so stage10 comes before stage2")
 def test_ten_or_more_stages_keep_their_order():
   config = default.get_config()
   sizes = [4 * 2**i for i in range(10)]
