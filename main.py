@@ -11,9 +11,11 @@ from common.files import compilation_cache_dir
 config_flags.DEFINE_config_file("config", None, "Config file, optionally path:variant.",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Checkpoints, logs and samples; re-running train resumes.")
-flags.DEFINE_enum("mode", "train", ("train", "sample", "eval", "train_classifier"),
+flags.DEFINE_enum("mode", "train", ("train", "sample", "eval", "train_classifier", "interpolate",
+                                    "forward_process"),
                   "train (then sample) | sample (latest checkpoint) | eval (loss, FID, FCD) | "
-                  "train_classifier (for FCD and the cascade's filter).")
+                  "train_classifier (for FCD and the cascade's filter) | interpolate (DDIM, "
+                  "between noises and classes) | forward_process (q(x_t|x_0) on real images).")
 flags.DEFINE_string("compilation_cache", compilation_cache_dir(),
                     "Persistent XLA compilation cache; '' disables.")
 flags.mark_flags_as_required(["config", "workdir"])

@@ -5,12 +5,40 @@ Every config imports this and `default`; configs never import each other.
 from configs import default
 
 VARIANTS = ("", "quick")
+# Configs of labelled data also have class-conditional variants.
+LABELLED_VARIANTS = VARIANTS + ("cond", "cond_quick")
 
 
 def check_variant(variant: str, allowed=VARIANTS) -> None:
   """Refuses a variant the config does not have (`--config=FILE:variant`)."""
   if variant not in allowed:
     raise ValueError(f"unknown variant {variant!r}; expected one of {allowed}")
+
+
+def parse_variant(variant: str, allowed=VARIANTS) -> tuple[bool, bool]:
+  """(quick, conditional) of a variant: 'cond_quick' is both, '' neither."""
+  check_variant(variant, allowed)
+  return variant.endswith("quick"), variant.startswith("cond")
+
+
+def class_conditional(config, num_classes: int = 10, guidance_scale: float = 2.0,
+                      label_dropout: float = 0.1):
+  """Conditions the model, or every stage of a cascade, on the class label, trained with
+  label dropout p for classifier-free guidance and sampled at guidance weight w (Ho &
+  Salimans 2022: p = 0.1-0.2; w trades diversity for fidelity, see
+  experiments/guidance.py). DDIM re-derives eps from the clipped x0 (GLIDE's choice):
+  with the network's amplified eps kept instead, guided chains leave the data range and
+  class accuracy falls as w grows (README, guidance). Samples cycle through the classes,
+  ten of each."""
+  models = config.stages.values() if "stages" in config else [config]
+  for model in models:
+    model.model.num_classes = num_classes
+    model.train.label_dropout = label_dropout
+    model.sample.guidance_scale = guidance_scale
+    model.sample.clipped_eps = True
+  config.sample.num_samples = max(config.sample.num_samples, 10 * num_classes)
+  config.sample.batch_size = max(config.sample.batch_size, 10 * num_classes)
+  return config
 
 
 def mnist_data(config):
@@ -25,6 +53,19 @@ def fashion_mnist_data(config):
   config.data.path = "/usr/share/datasets/fashion-mnist"
   config.data.name = "fashion_mnist"
   config.data.random_flip = True
+  return config
+
+
+def anime_faces_recipe(config):
+  """Anime faces (AFD) from an image folder, RGB with random flips, and the published
+  budget: 50k steps of 64 for the full-resolution DDPM (a cascade splits them)."""
+  config.data.source = "folder"
+  config.data.path = "data/anime_faces"
+  config.data.name = "anime_faces"
+  config.data.channels = 3
+  config.data.random_flip = True
+  config.train.batch_size = 64
+  config.train.num_steps = 50_000
   return config
 
 
@@ -67,18 +108,18 @@ def apply_quick(config):
   config.eval.num_examples = 1000
 
 
-def published_cascade(config, image_sizes, variant: str):
+def published_cascade(config, image_sizes, variant: str, variants=VARIANTS):
   """The published two-stage recipe (any number of sizes): T=500 per stage, the first
   stage with beta up to 0.02 from pure noise, later stages beta up to 0.01 from a
   gamma=0.3 mix; each stage trains half (two stages) or 1/n of the DDPM budget."""
-  check_variant(variant)
-  if variant == "quick":
+  quick, conditional = parse_variant(variant, variants)
+  if quick:
     apply_quick(config)
   ddpm_steps = config.train.num_steps
   config.diffusion.num_steps = 500
   config.train.num_steps = ddpm_steps // len(image_sizes)
   config.train.checkpoint_every = min(config.train.checkpoint_every, config.train.num_steps)
-  if variant == "quick":
+  if quick:
     config.sample.num_steps = 50
   default.make_cascade(config, image_sizes)
   for index, (name, size) in enumerate(zip(sorted(config.stages.keys()), image_sizes)):
@@ -90,4 +131,44 @@ def published_cascade(config, image_sizes, variant: str):
       stage.diffusion.beta_end = 0.01
       stage.sample.handover = "mix"
       stage.sample.gamma = 0.3
+  return class_conditional(config) if conditional else config
+
+
+def rgb64_ddpm(config, variant: str, num_steps: int = 50_000):
+  """A 64x64 RGB DDPM of the configs/ddpm_birds.py family: U-Net 64/(1,2,2,2) with
+  attention at 16x16 (8.95M parameters), random flips, `num_steps` steps of 64, DDIM-100
+  samples. quick: apply_quick's widths on the same four levels, attention at 8x8."""
+  check_variant(variant)
+  config.data.image_size = 64
+  config.data.channels = 3
+  config.data.random_flip = True
+  config.model.channel_mult = (1, 2, 2, 2)
+  config.model.attention_resolutions = (16,)
+  config.train.batch_size = 64
+  config.train.num_steps = num_steps
+  config.sample.sampler = "ddim"
+  config.sample.num_steps = 100
+  if variant == "quick":
+    apply_quick(config)
+    config.model.channel_mult = (1, 2, 2, 2)
+    config.model.attention_resolutions = (8,)
+  return config
+
+
+def published_ddpm(config, image_sizes, variant: str):
+  """The full-resolution DDPM that `published_cascade(config, image_sizes, variant)` is
+  measured against: the U-Net, optimizer and sampler of the cascade's last stage, with
+  config.diffusion (T=1000, beta up to 0.02), trained for the cascade's total steps (equal
+  epochs) and sampled with as many network evaluations as the whole cascade."""
+  cascade = published_cascade(config.copy_and_resolve_references(), image_sizes, variant)
+  chain = [cascade.stages[f"stage{index}"] for index in range(1, len(image_sizes) + 1)]
+  config.data, config.eval = cascade.data, cascade.eval
+  config.model = chain[-1].model
+  config.train = chain[-1].train
+  config.train.num_steps = sum(stage.train.num_steps for stage in chain)
+  config.sample = cascade.sample
+  for field in default.CHAIN_FIELDS:
+    config.sample[field] = chain[-1].sample[field]
+  config.sample.num_steps = sum(stage.sample.num_steps or stage.diffusion.num_steps
+                                for stage in chain)
   return config

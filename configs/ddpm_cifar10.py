@@ -10,16 +10,18 @@ full:  ~35M parameters, 100k updates of 128. CPU: impractical (days); one modern
        roughly a day. Expected: recognisable objects.
 quick: ~0.3M parameters, 300 steps of 64, DDIM-100 samples: several minutes on 2 CPU
        cores; colour blobs with object-like layout.
+cond, cond_quick: class-conditional on the class, label dropout 0.1, sampled with
+       classifier-free guidance at w = 2, 100 samples shown a row per class.
 """
 from configs import common, default
 
 
 def get_config(variant: str = ""):
-  common.check_variant(variant)
+  quick, conditional = common.parse_variant(variant, common.LABELLED_VARIANTS)
   config = common.cifar10_recipe(default.get_config())
-  if variant == "quick":
+  if quick:
     common.apply_quick(config)
     config.model.attention_resolutions = (8,)
     config.train.mixed_precision = False
     config.train.grad_accum_steps = 1
-  return config
+  return common.class_conditional(config) if conditional else config

@@ -13,13 +13,15 @@ quick: 0.28M-parameter U-Net 16/(1,2,2), 300 steps of 64, DDIM 100-step samples.
        64 samples 24 s) while a test run shared the cores; GPU: about a minute, mostly
        compilation. Expected: garment-like silhouettes on a black background, not yet
        sharp.
+cond, cond_quick: class-conditional on the garment class, label dropout 0.1, sampled with
+       classifier-free guidance at w = 2, 100 samples shown a row per class.
 """
 from configs import common, default
 
 
 def get_config(variant: str = ""):
-  common.check_variant(variant)
+  quick, conditional = common.parse_variant(variant, common.LABELLED_VARIANTS)
   config = common.fashion_mnist_data(default.get_config())
-  if variant == "quick":
+  if quick:
     common.apply_quick(config)
-  return config
+  return common.class_conditional(config) if conditional else config

@@ -9,7 +9,8 @@ import copy
 import ml_collections
 
 # The sample fields that belong to one model's chain; in a cascade each stage sets its own.
-CHAIN_FIELDS = ("sampler", "num_steps", "eta", "ddpm_variance", "clip_x0")
+CHAIN_FIELDS = ("sampler", "num_steps", "eta", "ddpm_variance", "clip_x0", "clipped_eps",
+                "guidance_scale")
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -77,6 +78,7 @@ def get_config() -> ml_collections.ConfigDict:
   sample.eta = 0.0               # DDIM noise; 1.0 = DDPM-like
   sample.ddpm_variance = "fixed_small"  # fixed_small (beta~) | fixed_large (beta)
   sample.clip_x0 = True
+  sample.clipped_eps = False     # DDIM + clip_x0: eps from the clipped x0 (GLIDE; for guidance)
   sample.num_samples = 64
   sample.batch_size = 64
   sample.seed = 0
@@ -84,6 +86,13 @@ def get_config() -> ml_collections.ConfigDict:
   sample.trajectory_images = 8
   sample.guidance_scale = 0.0    # classifier-free guidance weight w (conditional models)
   sample.label = -1              # conditional: -1 = cycle through all classes
+
+  # What `--mode=interpolate` and `--mode=forward_process` draw.
+  config.pictures = pictures = ml_collections.ConfigDict()
+  pictures.interpolation_pairs = 4    # rows: pairs of endpoints (noises, or classes)
+  pictures.interpolation_frames = 9   # columns: points from one endpoint to the other
+  pictures.forward_steps = ()         # steps t of the forward strip; () = 8 evenly spaced
+  pictures.forward_images = 4         # real images in the forward strip
 
   config.eval = ml_collections.ConfigDict()
   config.eval.num_examples = 2000  # held-out images for the denoising-loss evaluation

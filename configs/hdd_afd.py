@@ -16,12 +16,5 @@ from configs import common, default
 
 
 def get_config(variant: str = ""):
-  config = default.get_config()
-  config.data.source = "folder"
-  config.data.path = "data/anime_faces"
-  config.data.name = "anime_faces"
-  config.data.channels = 3
-  config.data.random_flip = True
-  config.train.batch_size = 64
-  config.train.num_steps = 50_000
-  return common.published_cascade(config, (32, 64), variant)
+  return common.published_cascade(common.anime_faces_recipe(default.get_config()), (32, 64),
+                                  variant)

@@ -14,13 +14,15 @@ quick: 0.18M + 0.28M parameters, 150 steps of 64 per stage, DDIM-50 per stage: m
        4.3 min end to end on 2 idle CPU cores with a warm compilation cache (train 35 s +
        162 s, sample 64 images 3 s + 11 s; compiling from scratch adds about 40 s); rough
        garment silhouettes. GPU: about a minute, mostly compilation.
+cond, cond_quick: every stage class-conditional on the garment class, label dropout 0.1, each
+       guided at w = 2 (--config.stages.stageK.sample.guidance_scale); a row per class.
 """
 from configs import common, default
 
 
 def get_config(variant: str = ""):
   config = common.published_cascade(common.fashion_mnist_data(default.get_config()), (14, 28),
-                                    variant)
+                                    variant, common.LABELLED_VARIANTS)
   config.stages.stage2.sample.handover = "truncate"
   config.stages.stage2.sample.start_step = config.stages.stage2.diffusion.num_steps - 1
   return config

@@ -10,13 +10,15 @@ full:  1.0M + 4.0M + 6.5M parameters, 6.7k steps of 128 per stage; one modern GP
        an hour.
 quick: 100 steps of 64 per stage, DDIM-50 per stage: about 5 minutes on 2 CPU cores
        (three compilations); blurry strokes.
+cond, cond_quick: every stage class-conditional on the digit, label dropout 0.1, each
+       guided at w = 2 (--config.stages.stageK.sample.guidance_scale); a row per class.
 """
 from configs import common, default
 
 
 def get_config(variant: str = ""):
   config = common.published_cascade(common.mnist_data(default.get_config()), (7, 14, 28),
-                                    variant)
+                                    variant, common.LABELLED_VARIANTS)
   config.stages.stage1.model.channel_mult = (1,)   # 7x7 does not pool.
   config.stages.stage1.model.attention_resolutions = (7,)
   return config

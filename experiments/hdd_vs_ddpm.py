@@ -66,13 +66,11 @@ def configs():
 
 def main(argv):
   del argv
-  import tensorflow as tf
-  tf.config.set_visible_devices([], "GPU")
-  import jax
   import numpy as np
 
+  from hdd import run
+  run.configure_runtime()
   from common import files, parallel
-  jax.config.update("jax_compilation_cache_dir", files.compilation_cache_dir())
   from evaluation import classifier, fid
   from experiments import plots
   from hdd import cascade, config_checks, generate, reports, stages, train
@@ -125,7 +123,7 @@ def main(argv):
   hdd_dir = os.path.join(workdir, "hdd")
   if "hdd" not in results:
     stage_params = cascade.train_cascade(hdd_config, hdd_dir)
-    outputs, report = cascade.sample_cascade(hdd_config, stage_params, FLAGS.num_samples)
+    outputs, report, _ = cascade.sample_cascade(hdd_config, stage_params, FLAGS.num_samples)
     rows = reports.write_timing_table(hdd_config, hdd_dir, report)
     results["hdd"] = {"train_seconds": [r["train_seconds"] for r in rows],
                       "sample_seconds": [s["sample_seconds"] for s in report["stages"]],
@@ -172,7 +170,7 @@ def main(argv):
       classifier.train_classifier(hdd_config.data, 14, 10, critic_dir,
                                   num_steps=FLAGS.classifier_steps)
     hdd_config.filter.update(enabled=True, threshold=FLAGS.filter_threshold)
-    outputs, report = cascade.sample_cascade(
+    outputs, report, _ = cascade.sample_cascade(
         hdd_config, stage_params, FLAGS.num_samples,
         critic=classifier.confidence_critic(critic_dir, 14))
     results["filter"] = {**report["stages"][0]["filter"],

@@ -98,15 +98,19 @@ def sample_cascade(config: ml_collections.ConfigDict, stage_params: dict, num_im
                    seed: Optional[int] = None, critic: Optional[Critic] = None,
                    plans: Optional[dict] = None):
   """Runs the stages in order on `num_images` images. Returns ({stage: uint8 images},
-  report) where the report has each stage's plan and timing (compile excluded)."""
+  report, {stage: trajectory}): the report has each stage's plan and timing (compile
+  excluded); a trajectory is the recorded chain of the first batch (uint8 [frames, n, h,
+  w, C], frame 0 the stage's start: noise, or the hand-over), or None."""
   mesh = parallel.create_mesh()
   plans = plans or stage_plans(config)
   seed = config.sample.seed if seed is None else seed
-  outputs, report = {}, {"num_images": num_images, "stages": []}
+  outputs, trajectories, report = {}, {}, {"num_images": num_images, "stages": []}
   previous = None
   for index, (name, plan) in enumerate(plans.items()):
     samples, info = generate.sample_images(plan, stage_params[name], mesh, num_images,
-                                           seed=seed, stream=index, low_res=previous)
+                                           seed=seed, with_trajectory=True, stream=index,
+                                           low_res=previous)
+    trajectories[name] = info["trajectory"]
     stage_report = {"stage": name, **plan.describe(),
                     "compile_seconds": info["compile_seconds"],
                     "sample_seconds": info["sample_seconds"]}
@@ -122,7 +126,7 @@ def sample_cascade(config: ml_collections.ConfigDict, stage_params: dict, num_im
     report["stages"].append(stage_report)
     previous = samples
   report["sample_seconds"] = sum(s["sample_seconds"] for s in report["stages"])
-  return outputs, report
+  return outputs, report, trajectories
 
 
 def load_critic(config: ml_collections.ConfigDict, workdir: str) -> Optional[Critic]:
@@ -140,17 +144,18 @@ def generate_and_save(config: ml_collections.ConfigDict, stage_params: dict, wor
                       critic: Optional[Critic] = None) -> dict:
   """Samples config.sample.num_samples images through the cascade and writes
   WORKDIR/samples/{samples.npz (final), stages.npz (every stage), grid.png, cascade.png,
-  timing.json} and WORKDIR/timing.{json,md}."""
-  outputs, report = sample_cascade(config, stage_params, config.sample.num_samples,
-                                   critic=critic)
+  chain.png (with sample.trajectory_every), timing.json} and WORKDIR/timing.{json,md}."""
+  outputs, report, trajectories = sample_cascade(config, stage_params,
+                                                 config.sample.num_samples, critic=critic)
   final = list(outputs.values())[-1]
-  last = stages.stage_config(config, stages.stage_names(config)[-1])
+  labels = generate.class_labels(config, len(final))
   with files.atomic_directory(os.path.join(workdir, "samples")) as out_dir:  # All or none.
-    images.save_samples_npz(os.path.join(out_dir, "samples.npz"), final,
-                            generate.class_labels(last, len(final)))
+    images.save_samples_npz(os.path.join(out_dir, "samples.npz"), final, labels)
     images.save_npz(os.path.join(out_dir, "stages.npz"), outputs)
-    images.save_png(os.path.join(out_dir, "grid.png"), images.make_grid(final[:64]))
+    images.save_png(os.path.join(out_dir, "grid.png"), reports.sample_grid(final, labels))
     images.save_png(os.path.join(out_dir, "cascade.png"), reports.side_by_side(outputs))
+    if all(t is not None for t in trajectories.values()):
+      images.save_png(os.path.join(out_dir, "chain.png"), reports.cascade_chain(trajectories))
     files.write_json(os.path.join(out_dir, "timing.json"), report)
   reports.write_timing_table(config, workdir, report)
   return report

@@ -71,7 +71,7 @@ def _problems(config: ml_collections.ConfigDict) -> list[str]:
        "must be >= 1 and divide model.base_channels")
   need(0.0 <= m.dropout < 1.0, "model.dropout", "must lie in [0, 1)")
   need(m.norm_groups >= 1, "model.norm_groups", "must be >= 1")
-  need(m.num_classes >= 0, "model.num_classes", "must be >= 0")
+  need(0 <= m.num_classes <= 100_000, "model.num_classes", "must lie in [0, 100000]")
   one_of("diffusion.schedule", SCHEDULE_KINDS)
   one_of("diffusion.prediction", PREDICTIONS)
   need(1 <= f.num_steps <= 100_000, "diffusion.num_steps", "must lie in [1, 100000]")
@@ -114,6 +114,16 @@ def _problems(config: ml_collections.ConfigDict) -> list[str]:
        "needs a class-conditional model (model.num_classes > 0)")
   need(-1 <= s.label < max(m.num_classes, 0), "sample.label",
        f"must lie in [0, model.num_classes={m.num_classes}) or be -1 (every class)")
+  pictures = config.pictures
+  need(1 <= pictures.interpolation_pairs <= 64, "pictures.interpolation_pairs",
+       "must lie in [1, 64]")
+  need(2 <= pictures.interpolation_frames <= 64, "pictures.interpolation_frames",
+       "must lie in [2, 64]")
+  need(1 <= pictures.forward_images <= 64, "pictures.forward_images", "must lie in [1, 64]")
+  need(isinstance(pictures.forward_steps, (tuple, list)) and len(pictures.forward_steps) <= 64
+       and all(isinstance(t, int) and 0 <= t < f.num_steps for t in pictures.forward_steps),
+       "pictures.forward_steps",
+       f"must be at most 64 steps in [0, diffusion.num_steps={f.num_steps}), or () for 8")
   need(config.eval.num_examples >= 1, "eval.num_examples", "must be >= 1")
   need(config.eval.batch_size >= 1, "eval.batch_size", "must be >= 1")
   need(config.eval.classifier_classes >= 2, "eval.classifier_classes", "must be >= 2")
@@ -156,6 +166,10 @@ def _cascade_problems(config: ml_collections.ConfigDict) -> list[str]:
     if index and stage.image_size <= config.stages[names[index - 1]].image_size:
       problems.append(f"{prefix}image_size={stage.image_size!r}: stage resolutions must "
                       f"increase (previous stage: {config.stages[names[index - 1]].image_size})")
+  classes = {config.stages[name].model.num_classes for name in names} - {0}
+  if len(classes) > 1:
+    problems.append(f"stages.*.model.num_classes={sorted(classes)}: the conditional stages of "
+                    "a cascade must share one set of classes (or be 0, unconditional)")
   if names and config.data.image_size != config.stages[names[-1]].image_size:
     problems.append(f"data.image_size={config.data.image_size!r}: must equal the last stage's "
                     f"image_size ({config.stages[names[-1]].image_size})")

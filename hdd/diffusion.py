@@ -89,13 +89,16 @@ def ddpm_step(schedule: Schedule, x_t, t, eps, noise, clip_x0: bool = True,
 
 
 def ddim_step(schedule: Schedule, x_t, t, t_prev, eps, eta: float = 0.0, noise=None,
-              clip_x0: bool = False):
+              clip_x0: bool = False, clipped_eps: bool = False):
   """One DDIM step x_t -> x_{t_prev} (Song et al. 2021, eq. 12 and 16).
 
   x_prev = sqrt(ab_prev) x0_hat + sqrt(1 - ab_prev - sigma^2) eps + sigma z,
   sigma = eta sqrt((1 - ab_prev) / (1 - ab_t)) sqrt(1 - ab_t / ab_prev).
   `t_prev = -1` means alpha_bar_prev = 1: the final step returns x0_hat. When
-  clip_x0 is set, x0_hat is clipped but eps is kept, as diffusers' DDIM does.
+  clip_x0 is set, x0_hat is clipped and eps kept, as diffusers' DDIM does by default;
+  with clipped_eps, eps is re-derived from the clipped x0_hat, eps = (x_t - sqrt(ab_t)
+  x0_hat) / sqrt(1 - ab_t), as GLIDE does: under classifier-free guidance the amplified
+  eps would otherwise carry the chain away from the x0_hat it just clipped.
   """
   alpha_bar = _at(schedule.alphas_cumprod, t, x_t)
   t_prev = jnp.broadcast_to(jnp.asarray(t_prev), jnp.shape(t))
@@ -104,6 +107,8 @@ def ddim_step(schedule: Schedule, x_t, t, t_prev, eps, eta: float = 0.0, noise=N
   x0 = (x_t - jnp.sqrt(1.0 - alpha_bar) * eps) / jnp.sqrt(alpha_bar)
   if clip_x0:
     x0 = jnp.clip(x0, -1.0, 1.0)
+    if clipped_eps:
+      eps = (x_t - jnp.sqrt(alpha_bar) * x0) / jnp.sqrt(1.0 - alpha_bar)
   sigma = eta * jnp.sqrt((1.0 - alpha_bar_prev) / (1.0 - alpha_bar) *
                          (1.0 - alpha_bar / alpha_bar_prev))
   direction = jnp.sqrt(jnp.maximum(1.0 - alpha_bar_prev - sigma**2, 0.0)) * eps

@@ -13,13 +13,14 @@ import ml_collections
 import numpy as np
 
 from common import batching, files, images, parallel
-from hdd import reports, sampling, workdir as workdir_guard
+from hdd import reports, sampling, stages, workdir as workdir_guard
 from hdd.plan import SamplingPlan
 
 
 def class_labels(config: ml_collections.ConfigDict, num_images: int) -> Optional[np.ndarray]:
-  """Labels to condition on: sample.label for all, or 0, 1, ..., C-1, 0, ... (label = -1)."""
-  num_classes = config.model.num_classes
+  """Labels to condition on (a model, or every conditional stage of a cascade):
+  sample.label for all, or 0, 1, ..., C-1, 0, ... (label = -1); None if unconditional."""
+  num_classes = stages.class_count(config)
   if not num_classes:
     return None
   if config.sample.label >= 0:
@@ -28,21 +29,26 @@ def class_labels(config: ml_collections.ConfigDict, num_images: int) -> Optional
 
 
 def make_sampler(plan: SamplingPlan, mesh, batch_size: int):
-  """A jitted fn(params, rng, labels, low_res) -> (x0 [B, H, W, C] in [-1, 1], trajectory).
+  """A jitted fn(params, rng, labels, low_res, noise=None) -> (x0 [B, H, W, C] in [-1, 1],
+  trajectory).
 
-  Without a hand-over the chain starts from pure noise (low_res is None); with one, from
-  the previous cascade stage's uint8 images `low_res` [B, h, w, C] handed over by its rule.
+  Without a hand-over the chain starts from the noise (low_res is None); with one, from the
+  previous cascade stage's uint8 images `low_res` [B, h, w, C] handed over by its rule with
+  this noise. The noise is drawn from `rng` unless given (interpolation chooses it).
+  Labels are class indices [B], or class weights [B, C + 1] (embedding interpolation).
   """
   config = plan.config
   shape = (batch_size, config.data.image_size, config.data.image_size, config.data.channels)
   sharding = parallel.batch_sharded(mesh)
 
-  def sample(params, rng, labels, low_res):
+  def sample(params, rng, labels, low_res, noise=None):
     denoise = sampling.model_denoise_fn(plan.model.apply, params, plan.schedule,
                                         config.diffusion.prediction, labels,
                                         config.sample.guidance_scale, config.model.num_classes)
     init_rng, chain_rng = jax.random.split(rng)
-    x_init = jax.lax.with_sharding_constraint(jax.random.normal(init_rng, shape), sharding)
+    if noise is None:
+      noise = jax.random.normal(init_rng, shape)
+    x_init = jax.lax.with_sharding_constraint(noise, sharding)
     if low_res is not None:
       x_init = plan.handover(plan.schedule, images.from_uint8(low_res), x_init, plan.start_step)
     return sampling.run_chain(denoise, plan.schedule, plan.settings, x_init, chain_rng,
@@ -55,15 +61,18 @@ def make_sampler(plan: SamplingPlan, mesh, batch_size: int):
 
 def sample_images(plan: SamplingPlan, params, mesh, num_images: int,
                   seed: Optional[int] = None, with_trajectory: bool = False, stream: int = 0,
-                  low_res: Optional[np.ndarray] = None):
+                  low_res: Optional[np.ndarray] = None, noise: Optional[np.ndarray] = None,
+                  labels: Optional[np.ndarray] = None):
   """Samples `num_images` images as uint8 [N, H, W, C], in batches of sample.batch_size.
 
   Batch b uses the key fold_in(fold_in(PRNGKey(seed), stream), b), so the output depends
   only on the seed, the stream (one per cascade stage), the batch size and the parameters
   (and `low_res`, the previous cascade stage's uint8 images, one per output, when the plan
-  hands over). Returns (images, info) where info has the labels, the trajectory of the
-  first batch (uint8 [frames, n, H, W, C]) if asked for, and the compile and sampling
-  seconds (the latter excluding compilation).
+  hands over). `noise` [N, H, W, C] replaces the drawn initial noise and `labels` (class
+  indices [N] or weights [N, C + 1]) those of `class_labels` (interpolation sets both).
+  Returns (images, info) where info has the labels, the trajectory of the first batch
+  (uint8 [frames, n, H, W, C]) if asked for, and the compile and sampling seconds (the
+  latter excluding compilation).
   """
   config = plan.config
   if (plan.handover is None) != (low_res is None):
@@ -71,13 +80,14 @@ def sample_images(plan: SamplingPlan, params, mesh, num_images: int,
   seed = config.sample.seed if seed is None else seed
   batch_size = min(config.sample.batch_size, num_images)
   batch_size += (-batch_size) % mesh.size  # Every device gets an equal share.
-  labels = class_labels(config, num_images)
+  labels = class_labels(config, num_images) if labels is None else labels
   sharding = parallel.batch_sharded(mesh)
 
   def inputs(b):
     return [None if array is None else jax.device_put(array, sharding)
             for array in (batching.batch_of(labels, b, batch_size),
-                          batching.batch_of(low_res, b, batch_size))]
+                          batching.batch_of(low_res, b, batch_size),
+                          batching.batch_of(noise, b, batch_size))]
 
   sampler = make_sampler(plan, mesh, batch_size)
   params = jax.device_put(params, parallel.replicated(mesh))
@@ -113,7 +123,8 @@ def generate_and_save(config: ml_collections.ConfigDict, params, workdir: str) -
   out_dir = os.path.join(workdir, "samples")
   with files.atomic_directory(out_dir) as new_dir:  # The files of one run, all or none.
     images.save_samples_npz(os.path.join(new_dir, "samples.npz"), samples, info["labels"])
-    images.save_png(os.path.join(new_dir, "grid.png"), images.make_grid(samples[:64]))
+    images.save_png(os.path.join(new_dir, "grid.png"),
+                    reports.sample_grid(samples, info["labels"]))
     if info["trajectory"] is not None:
       images.save_png(os.path.join(new_dir, "trajectory.png"),
                       reports.trajectory_strip(info["trajectory"]))

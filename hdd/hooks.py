@@ -12,9 +12,9 @@ import ml_collections
 import orbax.checkpoint as ocp
 from clu import metric_writers
 
-from common import images, parallel
+from common import parallel
 from common.errors import CheckpointError
-from hdd import checkpoints, generate
+from hdd import checkpoints, generate, reports
 from hdd.plan import SamplingPlan
 from hdd.train_step import TrainState
 from hdd.workdir import StopSignal
@@ -35,16 +35,20 @@ class Checkpointing:
 
 
 class SampleGrid:
-  """Logs a grid of 16 EMA samples every `every` steps."""
+  """Logs a grid of EMA samples every `every` steps: 16, or of a conditional model two of
+  each class, a row per class."""
 
   def __init__(self, config: ml_collections.ConfigDict, every: int):
     self.plan, self.every = SamplingPlan.create(config), every
 
   def __call__(self, step: int, state: TrainState, writer) -> None:
     if step % self.every == 0:
-      samples, _ = generate.sample_images(self.plan, state.ema_params, parallel.create_mesh(),
-                                          num_images=16)
-      writer.write_images(step, {"samples": images.make_grid(samples)[None]})
+      num_classes = self.plan.config.model.num_classes
+      samples, info = generate.sample_images(self.plan, state.ema_params,
+                                             parallel.create_mesh(),
+                                             num_images=2 * num_classes if num_classes else 16)
+      grid = reports.sample_grid(samples, info["labels"], columns=2)
+      writer.write_images(step, {"samples": grid[None]})
 
 
 class FidMonitor:

@@ -13,17 +13,60 @@ from common import files, images
 from hdd import stages
 
 
+def enlarge(x: np.ndarray, size: int) -> np.ndarray:
+  """Images [..., h, w, C] shown at size x size by repeating pixels (nearest-neighbour, so
+  the low-resolution pixels stay visible); h must divide size."""
+  h, w = x.shape[-3:-1]
+  if size % h or size % w:
+    raise ValueError(f"a {h}x{w} stage cannot be shown at {size}x{size}: stage resolutions "
+                     "must divide the final one")
+  return np.repeat(np.repeat(x, size // h, -3), size // w, -2)
+
+
 def side_by_side(outputs: dict, count: int = 16, per_row: int = 4) -> np.ndarray:
   """A grid of `count` samples, `per_row` to a row, each shown as its stages side by side
-  at the final resolution (nearest-neighbour, so the low-resolution pixels stay visible)."""
+  at the final resolution."""
   final = list(outputs.values())[-1]
   size, shown = final.shape[1], min(count, len(final))
-  columns = [np.repeat(np.repeat(x[:shown], size // x.shape[1], 1), size // x.shape[2], 2)
-             if size % x.shape[1] == 0 else x[:shown] for x in outputs.values()]
-  if any(c.shape[1] != size for c in columns):
-    raise ValueError("stage resolutions must divide the final one to be shown side by side")
+  columns = [enlarge(x[:shown], size) for x in outputs.values()]
   tiles = np.stack(columns, axis=1).reshape((shown * len(columns),) + final.shape[1:])
   return images.make_grid(tiles, columns=len(columns) * min(per_row, shown))
+
+
+def cascade_chain(trajectories: dict) -> np.ndarray:
+  """The reverse chain of every stage in one figure: a row per sample, the recorded steps
+  of stage 1, then of stage 2 (its first frame is the hand-over), ..., at the final
+  resolution, with a blank column between stages."""
+  final = list(trajectories.values())[-1]
+  size, shown = final.shape[2], min(t.shape[1] for t in trajectories.values())
+  blank = np.zeros((1, shown) + final.shape[2:], final.dtype)
+  parts = []
+  for trajectory in trajectories.values():
+    parts += [enlarge(trajectory[:, :shown], size), blank]
+  return trajectory_strip(np.concatenate(parts[:-1]))
+
+
+def interpolation_strip(stage_images: dict) -> np.ndarray:
+  """Interpolations {stage: uint8 [pairs, frames, h, w, C]} as one image: per pair, a row
+  per stage at the final resolution, a column per interpolation point."""
+  final = list(stage_images.values())[-1]
+  frames, size = final.shape[1], final.shape[2]
+  rows = np.stack([enlarge(x, size) for x in stage_images.values()], axis=1)
+  return images.make_grid(rows.reshape((-1,) + final.shape[2:]), columns=frames)
+
+
+def sample_grid(samples: np.ndarray, labels: Optional[np.ndarray] = None,
+                columns: int = 10, max_classes: int = 32) -> np.ndarray:
+  """The first 64 samples, or for class-conditional ones a row per class (up to
+  `max_classes`): the first `columns` samples asked for with that label, blank-padded."""
+  if labels is None:
+    return images.make_grid(samples[:64])
+  rows = []
+  for label in np.unique(labels)[:max_classes]:
+    chosen = samples[labels == label][:columns]
+    blank = np.zeros((columns - len(chosen),) + samples.shape[1:], samples.dtype)
+    rows.append(np.concatenate([chosen, blank]))
+  return images.make_grid(np.concatenate(rows), columns=columns)
 
 
 def trajectory_strip(trajectory: np.ndarray) -> np.ndarray:

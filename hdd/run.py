@@ -4,6 +4,8 @@
   sample            sample from the latest checkpoint(s)
   eval              held-out denoising loss (per stage) and the quality of the samples
   train_classifier  the feature classifier of FCD and of the cascade's filter
+  interpolate       DDIM interpolations between noises (and classes) through every stage
+  forward_process   a picture of q(x_t | x_0) on real images at chosen steps, per stage
 
 A cascade runs stage by stage (`hdd.cascade`); each stage is an ordinary model.
 """
@@ -17,15 +19,32 @@ from absl import logging
 
 from common import files
 from common.errors import UserError
-from hdd import (cascade, checkpoints, config_checks, evaluate, generate, hooks, reports, stages,
-                 train, workdir as workdir_guard)
+from hdd import (cascade, checkpoints, config_checks, evaluate, forward_process, generate, hooks,
+                 interpolation, reports, stages, train, workdir as workdir_guard)
+from input_pipeline import sources
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, mode: str,
         compilation_cache: Optional[str] = None) -> None:
-  """Validates the config, takes the workdir's lock and runs `mode` in it. A persistent
-  XLA compilation cache (default `files.compilation_cache_dir()`, '' for none) lets
-  resumed runs and sampling skip recompiling."""
+  """Validates the config, takes the workdir's lock and runs `mode` in it."""
+  configure_runtime(compilation_cache)
+  logging.info("JAX process %d/%d, local devices: %s", jax.process_index(), jax.process_count(),
+               jax.local_devices())
+  config_checks.check_config(config)
+  with workdir_guard.exclusive(workdir), workdir_guard.StopSignal():
+    try:
+      {"train": train_mode, "sample": sample_mode, "eval": eval_mode,
+       "train_classifier": evaluate.train_classifiers, "interpolate": interpolate_mode,
+       "forward_process": forward_process.forward_process_and_save}[mode](config, workdir)
+    except OSError as e:  # A full disk, a vanished or read-only directory mid-run.
+      raise UserError(f"{e.strerror or e}: {e.filename or ''}; the last complete checkpoint "
+                      "is kept; fix this and re-run the same command to resume") from None
+
+
+def configure_runtime(compilation_cache: Optional[str] = None) -> None:
+  """What every run and experiment sets first: tf.data kept off accelerators, and a
+  persistent XLA compilation cache (default `files.compilation_cache_dir()`, '' for none)
+  so that resumed runs and sampling skip recompiling."""
   import tensorflow as tf
   tf.config.set_visible_devices([], "GPU")  # tf.data must never take accelerator memory.
   if compilation_cache is None:
@@ -33,20 +52,11 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str,
   if compilation_cache:
     jax.config.update("jax_compilation_cache_dir", compilation_cache)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-  logging.info("JAX process %d/%d, local devices: %s", jax.process_index(), jax.process_count(),
-               jax.local_devices())
-  config_checks.check_config(config)
-  with workdir_guard.exclusive(workdir), workdir_guard.StopSignal():
-    try:
-      {"train": train_mode, "sample": sample_mode, "eval": eval_mode,
-       "train_classifier": evaluate.train_classifiers}[mode](config, workdir)
-    except OSError as e:  # A full disk, a vanished or read-only directory mid-run.
-      raise UserError(f"{e.strerror or e}: {e.filename or ''}; the last complete checkpoint "
-                      "is kept; fix this and re-run the same command to resume") from None
 
 
 def train_mode(config: ml_collections.ConfigDict, workdir: str) -> None:
   # Everything the run needs later is found (or found missing) before anything trains.
+  sources.check_path(config.data)
   critic = cascade.load_critic(config, workdir) if stages.is_cascade(config) else None
   if not stages.is_cascade(config):
     params = train.train_and_evaluate(config, workdir, hooks.from_config(config)).ema_params
@@ -75,6 +85,10 @@ def eval_mode(config: ml_collections.ConfigDict, workdir: str) -> None:
   else:
     evaluate.evaluate_loss(config, checkpoints.restore_params(config, workdir), workdir)
   evaluate.evaluate_samples(config, workdir)
+
+
+def interpolate_mode(config: ml_collections.ConfigDict, workdir: str) -> None:
+  interpolation.interpolate_and_save(config, restore(config, workdir), workdir)
 
 
 def restore(config: ml_collections.ConfigDict, workdir: str):

@@ -24,11 +24,12 @@ class SamplerSettings:
   eta: float = 0.0
   ddpm_variance: str = "fixed_small"
   clip_x0: bool = True
+  clipped_eps: bool = False       # DDIM: eps re-derived from the clipped x0 (GLIDE)
 
   @classmethod
   def from_config(cls, sample_config) -> "SamplerSettings":
     return cls(sample_config.sampler, sample_config.num_steps, sample_config.eta,
-               sample_config.ddpm_variance, sample_config.clip_x0)
+               sample_config.ddpm_variance, sample_config.clip_x0, sample_config.clipped_eps)
 
 
 def reverse_timesteps(settings: SamplerSettings, num_train_steps: int,
@@ -83,7 +84,7 @@ def run_chain(denoise_fn: DenoiseFn, schedule: Schedule, settings: SamplerSettin
                               settings.ddpm_variance)
     else:
       x = diffusion.ddim_step(schedule, x, t_batch, jnp.full((batch,), t_prev, jnp.int32), eps,
-                              settings.eta, noise, settings.clip_x0)
+                              settings.eta, noise, settings.clip_x0, settings.clipped_eps)
     if record:
       frame = (index + 1) // trajectory_every
       keep = (index + 1) % trajectory_every == 0
@@ -101,7 +102,8 @@ def model_denoise_fn(apply_fn, params, schedule: Schedule, prediction: str,
   """Wraps a network into denoise_fn(x_t, t) -> eps.
 
   With labels and guidance_scale w > 0 this is classifier-free guidance (Ho & Salimans
-  2022, eq. 6): eps = (1 + w) eps(x, y) - w eps(x, null).
+  2022, eq. 6): eps = (1 + w) eps(x, y) - w eps(x, null), one batched evaluation of both.
+  Labels are class indices [B] or class weights [B, C + 1] (an interpolated embedding).
   """
   def eps_of(x, t, label):
     output = apply_fn({"params": params}, x, t, label, train=False)
@@ -110,7 +112,9 @@ def model_denoise_fn(apply_fn, params, schedule: Schedule, prediction: str,
   def denoise(x, t):
     if labels is None or guidance_scale == 0.0:
       return eps_of(x, t, labels)
-    null = jnp.full_like(labels, null_label)
+    null = jnp.full(labels.shape[:1], null_label, jnp.int32)
+    if labels.ndim == 2:
+      null = jax.nn.one_hot(null, labels.shape[1], dtype=labels.dtype)
     both = eps_of(jnp.concatenate([x, x]), jnp.concatenate([t, t]),
                   jnp.concatenate([labels, null]))
     conditional, unconditional = jnp.split(both, 2)

@@ -34,7 +34,16 @@ def stage_config(config: ml_collections.ConfigDict, name: str) -> ml_collections
   single.sample = ml_collections.ConfigDict({**config.sample.to_dict(),
                                              **stage.sample.to_dict()})
   single.eval = copy.deepcopy(config.eval)
+  single.pictures = copy.deepcopy(config.pictures)
   return single
+
+
+def class_count(config: ml_collections.ConfigDict) -> int:
+  """The classes a model, or the conditional stages of a cascade, are conditioned on (0:
+  none). Every conditional stage is sampled with the same labels."""
+  if not is_cascade(config):
+    return config.model.num_classes
+  return max(config.stages[name].model.num_classes for name in stage_names(config))
 
 
 def stage_workdir(workdir: str, name: str) -> str:

@@ -1,6 +1,7 @@
 """The denoising U-Net (Ho et al. 2020, appendix B; Dhariwal & Nichol 2021 for the options).
 
-Input: a noisy image x_t [B, H, W, C], its step t [B] and optionally a class label [B].
+Input: a noisy image x_t [B, H, W, C], its step t [B] and optionally a class label [B]
+(or class weights [B, C + 1]).
 Output: the same shape as x_t (the eps, x0 or v prediction, by config).
 Each level of `channel_mult` halves the resolution once, except the last one, so an
 image side must be divisible by 2**(len(channel_mult) - 1).
@@ -97,7 +98,8 @@ class UNet(nn.Module):
     num_res_blocks: ResBlocks per level on the way down (one more on the way up).
     attention_resolutions: image sides (e.g. (16,)) at which self-attention is used.
     num_classes: > 0 adds a label embedding; label == num_classes is the "no label" token
-      that classifier-free guidance uses.
+      that classifier-free guidance uses. A label may also be a [B, C + 1] row of class
+      weights, which mixes the embeddings (class interpolation).
     dtype: computation dtype (bfloat16 for mixed precision); parameters stay float32.
   """
   out_channels: int
@@ -125,7 +127,11 @@ class UNet(nn.Module):
     if self.num_classes > 0:
       if label is None:
         label = jnp.full(t.shape, self.num_classes, jnp.int32)
-      temb = temb + nn.Embed(self.num_classes + 1, temb_dim, dtype=self.dtype)(label)
+      embed = nn.Embed(self.num_classes + 1, temb_dim, dtype=self.dtype)
+      if label.ndim == 2:  # Class weights [B, C + 1]: a mixture of the class embeddings.
+        temb = temb + jnp.dot(label.astype(self.dtype), embed.embedding.astype(self.dtype))
+      else:
+        temb = temb + embed(label)
 
     block = dict(dropout=self.dropout, norm_groups=self.norm_groups, dtype=self.dtype)
     attention = dict(num_heads=self.num_heads, norm_groups=self.norm_groups, dtype=self.dtype)

@@ -22,6 +22,9 @@ from common.errors import DataError
 SOURCES = ("tfds", "folder", "npz", "idx")
 CROPS = ("center", "bbox", "none")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+# What data.path holds for each source that reads one, and its placeholder in messages.
+PATH_CONTENTS = {"folder": ("the image files", "DIR"), "npz": ("the npz file", "FILE"),
+                 "idx": ("the idx files", "DIR")}
 IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
              "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 
@@ -297,13 +300,24 @@ def load_tfds(name: str, split: str, data_dir: Optional[str], download: bool):
   return images, np.asarray(labels), np.asarray(bboxes, np.float32)
 
 
+def check_path(data_config) -> None:
+  """Refuses a file or folder source whose data.path is missing, in one line that names
+  the path (absolute too), what belongs there and the flag that points elsewhere. Runs
+  check it before they create anything, and `create_source` again."""
+  kind, path = data_config.source, data_config.path
+  if kind not in PATH_CONTENTS or os.path.exists(path):
+    return
+  where = "" if os.path.isabs(path) else f" ({os.path.abspath(path)})"
+  what, placeholder = PATH_CONTENTS[kind]
+  raise DataError(f"data.path {path!r}{where} does not exist (data.source={kind}): put {what} "
+                  f"there or pass --config.data.path={placeholder}")
+
+
 def create_source(data_config) -> Source:
   """Builds the source named by `data_config.source` (see configs/default.py)."""
   kind, size, channels, crop = (data_config.source, data_config.image_size,
                                 data_config.channels, data_config.crop)
-  if kind in ("folder", "npz", "idx") and not os.path.exists(data_config.path):
-    raise DataError(f"data.path {data_config.path!r} does not exist (data.source={kind}); "
-                    "point --config.data.path at your data")
+  check_path(data_config)
   if kind == "folder":
     return folder_source(data_config.path, size, channels, crop, data_config.bad_images)
   if kind == "npz":

@@ -85,3 +85,39 @@ def run_main(*args, config="tests/tiny_configs.py"):
   env = dict(os.environ, HDD_COMPILATION_CACHE=COMPILATION_CACHE)
   return subprocess.run([sys.executable, "main.py", f"--config={config}", *args],
                         cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+
+
+def half_templates(size: int) -> np.ndarray:
+  """Two class templates in [-1, 1], [2, size, size, 1]: class 0 bright on top, class 1
+  bright on the left (block means of any even size keep them exact)."""
+  templates = -np.ones((2, size, size, 1), np.float32)
+  templates[0, :size // 2] = 1.0
+  templates[1, :, :size // 2] = 1.0
+  return templates
+
+
+class TemplateDenoiser:
+  """Stands in for the U-Net of a model whose data is one template image per class: it
+  returns the exact eps = (x_t - sqrt(abar_t) x0) / sqrt(1 - abar_t) for x0 = the label's
+  template (the null label: their mean; class weights [B, C + 1]: that mixture). Any
+  sampler then ends on the template, so a sample shows which label reached the network.
+  `calls` records (image side, rows) of every evaluation inside the compiled chain."""
+
+  def __init__(self, config, calls: list):
+    from hdd.build import create_schedule
+    self.schedule = create_schedule(config.diffusion)
+    templates = half_templates(config.data.image_size)
+    self.table = np.concatenate([templates, templates.mean(0, keepdims=True)])
+    self.calls = calls
+
+  def apply(self, variables, x, t, labels=None, train=False):
+    import jax
+    import jax.numpy as jnp
+    del variables, train
+    rows, side = x.shape[0], x.shape[1]
+    jax.debug.callback(lambda: self.calls.append((side, rows)))
+    table = jnp.asarray(self.table)
+    x0 = (table[labels] if labels.ndim == 1 else
+          jnp.einsum("bk,khwc->bhwc", labels, table))
+    abar = jnp.asarray(self.schedule.alphas_cumprod)[t][:, None, None, None]
+    return (x - jnp.sqrt(abar) * x0) / jnp.sqrt(1.0 - abar)

@@ -8,8 +8,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from PIL import Image
 
-from helpers import run_main, save_stripes_npz, tiny_cascade
+from helpers import TemplateDenoiser, half_templates, run_main, save_stripes_npz, tiny_cascade
 from hdd import cascade, handover, plan, stages
 from hdd.build import create_model
 
@@ -47,7 +48,7 @@ def test_each_stage_runs_the_advertised_network_evaluations(monkeypatch, rule, s
     size = single.data.image_size
     params[name] = model.init(jax.random.PRNGKey(0), jnp.zeros((1, size, size, 1)),
                               jnp.zeros((1,), jnp.int32))["params"]
-  outputs, report = cascade.sample_cascade(config, params, num_images=3)
+  outputs, report, _ = cascade.sample_cascade(config, params, num_images=3)
   jax.effects_barrier()
   assert [x.shape for x in outputs.values()] == [(3, 4, 4, 1), (3, 8, 8, 1)]
   per_stage = {size: [t for s, t in calls if s == size] for size in (4, 8)}
@@ -64,6 +65,44 @@ def test_each_stage_runs_the_advertised_network_evaluations(monkeypatch, rule, s
         alphas_cumprod, t_star))
 
 
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
+def test_guided_cascade_honours_labels_at_every_stage_and_doubles_evaluations(monkeypatch,
+                                                                             sampler):
+  """With a network that is exact for one template per class, every stage must end on the
+  template of the label asked for, guided or not; w > 0 evaluates conditional and
+  unconditional rows, twice the rows of w = 0, stage by stage."""
+  config = tiny_cascade(data_path="unused.npz")
+  for stage in config.stages.values():
+    stage.model.num_classes = 2
+    stage.sample.update(sampler=sampler, num_steps=5)
+  calls = []
+  monkeypatch.setattr(plan, "create_model", lambda c: TemplateDenoiser(c, calls))
+  params = {name: {} for name in stages.stage_names(config)}
+
+  def sample(w1, w2, label=-1):
+    config.stages.stage1.sample.guidance_scale = w1
+    config.stages.stage2.sample.guidance_scale = w2
+    config.sample.label = label
+    calls.clear()
+    outputs, report, _ = cascade.sample_cascade(config, params, num_images=5)
+    jax.effects_barrier()
+    measured = [sum(rows for side, rows in calls if side == size) / 5 for size in (4, 8)]
+    assert measured == [s["network_evaluations_per_image"] for s in report["stages"]]
+    return outputs, measured
+
+  unguided, unguided_evaluations = sample(0.0, 0.0)
+  guided, guided_evaluations = sample(2.0, 3.0)
+  assert guided_evaluations == [2 * e for e in unguided_evaluations]
+  assert sample(2.0, 0.0)[1] == [guided_evaluations[0], unguided_evaluations[1]]
+  cycled = np.arange(5) % 2
+  for outputs in (unguided, guided):
+    for name, size in (("stage1", 4), ("stage2", 8)):
+      expected = (half_templates(size)[cycled] + 1) * 127.5
+      np.testing.assert_allclose(outputs[name], expected, atol=1)
+  fixed, _ = sample(3.0, 3.0, label=1)
+  np.testing.assert_allclose(fixed["stage2"], (half_templates(8)[[1] * 5] + 1) * 127.5, atol=1)
+
+
 def test_filter_redraws_rejected_low_resolution_samples():
   config = tiny_cascade(data_path="unused.npz")
   config.filter.update(enabled=True, threshold=0.5, max_rounds=4)
@@ -74,11 +113,11 @@ def test_filter_redraws_rejected_low_resolution_samples():
     size = single.data.image_size
     params[name] = create_model(single).init(jax.random.PRNGKey(1), jnp.zeros((1, size, size, 1)),
                                              jnp.zeros((1,), jnp.int32))["params"]
-  unfiltered, _ = cascade.sample_cascade(config, params, num_images=16)
+  unfiltered, _, _ = cascade.sample_cascade(config, params, num_images=16)
   brightness = lambda x: x.reshape(len(x), -1).mean(axis=1)
   cut = np.median(brightness(unfiltered["stage1"]))
   critic = lambda x: (brightness(x) > cut).astype(np.float64)   # Rejects the darker half.
-  outputs, report = cascade.sample_cascade(config, params, num_images=16, critic=critic)
+  outputs, report, _ = cascade.sample_cascade(config, params, num_images=16, critic=critic)
   filtered = report["stages"][0]["filter"]
   assert filtered["initially_rejected"] == int(np.sum(critic(unfiltered["stage1"]) < 0.5)) > 0
   low = outputs["stage1"]
@@ -143,3 +182,36 @@ def test_three_stage_end_to_end(cascade_npz, tmp_path):
   # Stage 3 visits 19, then the DDIM steps 16, 8, 0 below it.
   assert [s["network_evaluations_per_image"] for s in report["stages"]] == [5, 5, 4]
   assert report["stages"][2]["start_step"] == 19
+
+
+def test_conditional_cascade_main_samples_labels_interpolates_and_draws_the_processes(
+    cascade_npz, tmp_path):
+  """The conditional tiny cascade through main.py: labels in samples.npz, a grid row per
+  class, the per-stage chain figure, --mode=interpolate and --mode=forward_process."""
+  workdir = str(tmp_path / "cond")
+  args = (f"--config.data.path={cascade_npz}", f"--workdir={workdir}")
+  trained = run_cascade("cascade_cond", *args)
+  assert trained.returncode == 0, trained.stderr[-3000:]
+  samples = np.load(os.path.join(workdir, "samples", "samples.npz"))
+  np.testing.assert_array_equal(samples["labels"], np.arange(8) % 2)
+  grid = np.asarray(Image.open(os.path.join(workdir, "samples", "grid.png")))
+  assert grid.shape[:2] == (2 + 2 * 10, 2 + 10 * 10)   # 2 class rows of 10 tiles of 8 + 2.
+  chain = np.asarray(Image.open(os.path.join(workdir, "samples", "chain.png")))
+  # Stage 1: noise + 5 DDIM steps; a blank column; stage 2: hand-over + 5 steps.
+  assert chain.shape[1] == 2 + 13 * 10
+  timing = json.load(open(os.path.join(workdir, "samples", "timing.json")))
+  assert [s["network_evaluations_per_image"] for s in timing["stages"]] == [10, 10]  # DDIM-5, x2
+
+  interpolated = run_cascade("cascade_cond", *args, "--mode=interpolate")
+  assert interpolated.returncode == 0, interpolated.stderr[-3000:]
+  out = os.path.join(workdir, "interpolation")
+  assert sorted(os.listdir(out)) == ["classes.png", "interpolation.npz", "noise.png"]
+  arrays = np.load(os.path.join(out, "interpolation.npz"))
+  assert arrays["noise_stage1"].shape == (2, 3, 4, 4, 1)
+  assert arrays["classes_stage2"].shape == (2, 3, 8, 8, 1)
+  np.testing.assert_allclose(arrays["alphas"], [0, 0.5, 1])
+
+  drawn = run_cascade("cascade_cond", *args, "--mode=forward_process")
+  assert drawn.returncode == 0, drawn.stderr[-3000:]
+  strip = np.asarray(Image.open(os.path.join(workdir, "forward_process.png")))
+  assert strip.shape[:2] == (2 + 4 * 10, 2 + 9 * 10)   # 2 images x 2 stages; x0 + 8 steps.

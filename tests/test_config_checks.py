@@ -41,6 +41,11 @@ def test_invalid_values_are_listed_one_per_line():
     ("stages.stage1.diffusion.num_steps", 2**40,
      "stages.stage1.diffusion.num_steps=1099511627776: must lie in [1, 100000]"),
     ("data.image_size", 16, "data.image_size=16: must equal the last stage's image_size (8)"),
+    ("stages.stage2.sample.guidance_scale", 2.0, "stages.stage2.sample.guidance_scale=2.0: "
+     "needs a class-conditional model (model.num_classes > 0)"),
+    ("pictures.interpolation_frames", 1, "pictures.interpolation_frames=1: must lie in [2, 64]"),
+    ("pictures.forward_steps", (0, 40), "pictures.forward_steps=(0, 40): must be at most 64 "
+     "steps in [0, diffusion.num_steps=40)"),
 ])
 def test_bad_stage_configs_are_named(field, value, message):
   config = tiny_cascade(data_path="x.npz")
@@ -54,3 +59,15 @@ def test_bad_stage_configs_are_named(field, value, message):
     config_checks.check_config(config)
   assert any(line == f"invalid config: {message}" or line.startswith(f"invalid config: {message}")
              for line in str(error.value).splitlines()), str(error.value)
+
+
+def test_conditional_stages_must_share_their_classes():
+  config = tiny_cascade("cascade_cond", "x.npz")
+  config_checks.check_config(config)
+  config.stages.stage2.model.num_classes = 0   # An unconditional stage may follow.
+  config.stages.stage2.sample.guidance_scale = 0.0
+  config_checks.check_config(config)
+  config.stages.stage2.model.num_classes = 3
+  with pytest.raises(ConfigError, match=r"stages.\*.model.num_classes=\[2, 3\]: the conditional "
+                     "stages of a cascade must share one set of classes"):
+    config_checks.check_config(config)

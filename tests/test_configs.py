@@ -34,6 +34,33 @@ def test_configs_import_only_common_and_default(name):
              for line in imports), imports
 
 
+LABELLED = ["ddpm_mnist", "ddpm_fashion_mnist", "ddpm_cifar10", "hdd_mnist",
+            "hdd_fashion_mnist", "hdd_cifar10", "hdd_mnist_3stage"]
+
+
+@pytest.mark.parametrize("name", LABELLED)
+def test_conditional_variants_condition_every_model_on_ten_classes(name):
+  module = importlib.import_module(f"configs.{name}")
+  for size in ("", "quick"):
+    config = module.get_config(f"cond_{size}".rstrip("_"))
+    config_checks.check_config(config)
+    unconditional = module.get_config(size)
+    models = list(config.stages.values()) if "stages" in config else [config]
+    assert all(m.model.num_classes == 10 and m.train.label_dropout == 0.1 and
+               m.sample.guidance_scale > 0 and m.sample.clipped_eps for m in models)
+    assert config.sample.num_samples >= 100 and config.sample.label == -1
+    # Only the conditioning differs from the unconditional variant.
+    for m, u in zip(models, list(unconditional.stages.values()) if "stages" in config
+                    else [unconditional]):
+      assert m.model.base_channels == u.model.base_channels
+      assert m.train.num_steps == u.train.num_steps
+
+
+def test_unlabelled_datasets_have_no_conditional_variant():
+  with pytest.raises(ValueError, match="unknown variant 'cond'"):
+    importlib.import_module("configs.hdd_afd").get_config("cond")
+
+
 def test_unknown_variant_is_refused():
   with pytest.raises(ValueError, match="unknown variant 'fast'"):
     importlib.import_module("configs.hdd_mnist").get_config("fast")

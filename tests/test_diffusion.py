@@ -103,6 +103,22 @@ def test_ddim_final_step_returns_x0_estimate(schedule):
   np.testing.assert_allclose(got, x0, rtol=1e-4, atol=1e-4)
 
 
+def test_ddim_clipping_keeps_or_rederives_eps(schedule):
+  """clip_x0 alone clips x0_hat and keeps eps (diffusers); clipped_eps re-derives eps from
+  the clipped x0_hat (GLIDE), so x_prev is then q's mean direction for that x0_hat."""
+  x, eps, _ = _arrays(5)
+  eps = 4.0 * eps   # Large enough for x0_hat to leave [-1, 1].
+  t, t_prev = 60, 30
+  x0 = np.clip((x - np.sqrt(1 - ALPHA_BAR[t]) * eps) / np.sqrt(ALPHA_BAR[t]), -1, 1)
+  assert (np.abs(x0) == 1).any()
+  rederived = (x - np.sqrt(ALPHA_BAR[t]) * x0) / np.sqrt(1 - ALPHA_BAR[t])
+  for clipped_eps, eps_used in ((False, eps), (True, rederived)):
+    got = diffusion.ddim_step(schedule, jnp.float32(x), np.full(3, t), np.full(3, t_prev),
+                              jnp.float32(eps), clip_x0=True, clipped_eps=clipped_eps)
+    expected = np.sqrt(ALPHA_BAR[t_prev]) * x0 + np.sqrt(1 - ALPHA_BAR[t_prev]) * eps_used
+    np.testing.assert_allclose(got, expected, rtol=2e-4, atol=2e-4)
+
+
 def test_ddim_eta_one_equals_ddpm_on_adjacent_steps(schedule):
   """With eta=1 and t_prev=t-1, DDIM's sigma^2 is DDPM's beta~ and the means agree."""
   x, eps, z = _arrays(11)

@@ -44,6 +44,23 @@ def test_class_labels():
   config.sample.label = 2
   fixed = generate.class_labels(config, 4)
   assert fixed.dtype == np.int32 and fixed.tolist() == [2, 2, 2, 2]
+  # A cascade: the labels of its conditional stages (an unconditional stage may join).
+  cascade_config = tiny_cascade(data_path="unused.npz")
+  assert generate.class_labels(cascade_config, 3) is None
+  cascade_config.stages.stage1.model.num_classes = 4
+  assert generate.class_labels(cascade_config, 5).tolist() == [0, 1, 2, 3, 0]
+
+
+def test_given_noise_and_labels_replace_the_drawn_ones(setup, runs):
+  config, params, plan, mesh = setup
+  drawn, _ = runs["four"]
+  noise = np.zeros((4, 8, 8, 1), np.float32)
+  given, info = generate.sample_images(plan, params, mesh, 4, seed=0, noise=noise,
+                                       labels=np.array([1, 1, 0, 0]))
+  assert info["labels"].tolist() == [1, 1, 0, 0]
+  assert not np.array_equal(given, drawn)
+  # One noise for all four: DDIM with eta = 0 then makes four equal images (unconditional).
+  assert config.sample.eta == 0 and (given == given[:1]).all()
 
 
 def test_samples_are_uint8_images(runs):

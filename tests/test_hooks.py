@@ -90,6 +90,16 @@ def test_sample_grid_logs_ema_samples_at_multiples_only(state):
   assert np.any(raw_samples != ema_samples[:4])   # The grid shows EMA, not raw, samples.
 
 
+def test_sample_grid_of_a_conditional_model_has_a_row_per_class():
+  config = tiny_sampling_config()
+  config.model.num_classes = 3
+  state = create_train_state(config, create_model(config))
+  writer = FakeWriter()
+  hooks.SampleGrid(config, every=1)(1, state, writer)
+  grid = writer.images[0][1]["samples"]
+  assert grid.shape == (1, 3 * 10 + 2, 2 * 10 + 2, 1)   # 3 classes, 2 samples each.
+
+
 @pytest.fixture
 def fake_weights(tmp_path):
   """A file where the FID weights are looked for: hooks only check that it exists."""

@@ -146,3 +146,35 @@ def test_flatten_config():
   assert flat["data.source"] == "npz" and flat["seed"] == 0
   assert all(isinstance(v, (int, float, str, bool)) for v in flat.values())
   assert "model" not in flat and len(flat) > 50
+
+
+def test_sample_grid_puts_one_row_per_class():
+  rng = np.random.default_rng(1)
+  samples = rng.integers(0, 256, (7, 4, 4, 1), dtype=np.uint8)
+  labels = np.array([2, 0, 2, 1, 0, 2, 2])
+  grid = reports.sample_grid(samples, labels, columns=3)
+  assert grid.shape == (2 + 3 * 6, 2 + 3 * 6, 1)   # Classes 0, 1, 2; three tiles each.
+  np.testing.assert_array_equal(tile(grid, 0, 4, 3), samples[1])      # class 0, first
+  np.testing.assert_array_equal(tile(grid, 1, 4, 3), samples[4])
+  assert (tile(grid, 2, 4, 3) == 0).all()                             # class 0 has two
+  np.testing.assert_array_equal(tile(grid, 3, 4, 3), samples[3])      # class 1
+  np.testing.assert_array_equal([tile(grid, i, 4, 3) for i in (6, 7, 8)], samples[[0, 2, 5]])
+  unconditional = reports.sample_grid(samples)
+  assert unconditional.shape == reports.images.make_grid(samples).shape
+
+
+def test_cascade_chain_and_interpolation_strip_layouts():
+  low = np.full((3, 2, 4, 4, 1), 50, np.uint8)     # [frames, n, h, w, C]
+  high = np.full((4, 5, 8, 8, 1), 200, np.uint8)
+  chain = reports.cascade_chain({"stage1": low, "stage2": high})
+  # Rows: the 2 samples both stages have; columns: 3 + blank + 4 frames, all 8x8.
+  assert chain.shape == (2 + 2 * 10, 2 + 8 * 10, 1)
+  assert (tile(chain, 0, 8, 8) == 50).all() and (tile(chain, 3, 8, 8) == 0).all()
+  assert (tile(chain, 4, 8, 8) == 200).all()
+  strip = reports.interpolation_strip({"stage1": low.transpose(1, 0, 2, 3, 4),
+                                       "stage2": high[:3, :2].transpose(1, 0, 2, 3, 4)})
+  # Per pair a row per stage: 2 pairs x 2 stages rows, 3 frames.
+  assert strip.shape == (2 + 4 * 10, 2 + 3 * 10, 1)
+  assert (tile(strip, 0, 8, 3) == 50).all() and (tile(strip, 3, 8, 3) == 200).all()
+  with pytest.raises(ValueError, match="must divide the final one"):
+    reports.enlarge(np.zeros((1, 3, 3, 1), np.uint8), 8)

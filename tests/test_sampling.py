@@ -106,3 +106,14 @@ def test_classifier_free_guidance_combination(schedule):
                                       null_label=10)
   eps = denoise(jnp.zeros((2, 2, 2, 1)), jnp.array([5, 5]))
   np.testing.assert_allclose(eps[:, 0, 0, 0], [4 * 2 - 3 * 10, 4 * 5 - 3 * 10])
+
+
+def test_guidance_with_class_weights_uses_the_one_hot_null_class(schedule):
+  """Class weights [B, C + 1] (interpolation): the unconditional half gets one-hot(null)."""
+  apply_fn = lambda variables, x, t, weights, train: jnp.broadcast_to(
+      (weights @ jnp.arange(weights.shape[1], dtype=x.dtype))[:, None, None, None], x.shape)
+  weights = jnp.array([[0.5, 0.5, 0.0], [0.0, 1.0, 0.0]])   # classes 0.5 and 1; null = 2.
+  denoise = sampling.model_denoise_fn(apply_fn, {}, schedule, "eps", weights, guidance_scale=2.0,
+                                      null_label=2)
+  eps = denoise(jnp.zeros((2, 2, 2, 1)), jnp.array([5, 5]))
+  np.testing.assert_allclose(eps[:, 0, 0, 0], [3 * 0.5 - 2 * 2, 3 * 1 - 2 * 2])

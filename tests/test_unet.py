@@ -46,6 +46,11 @@ def test_time_and_label_change_the_output():
   assert not np.allclose(out(10, 0), out(10, 1))
   # No label means the null class (index num_classes).
   np.testing.assert_allclose(model.apply(variables, x, jnp.full((2,), 10)), out(10, 3))
+  # Class weights: one-hot rows are the classes; a mix adds the mixed embedding rows.
+  weights = lambda rows: model.apply(variables, x, jnp.full((2,), 10), jnp.asarray(rows))
+  np.testing.assert_allclose(weights([[1, 0, 0, 0], [0, 1, 0, 0]])[1], out(10, 1)[1], atol=1e-5)
+  mixed = weights([[0.25, 0.75, 0, 0]] * 2)
+  assert not np.allclose(mixed, out(10, 0)) and not np.allclose(mixed, out(10, 1))
 
 
 def test_bfloat16_compute_keeps_float32_params():

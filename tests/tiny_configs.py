@@ -3,6 +3,7 @@
   ''          a ~20k-parameter DDPM on 8x8 grayscale images
   'cascade'   4x4 -> 8x8, each stage a ~10k-parameter U-Net
   'cascade3'  4x4 -> 8x8 -> 16x16
+  'cascade_cond'  'cascade', every stage conditioned on 2 classes, guided at w = 1, 2
 
   python main.py --config=tests/tiny_configs.py:cascade --config.data.path=D.npz --workdir=W
 """
@@ -35,7 +36,14 @@ def get_config(variant: str = "", data_path: str = ""):
   config.eval.num_examples = 16
   config.eval.batch_size = 8
   if variant:
-    make_tiny_cascade(config, {"cascade": (4, 8), "cascade3": (4, 8, 16)}[variant])
+    make_tiny_cascade(config, {"cascade": (4, 8), "cascade3": (4, 8, 16),
+                               "cascade_cond": (4, 8)}[variant])
+  if variant == "cascade_cond":
+    for stage, weight in zip(config.stages.values(), (1.0, 2.0)):
+      stage.model.num_classes = 2
+      stage.sample.guidance_scale = weight
+    config.sample.trajectory_every = 1
+    config.pictures.update(interpolation_pairs=2, interpolation_frames=3, forward_images=2)
   return config
 
 

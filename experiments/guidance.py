@@ -1,0 +1,175 @@
+"""Classifier-free guidance on the conditional MNIST cascade at CPU scale: FID and
+sample-class accuracy against the guidance weight w.
+
+  python experiments/guidance.py --data_path=../shared/data/mnist.npz --workdir=runs/guidance
+
+Trains `configs/hdd_mnist.py:cond_quick` (14x14 -> 28x28, every stage conditioned on the
+digit with label dropout 0.1) for --train_steps per stage, and the project's MNIST
+classifier (evaluation.classifier) at 28x28. For each w (the same w at every stage) it
+samples --num_samples images, ten classes in turn, from one seed, and measures
+  accuracy: the share of samples asked for class k that the classifier calls k (overall,
+            and of the worst class);
+  FID:      against --fid_reference_examples test images (pytorch-fid Inception).
+With --kept_eps_weights it also samples with diffusers' default DDIM, which keeps the
+network's eps after clipping x0: under guidance that chain leaves the data range and class
+accuracy falls as w grows. Writes WORKDIR/results.json, results.md and guidance.png; a
+finished w is reused when the command is run again. Ho & Salimans (2022) report the same trade: accuracy (there, IS)
+rises with w while FID is best at a small w.
+"""
+import os
+
+from absl import app, flags, logging
+
+flags.DEFINE_string("data_path", None, "MNIST npz (Keras layout).")
+flags.DEFINE_string("workdir", None, "Output directory.")
+flags.DEFINE_integer("train_steps", 1000, "Training steps of each cascade stage.")
+flags.DEFINE_integer("num_samples", 500, "Samples per guidance weight.")
+flags.DEFINE_list("weights", ["0", "0.5", "1", "2", "3", "5"], "Guidance weights w.")
+flags.DEFINE_list("kept_eps_weights", [],
+                  "Also sample at these w with DDIM keeping the network's eps after clipping "
+                  "x0 (diffusers' default) instead of re-deriving it (the config's choice).")
+flags.DEFINE_integer("classifier_steps", 1000, "Training steps of the MNIST classifier.")
+flags.DEFINE_integer("fid_reference_examples", 2000,
+                     "Test images of the FID reference statistics (cached); 0: no FID.")
+flags.mark_flags_as_required(["data_path", "workdir"])
+FLAGS = flags.FLAGS
+
+
+def guidance_config():
+  from configs import hdd_mnist
+  config = hdd_mnist.get_config("cond_quick")
+  config.data.source, config.data.path = "npz", FLAGS.data_path
+  for stage in config.stages.values():
+    stage.train.num_steps = FLAGS.train_steps
+    stage.train.checkpoint_every = FLAGS.train_steps
+  config.sample.batch_size = 100
+  return config
+
+
+def with_guidance(config, weight: float, clipped_eps: bool = True):
+  config = config.copy_and_resolve_references()
+  for stage in config.stages.values():
+    stage.sample.guidance_scale = weight
+    stage.sample.clipped_eps = clipped_eps
+  return config
+
+
+def class_accuracy(predicted, labels) -> dict:
+  """Overall accuracy and that of the worst class."""
+  import numpy as np
+  per_class = {int(k): float(np.mean(predicted[labels == k] == k)) for k in np.unique(labels)}
+  return {"accuracy": float(np.mean(predicted == labels)),
+          "worst_class_accuracy": min(per_class.values()), "per_class_accuracy": per_class}
+
+
+def results_markdown(results: dict) -> str:
+  fid_title = (f"FID ({results['fid_reference']})" if "fid_reference" in results else "FID")
+  lines = [f"Conditional MNIST cascade (14x14 -> 28x28, {results['train_steps']} steps per stage), "
+           f"{results['num_samples']} samples per w; classifier test accuracy "
+           f"{results['classifier_test_accuracy']:.4f}.", "",
+           f"| DDIM eps | w | class accuracy | worst class | {fid_title} | network evals / image "
+           "| sample s |", "|---|---|---|---|---|---|---|"]
+  for table, name in (("weights", "from clipped x0"), ("kept_eps", "kept (diffusers)")):
+    for key, row in sorted(results.get(table, {}).items(), key=lambda kv: float(kv[0])):
+      fid = f"{row['fid']:.2f}" if "fid" in row else "-"
+      lines.append(f"| {name} | {key} | {row['accuracy']:.3f} | "
+                   f"{row['worst_class_accuracy']:.3f} | {fid} | "
+                   f"{' + '.join(map(str, row['evaluations']))} | {row['sample_seconds']:.1f} |")
+  return "\n".join(lines) + "\n"
+
+
+def guidance_plot(results: dict, path: str) -> None:
+  """FID (left axis) and class accuracy (right axis) against w."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  figure, fid_axis = plt.subplots(figsize=(6, 3.8), dpi=120)
+  accuracy_axis = fid_axis.twinx()
+  for table, style, name in (("weights", "-", "eps from clipped x0"),
+                             ("kept_eps", ":", "eps kept (diffusers' DDIM)")):
+    rows = sorted(results.get(table, {}).items(), key=lambda kv: float(kv[0]))
+    if not rows:
+      continue
+    weights = [float(key) for key, _ in rows]
+    if all("fid" in row for _, row in rows):
+      fid_axis.plot(weights, [row["fid"] for _, row in rows], "o" + style, color="tab:blue",
+                    label=f"FID, {name}")
+    accuracy_axis.plot(weights, [row["accuracy"] for _, row in rows], "s" + style,
+                       color="tab:red", label=f"accuracy, {name}")
+  fid_axis.set_xlabel("guidance weight w (every stage)")
+  fid_axis.set_ylabel("FID (lower is better)", color="tab:blue")
+  accuracy_axis.set_ylabel("class accuracy of samples", color="tab:red")
+  accuracy_axis.set_ylim(0, 1.02)
+  handles = fid_axis.get_legend_handles_labels()[0] + accuracy_axis.get_legend_handles_labels()[0]
+  fid_axis.legend(handles=handles, fontsize=7, loc="center right")
+  fid_axis.set_title(f"Classifier-free guidance, conditional MNIST cascade "
+                     f"({results['num_samples']} samples per w)", fontsize=9)
+  fid_axis.grid(alpha=0.3)
+  figure.tight_layout()
+  figure.savefig(path)
+  plt.close(figure)
+
+
+def main(argv):
+  del argv
+  import json
+
+  from hdd import run
+  run.configure_runtime()
+  from common import files, images
+  from evaluation import classifier
+  from hdd import cascade, config_checks, generate, reports, stages
+
+  workdir = FLAGS.workdir
+  os.makedirs(workdir, exist_ok=True)
+  config = guidance_config()
+  config_checks.check_config(config)
+  results_path = os.path.join(workdir, "results.json")
+  results = json.load(open(results_path)) if os.path.exists(results_path) else {}
+  results.update(train_steps=FLAGS.train_steps, num_samples=FLAGS.num_samples)
+  results.setdefault("weights", {})
+
+  classifier_dir = os.path.join(workdir, "classifier_28")
+  if not os.path.exists(os.path.join(classifier_dir, "meta.json")):
+    classifier.train_classifier(config.data, 28, 10, classifier_dir,
+                                num_steps=FLAGS.classifier_steps, seed=config.seed)
+  model, classifier_params, meta = classifier.load_classifier(classifier_dir)
+  results["classifier_test_accuracy"] = meta["test_accuracy"]
+  stage_params = cascade.train_cascade(config, os.path.join(workdir, "cascade"))
+  results.setdefault("kept_eps", {})
+  fid_reference = None
+  if FLAGS.fid_reference_examples:
+    from evaluation.statistics import FidReference
+    fid_reference = FidReference.load(config.data, "test", 28, FLAGS.fid_reference_examples)
+    results["fid_reference"] = fid_reference.description
+  labels = generate.class_labels(config, FLAGS.num_samples)
+  points = ([("weights", float(w), True) for w in FLAGS.weights] +
+            [("kept_eps", float(w), False) for w in FLAGS.kept_eps_weights])
+  for table, weight, clipped_eps in points:
+    key = f"{weight:g}"
+    if key in results[table] and ("fid" in results[table][key] or not fid_reference):
+      continue
+    guided = with_guidance(config, weight, clipped_eps)
+    outputs, report, _ = cascade.sample_cascade(guided, stage_params, FLAGS.num_samples)
+    samples = outputs[stages.stage_names(guided)[-1]]
+    logits, _ = classifier.apply_in_batches(model, classifier_params, samples)
+    row = {**class_accuracy(logits.argmax(-1), labels),
+           "evaluations": [s["network_evaluations_per_image"] for s in report["stages"]],
+           "sample_seconds": report["sample_seconds"]}
+    if fid_reference is not None:
+      row["fid"] = fid_reference.score(samples)["fid"]
+    results[table][key] = row
+    logging.info("%s w=%s: %s", table, key, row)
+    files.write_json(results_path, results)
+    suffix = "" if clipped_eps else "_kept_eps"
+    images.save_png(os.path.join(workdir, f"grid_w{key}{suffix}.png"),
+                    reports.sample_grid(samples, labels))
+
+  with files.atomic_write(os.path.join(workdir, "results.md")) as f:
+    f.write(results_markdown(results))
+  guidance_plot(results, os.path.join(workdir, "guidance.png"))
+  print(open(os.path.join(workdir, "results.md")).read())
+
+
+if __name__ == "__main__":
+  app.run(main)
