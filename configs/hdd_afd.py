@@ -9,8 +9,10 @@ the published recipe (`configs.common.published_cascade`), RGB, random flips.
 Data: any folder of images (sub-folders are class labels; faces need none).
 full:  6.5M + 9.0M parameters, 25k steps of 64 per stage. CPU: impractical; one modern GPU:
        several hours (published: 3195 s + 12546 s training on their GPU).
-quick: 0.28M + 0.38M parameters, 150 steps of 64 each, DDIM-50 per stage: about 15
-       minutes on 2 CPU cores (64x64 is 4x the pixels of 32x32); coloured blobs.
+quick: 0.28M + 0.38M parameters, 150 steps of 64 each, DDIM-50 per stage: 20-40 minutes
+       on 2 CPU cores, most of it the 64x64 stage (its U-Net, attention at 32x32, trained
+       at 4.8 img/s with other jobs on the cores: `benchmarks/benchmark.py
+       --configs=ddpm_afd`, the same network); coloured blobs.
 """
 from configs import common, default
 
