@@ -135,7 +135,7 @@ def published_cascade(config, image_sizes, variant: str, variants=VARIANTS):
 
 
 def rgb64_ddpm(config, variant: str, num_steps: int = 50_000):
-  """A 64x64 RGB DDPM of the configs/ddpm_birds.py family: U-Net 64/(1,2,2,2) with
+  """A 64x64 RGB DDPM (birds, STL-10, Flowers, butterflies): U-Net 64/(1,2,2,2) with
   attention at 16x16 (8.95M parameters), random flips, `num_steps` steps of 64, DDIM-100
   samples. quick: apply_quick's widths on the same four levels, attention at 8x8."""
   check_variant(variant)

@@ -1,5 +1,5 @@
-"""DDPM on Caltech-UCSD Birds 2011 at 64x64: bounding-box crops, cosine schedule, DDIM
-sampling with 5 steps.
+"""DDPM on Caltech-UCSD Birds 2011 at 64x64 (`configs.common.rgb64_ddpm`): bounding-box
+crops, cosine schedule, DDIM sampling with 5 steps.
 
   python main.py --config=configs/ddpm_birds.py --workdir=runs/ddpm_birds
   python main.py --config=configs/ddpm_birds.py:quick --workdir=runs/birds_quick \
@@ -15,24 +15,12 @@ from configs import common, default
 
 
 def get_config(variant: str = ""):
-  common.check_variant(variant)
   config = default.get_config()
   config.data.name = "caltech_birds2011"
-  config.data.image_size = 64
-  config.data.channels = 3
   config.data.crop = "bbox"
-  config.data.random_flip = True
-  config.model.channel_mult = (1, 2, 2, 2)
-  config.model.attention_resolutions = (16,)
+  common.rgb64_ddpm(config, variant, num_steps=50_000)
   config.diffusion.schedule = "cosine"
-  config.train.batch_size = 64
-  config.train.num_steps = 50_000
-  config.sample.sampler = "ddim"
   config.sample.num_steps = 5
   if variant == "quick":
-    common.apply_quick(config)
-    config.model.channel_mult = (1, 2, 2, 2)
-    config.model.attention_resolutions = (8,)
-    config.sample.num_steps = 5
     config.sample.trajectory_every = 1
   return config

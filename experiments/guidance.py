@@ -128,6 +128,7 @@ def main(argv):
   results = json.load(open(results_path)) if os.path.exists(results_path) else {}
   results.update(train_steps=FLAGS.train_steps, num_samples=FLAGS.num_samples)
   results.setdefault("weights", {})
+  results.setdefault("kept_eps", {})
 
   classifier_dir = os.path.join(workdir, "classifier_28")
   if not os.path.exists(os.path.join(classifier_dir, "meta.json")):
@@ -136,7 +137,6 @@ def main(argv):
   model, classifier_params, meta = classifier.load_classifier(classifier_dir)
   results["classifier_test_accuracy"] = meta["test_accuracy"]
   stage_params = cascade.train_cascade(config, os.path.join(workdir, "cascade"))
-  results.setdefault("kept_eps", {})
   fid_reference = None
   if FLAGS.fid_reference_examples:
     from evaluation.statistics import FidReference

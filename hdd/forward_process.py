@@ -44,16 +44,15 @@ def forward_process_and_save(config: ml_collections.ConfigDict, workdir: str) ->
   """The strip of every stage (or of the model), stacked, at the final resolution."""
   names = stages.stage_names(config) if stages.is_cascade(config) else [None]
   size = config.data.image_size
-  parts = []
+  parts, steps = [], []
   for name in names:
     single = config if name is None else stages.stage_config(config, name)
     x0, _ = real_images(single.data, single.data.split, single.data.image_size,
                         single.pictures.forward_images, single.seed)
     parts.append(reports.enlarge(forward_frames(single, x0, single.seed), size))
+    steps.append(strip_steps(single).tolist())
   path = os.path.join(workdir, "forward_process.png")
   os.makedirs(workdir, exist_ok=True)
   images.save_png(path, reports.trajectory_strip(np.concatenate(parts, axis=1)))
-  logging.info("Wrote the forward process at steps %s to %s.",
-               [strip_steps(config if n is None else stages.stage_config(config, n)).tolist()
-                for n in names], path)
+  logging.info("Wrote the forward process at steps %s to %s.", steps, path)
   return path

@@ -66,10 +66,10 @@ def interpolate(config: ml_collections.ConfigDict, params, seed: int = 0) -> dic
   conditional, 'classes': {stage: ...}, 'class_pairs'}.
   """
   config = deterministic(config)
-  plans = (stage_plans(config) if stages.is_cascade(config)
-           else {"model": SamplingPlan.create(config)})
-  if not stages.is_cascade(config):
-    params = {"model": params}
+  if stages.is_cascade(config):
+    plans = stage_plans(config)
+  else:
+    plans, params = {"model": SamplingPlan.create(config)}, {"model": params}
   pairs, frames = config.pictures.interpolation_pairs, config.pictures.interpolation_frames
   alphas = np.linspace(0.0, 1.0, frames)
   num_classes = stages.class_count(config)
