@@ -69,7 +69,10 @@ def get_config() -> ml_collections.ConfigDict:
   train.keep_checkpoints = 3
   train.allow_config_change = False  # resume although diffusion/model/size fields changed
   train.sample_every = 0         # log a sample grid every N steps; 0 = never during training
-  train.fid_every = 0            # log FID of fid_samples samples every N steps (needs weights)
+  # FID of fid_samples samples every N steps (needs the weights): logged, and appended to
+  # WORKDIR/fid_curve.json with the training seconds; a cascade stage's FID is that of the
+  # cascade up to it (the earlier stages' samples handed over). Plot: experiments/fid_curve.py.
+  train.fid_every = 0
   train.fid_samples = 1000       # a small-N FID, logged as fid_<N>samples: not the final FID
 
   config.sample = sample = ml_collections.ConfigDict()

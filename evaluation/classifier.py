@@ -56,6 +56,26 @@ def train_classifier(data_config: ml_collections.ConfigDict, image_size: int, nu
                     f"[{train_labels.min()}, {train_labels.max()}]")
   test_images, test_labels = real_images(data_config, data_config.eval_split, image_size)
   model = Classifier(num_classes)
+  start = time.perf_counter()
+  params = fit(model, train_images, train_labels, num_steps, batch_size, learning_rate, seed)
+  logits, _ = apply_in_batches(model, params, test_images)
+  meta = {"version": VERSION, "image_size": image_size, "channels": train_images.shape[-1],
+          "num_classes": num_classes, "test_accuracy": float((logits.argmax(-1) ==
+                                                              test_labels).mean()),
+          "test_examples": int(len(test_labels)), "train_steps": num_steps,
+          "train_seconds": time.perf_counter() - start,
+          "data": f"{data_config.source} {data_config.path or data_config.name}"}
+  save_classifier(out_dir, params, meta)
+  logging.info("Classifier at %dx%d: test accuracy %.4f; saved to %s.", image_size, image_size,
+               meta["test_accuracy"], out_dir)
+  return meta
+
+
+def fit(model: nn.Module, train_images: np.ndarray, train_labels: np.ndarray, num_steps: int,
+        batch_size: int = 128, learning_rate: float = 1e-3, seed: int = 0):
+  """Parameters of `model` (logits of inputs in [-1, 1]) fitted to uint8 images and integer
+  labels: `num_steps` Adam steps on batches drawn with replacement, the learning rate
+  cosine-decayed to zero. The classifiers of the augmentation study train here too."""
   params = jax.jit(model.init)(jax.random.PRNGKey(seed), jnp.zeros((1,) + train_images.shape[1:]))
   tx = optax.adam(optax.cosine_decay_schedule(learning_rate, num_steps))
   opt_state = tx.init(params)
@@ -70,23 +90,13 @@ def train_classifier(data_config: ml_collections.ConfigDict, image_size: int, nu
     return optax.apply_updates(params, updates), opt_state, loss
 
   rng = np.random.default_rng(seed)
-  start = time.perf_counter()
   for index in range(num_steps):
     batch = rng.integers(0, len(train_images), batch_size)
     params, opt_state, loss = step(params, opt_state, train_images[batch], train_labels[batch])
     if (index + 1) % 250 == 0:
-      logging.info("classifier step %d/%d: loss %.4f", index + 1, num_steps, float(loss))
-  logits, _ = apply_in_batches(model, params, test_images)
-  meta = {"version": VERSION, "image_size": image_size, "channels": train_images.shape[-1],
-          "num_classes": num_classes, "test_accuracy": float((logits.argmax(-1) ==
-                                                              test_labels).mean()),
-          "test_examples": int(len(test_labels)), "train_steps": num_steps,
-          "train_seconds": time.perf_counter() - start,
-          "data": f"{data_config.source} {data_config.path or data_config.name}"}
-  save_classifier(out_dir, params, meta)
-  logging.info("Classifier at %dx%d: test accuracy %.4f; saved to %s.", image_size, image_size,
-               meta["test_accuracy"], out_dir)
-  return meta
+      logging.info("%s step %d/%d: loss %.4f", type(model).__name__, index + 1, num_steps,
+                   float(loss))
+  return params
 
 
 def save_classifier(out_dir: str, params, meta: dict) -> None:

@@ -30,7 +30,8 @@ KID_FEATURES = 10_000
 
 
 def default_cache_dir() -> str:
-  return files.cache_path("fid_stats")
+  """$HDD_FID_STATS, or ~/.cache/hdd/fid_stats."""
+  return os.environ.get("HDD_FID_STATS") or files.cache_path("fid_stats")
 
 
 def fingerprint(data_config: ml_collections.ConfigDict, split: str, image_size: int,

@@ -20,6 +20,8 @@ import os
 
 from absl import app, flags, logging
 
+from experiments import study
+
 flags.DEFINE_string("data_path", None, "MNIST npz (Keras layout).")
 flags.DEFINE_string("workdir", None, "Output directory.")
 flags.DEFINE_integer("train_steps", 1000, "Training steps of each cascade stage.")
@@ -105,9 +107,7 @@ def guidance_plot(results: dict, path: str) -> None:
   fid_axis.set_title(f"Classifier-free guidance, conditional MNIST cascade "
                      f"({results['num_samples']} samples per w)", fontsize=9)
   fid_axis.grid(alpha=0.3)
-  figure.tight_layout()
-  figure.savefig(path)
-  plt.close(figure)
+  study.save_figure(figure, path)
 
 
 def main(argv):

@@ -10,48 +10,38 @@ family and batch; train seconds per stage, sample seconds per stage, and quality
 (b) the gamma sweep of the `mix` hand-over and the t* sweep of `truncate`, reusing one
 set of stage-1 samples so only the hand-over differs.
 
-Quality is the classifier Fréchet distance (FCD: a Fréchet distance in the 128-d features
-of evaluation.classifier, trained here on the real training split) against the whole
-test split, and KID in the same features (x1e3); with --fid_reference_examples=N also FID
-and Inception KID of the two main rows against N test images. Writes WORKDIR/results.json,
-results.md and sweeps.png; a finished part is reused when the command is run again.
+Quality: FID and Inception KID against the test split (all of it unless
+--fid_reference_examples says otherwise) and the classifier Fréchet distance (FCD) and KID
+in the features of evaluation.classifier, for every row and every sweep point
+(experiments/study.py). Writes WORKDIR/results.json, results.md and sweeps.png; a
+finished part is reused when the command is run again.
 """
-import json
 import os
 
 from absl import app, flags, logging
 
-flags.DEFINE_enum("dataset", "mnist", ["mnist", "fashion_mnist"], "Dataset.")
-flags.DEFINE_string("data_path", "", "npz (MNIST) or idx folder; default: the config's.")
-flags.DEFINE_string("workdir", None, "Output directory.")
+from experiments import study
+
+study.define_common_flags(num_samples=500)
+study.define_quality_flags()
 flags.DEFINE_integer("ddpm_steps", 800, "DDPM train steps; each HDD stage gets half.")
-flags.DEFINE_integer("num_samples", 500, "Samples per model and per sweep point.")
 flags.DEFINE_integer("ddpm_sample_steps", 100, "DDIM steps of the DDPM (T=1000).")
 flags.DEFINE_integer("stage_sample_steps", 50, "DDIM steps per HDD stage (T=500).")
 flags.DEFINE_list("gammas", ["0", "0.1", "0.3", "0.5", "0.7", "1"], "mix sweep.")
 flags.DEFINE_list("start_steps", ["49", "99", "199", "299", "399", "499"], "truncate sweep.")
-flags.DEFINE_integer("classifier_steps", 1000, "Training steps of the feature classifier.")
+flags.DEFINE_integer("fid_every", 0, "> 0: the FID curve during training: the DDPM's FID of "
+                     "--fid_samples samples every N steps, the cascade's (through the cascade) "
+                     "every N/2 stage-2 steps; plot with experiments/fid_curve.py.")
+flags.DEFINE_integer("fid_samples", 200, "Samples of each FID-curve point.")
 flags.DEFINE_float("filter_threshold", 0.0,
                    "> 0: also sample the cascade with the low-resolution filter (a 14x14 "
                    "classifier's top-class probability below this is re-drawn).")
-flags.DEFINE_integer("fid_reference_examples", 0,
-                     "> 0: also FID/KID of the DDPM and HDD rows against this many test images "
-                     "(Inception on CPU runs at a few images/s); 0: skip.")
-flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
 
 
 def configs():
-  from configs import ddpm_fashion_mnist, ddpm_mnist, hdd_fashion_mnist, hdd_mnist
-  ddpm_module, hdd_module = {"mnist": (ddpm_mnist, hdd_mnist),
-                             "fashion_mnist": (ddpm_fashion_mnist, hdd_fashion_mnist)}[
-                                 FLAGS.dataset]
-  ddpm, hdd = ddpm_module.get_config("quick"), hdd_module.get_config("quick")
+  ddpm, hdd = study.model_configs(FLAGS.dataset, FLAGS.data_path).values()
   for config in (ddpm, hdd):
-    if FLAGS.dataset == "mnist":
-      config.data.source, config.data.path = "npz", FLAGS.data_path
-    elif FLAGS.data_path:
-      config.data.path = FLAGS.data_path
     config.sample.num_samples = FLAGS.num_samples
     config.sample.batch_size = 100
   ddpm.train.num_steps = FLAGS.ddpm_steps
@@ -61,6 +51,13 @@ def configs():
     stage.train.num_steps = FLAGS.ddpm_steps // 2
     stage.train.checkpoint_every = FLAGS.ddpm_steps // 4
     stage.sample.num_steps = FLAGS.stage_sample_steps
+  for model, fid_every in ((ddpm.train, FLAGS.fid_every),
+                           (hdd.stages.stage2.train, FLAGS.fid_every // 2)):
+    model.fid_every, model.fid_samples = fid_every, FLAGS.fid_samples
+  for config in (ddpm, hdd):
+    config.eval.reference_examples = FLAGS.fid_reference_examples
+    if FLAGS.quick:
+      study.quick_model(config)
   return ddpm, hdd
 
 
@@ -70,89 +67,57 @@ def main(argv):
 
   from hdd import run
   run.configure_runtime()
-  from common import files, parallel
-  from evaluation import classifier, fid
+  from common import parallel
+  from evaluation import classifier
   from experiments import plots
-  from hdd import cascade, config_checks, generate, reports, stages, train
+  from hdd import cascade, config_checks, generate, reports, stages
   from hdd.handover import Handover
   from hdd.plan import SamplingPlan
-  from input_pipeline.pipeline import real_images
 
+  if FLAGS.quick:
+    FLAGS.num_samples, FLAGS.ddpm_steps, FLAGS.classifier_steps = 16, 8, 4
+    FLAGS.fid_samples = 8
+    FLAGS.ddpm_sample_steps, FLAGS.stage_sample_steps = 10, 5
   workdir = FLAGS.workdir
   os.makedirs(workdir, exist_ok=True)
   ddpm_config, hdd_config = configs()
   config_checks.check_config(ddpm_config)
   config_checks.check_config(hdd_config)
-  results_path = os.path.join(workdir, "results.json")
-  results = json.load(open(results_path)) if os.path.exists(results_path) else {}
-
-  def save():
-    files.write_json(results_path, results)
-
-  classifier_dir = os.path.join(workdir, "classifier_28")
-  if not os.path.exists(os.path.join(classifier_dir, "meta.json")):
-    classifier.train_classifier(ddpm_config.data, 28, 10, classifier_dir,
-                                num_steps=FLAGS.classifier_steps)
-  model, params, meta = classifier.load_classifier(classifier_dir)
-  reference, _ = real_images(ddpm_config.data, "test", 28)
-  _, reference_features = classifier.apply_in_batches(model, params, reference)
-  reference_stats = fid.feature_statistics(reference_features)
-
-  def quality(samples):
-    _, features = classifier.apply_in_batches(model, params, samples)
-    measured = fid.distances(features, *reference_stats, reference_features, num_subsets=50,
-                             subset_size=500)
-    return {"fcd": measured["frechet"], "kid_x1e3": 1e3 * measured["kid"]}
-
-  results["classifier"] = {"test_accuracy": meta["test_accuracy"],
-                           "reference": f"test split, {len(reference)} images"}
+  results = study.Results(workdir)
+  quality = study.Quality(ddpm_config.data, workdir, FLAGS.classifier_steps, FLAGS.fid,
+                          FLAGS.fid_reference_examples)
+  results.data["quality"] = quality.description
   mesh = parallel.create_mesh()
 
-  if "ddpm" not in results:
-    state = train.train_and_evaluate(ddpm_config, os.path.join(workdir, "ddpm"))
-    timing = json.load(open(os.path.join(workdir, "ddpm", "train_timing.json")))
-    plan = SamplingPlan.create(ddpm_config)
-    samples, info = generate.sample_images(plan, state.ema_params, mesh, FLAGS.num_samples)
-    results["ddpm"] = {"train_seconds": timing["total_train_seconds"],
-                       "sample_seconds": info["sample_seconds"],
-                       "evaluations": plan.network_evaluations,
-                       **quality(samples)}
+  if "ddpm" not in results.data:
+    params, train_seconds = study.train_model(ddpm_config, os.path.join(workdir, "ddpm"))
+    samples, cost = study.sample_model(ddpm_config, params, FLAGS.num_samples)
+    results.data["ddpm"] = {"train_seconds": train_seconds, **cost, **quality(samples)}
     np.savez_compressed(os.path.join(workdir, "ddpm_samples.npz"), images=samples)
-    save()
+    results.save()
 
   hdd_dir = os.path.join(workdir, "hdd")
-  if "hdd" not in results:
+  if "hdd" not in results.data:
     stage_params = cascade.train_cascade(hdd_config, hdd_dir)
     outputs, report, _ = cascade.sample_cascade(hdd_config, stage_params, FLAGS.num_samples)
     rows = reports.write_timing_table(hdd_config, hdd_dir, report)
-    results["hdd"] = {"train_seconds": [r["train_seconds"] for r in rows],
-                      "sample_seconds": [s["sample_seconds"] for s in report["stages"]],
-                      "evaluations": [s["network_evaluations_per_image"]
-                                      for s in report["stages"]],
-                      **quality(outputs["stage2"])}
+    results.data["hdd"] = {"train_seconds": [r["train_seconds"] for r in rows],
+                           "sample_seconds": [s["sample_seconds"] for s in report["stages"]],
+                           "evaluations": [s["network_evaluations_per_image"]
+                                           for s in report["stages"]],
+                           **quality(outputs["stage2"])}
     np.savez_compressed(os.path.join(workdir, "hdd_samples.npz"), **outputs)
-    save()
-
-  if FLAGS.fid_reference_examples and "fid" not in results["hdd"]:
-    from evaluation.statistics import FidReference
-    fid_reference = FidReference.load(ddpm_config.data, "test", 28, FLAGS.fid_reference_examples)
-    results["fid_reference"] = fid_reference.description
-    samples = {"ddpm": np.load(os.path.join(workdir, "ddpm_samples.npz"))["images"],
-               "hdd": np.load(os.path.join(workdir, "hdd_samples.npz"))["stage2"]}
-    for name, images in samples.items():
-      measured = fid_reference.score(images)
-      results[name].update(fid=measured["fid"], inception_kid_x1e3=measured["kid_x1e3"])
-    save()
+    results.save()
 
   stage_params = cascade.restore_cascade(hdd_config, hdd_dir)
   low_res = np.load(os.path.join(workdir, "hdd_samples.npz"))["stage1"]
   stage2 = stages.stage_config(hdd_config, "stage2")
-  sweeps = results.setdefault("sweeps", {"mix": {}, "truncate": {}})
+  sweeps = results.table("sweeps")
   points = [("mix", float(g), -1) for g in FLAGS.gammas] + [
       ("truncate", 0.3, int(t)) for t in FLAGS.start_steps]
   for method, gamma, start_step in points:
     key = f"{gamma:g}" if method == "mix" else str(start_step)
-    if key in sweeps[method]:
+    if key in sweeps.setdefault(method, {}):
       continue
     plan = SamplingPlan.create(stage2, Handover(method, gamma, start_step,
                                                 stage2.sample.upsample))
@@ -162,9 +127,9 @@ def main(argv):
         "gamma": plan.gamma, "evaluations": plan.network_evaluations,
         "stage2_sample_seconds": info["sample_seconds"], **quality(samples)}
     logging.info("sweep %s %s: %s", method, key, sweeps[method][key])
-    save()
+    results.save()
 
-  if FLAGS.filter_threshold and "filter" not in results:
+  if FLAGS.filter_threshold and "filter" not in results.data:
     critic_dir = os.path.join(workdir, "classifier_14")
     if not os.path.exists(os.path.join(critic_dir, "meta.json")):
       classifier.train_classifier(hdd_config.data, 14, 10, critic_dir,
@@ -173,16 +138,15 @@ def main(argv):
     outputs, report, _ = cascade.sample_cascade(
         hdd_config, stage_params, FLAGS.num_samples,
         critic=classifier.confidence_critic(critic_dir, 14))
-    results["filter"] = {**report["stages"][0]["filter"],
-                         "sample_seconds": [s["sample_seconds"] for s in report["stages"]],
-                         **quality(outputs["stage2"])}
-    save()
+    results.data["filter"] = {**report["stages"][0]["filter"],
+                              "sample_seconds": [s["sample_seconds"] for s in report["stages"]],
+                              **quality(outputs["stage2"])}
+    results.save()
 
-  with files.atomic_write(os.path.join(workdir, "results.md")) as f:
-    f.write(plots.results_markdown(results, FLAGS.dataset, FLAGS.num_samples))
-  plots.sweep_plot(results["sweeps"], os.path.join(workdir, "sweeps.png"),
+  study.write_markdown(workdir, plots.results_markdown(results.data, FLAGS.dataset,
+                                                       FLAGS.num_samples))
+  plots.sweep_plot(results.data["sweeps"], os.path.join(workdir, "sweeps.png"),
                    f"{FLAGS.dataset}: stage-2 hand-over ({FLAGS.num_samples} samples)")
-  print(open(os.path.join(workdir, "results.md")).read())
 
 
 if __name__ == "__main__":

@@ -53,6 +53,24 @@ def restore_cascade(config: ml_collections.ConfigDict, workdir: str) -> dict:
           for name in stages.stage_names(config)}
 
 
+def earlier_stages_output(config: ml_collections.ConfigDict, workdir: str,
+                          name: str) -> Callable[[int], np.ndarray]:
+  """fn(num_images) -> the uint8 output of the stages before `name`, sampled with their
+  latest checkpoints: the input that `name` is handed over, for measuring FID through
+  the cascade while `name` trains (`hooks.FidMonitor`)."""
+  names = stages.stage_names(config)
+  earlier = names[:names.index(name)]
+
+  def sample(num_images: int) -> np.ndarray:
+    plans = {n: plan for n, plan in stage_plans(config).items() if n in earlier}
+    params = {n: checkpoints.restore_params(stages.stage_config(config, n),
+                                            stages.stage_workdir(workdir, n)) for n in earlier}
+    outputs, _, _ = sample_cascade(config, params, num_images, plans=plans)
+    return outputs[earlier[-1]]
+
+  return sample
+
+
 def stage_plans(config: ml_collections.ConfigDict) -> dict:
   """{stage: SamplingPlan}: stage 1 from noise, every later stage by its hand-over rule."""
   plans = {}

@@ -5,16 +5,21 @@ small-N FID); the loop adds `Checkpointing`, which every run has.
 """
 from __future__ import annotations
 
+import json
 import os
-from typing import Callable
+import time
+from typing import Callable, Optional
 
+import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 from clu import metric_writers
 
-from common import parallel
+from common import files, parallel
 from common.errors import CheckpointError
 from hdd import checkpoints, generate, reports
+from hdd.handover import Handover
 from hdd.plan import SamplingPlan
 from hdd.train_step import TrainState
 from hdd.workdir import StopSignal
@@ -52,40 +57,83 @@ class SampleGrid:
 
 
 class FidMonitor:
-  """Logs the FID of train.fid_samples EMA samples against the evaluation split every
-  `every` steps, as fid_<N>samples: a small-N estimate for monitoring, biased upwards
-  against the final, large-N FID. The weights must exist when the hook is built; they and
-  the reference statistics load once, at first use."""
+  """Every `every` steps, the FID of train.fid_samples EMA samples against the evaluation
+  split: logged as fid_<N>samples (a small-N estimate for monitoring, biased upwards
+  against the final, large-N FID) and appended to WORKDIR/fid_curve.json as {step, fid,
+  train_seconds, measure_seconds}. train_seconds is the training wall-clock up to the step
+  (from the end of the run's first step; resumed runs continue the count) without the
+  time spent measuring FID, for curves of FID against time.
 
-  def __init__(self, config: ml_collections.ConfigDict, every: int):
+  `low_res(num_images)` gives, for a later stage of a cascade, the uint8 output of the
+  stages before it (sampled once, at first use): the samples are then the cascade's, handed
+  over by this stage's rule, so the FID is measured through the cascade, not stage by stage.
+  The weights must exist when the hook is built; they and the reference statistics load
+  once, at first use."""
+
+  def __init__(self, config: ml_collections.ConfigDict, every: int, workdir: str = "",
+               low_res: Optional[Callable[[int], np.ndarray]] = None):
     from evaluation import weights  # Only runs that monitor FID need it.
     self.weights_path = config.eval.inception_weights or weights.default_path()
     if not os.path.exists(self.weights_path):  # Found out now, not after the first steps.
       raise CheckpointError(f"train.fid_every={every} needs the FID Inception weights, not "
                             f"found at {self.weights_path!r}: {weights.WEIGHTS_HELP}")
-    self.config, self.every, self.reference = config, every, None
-    self.plan = SamplingPlan.create(config)
+    self.config, self.every, self.workdir, self.reference = config, every, workdir, None
+    self.low_res_fn, self.low_res = low_res, None
+    self.plan = SamplingPlan.create(config, Handover.from_config(config.sample)
+                                    if low_res is not None else None)
+    self.clock, self.curve = None, []
+
+  def _start_clock(self, step: int) -> None:
+    """Starts the training clock at the first call; a resumed run continues from the
+    seconds of the run it resumed (its total, less the time it spent measuring FID)."""
+    self.clock, self.base_seconds = time.perf_counter(), 0.0
+    curve_path = os.path.join(self.workdir, "fid_curve.json")
+    timing_path = os.path.join(self.workdir, "train_timing.json")
+    if self.workdir and os.path.exists(curve_path):
+      with open(curve_path) as f:
+        self.curve = [row for row in json.load(f) if row["step"] < step]
+    if self.workdir and os.path.exists(timing_path):
+      with open(timing_path) as f:
+        timing = json.load(f)
+      if timing.get("end_step") == step - 1:
+        self.base_seconds = timing["total_train_seconds"] - sum(
+            row["measure_seconds"] for row in self.curve)
+    self.measure_seconds = 0.0
 
   def __call__(self, step: int, state: TrainState, writer) -> None:
+    if self.clock is None:
+      self._start_clock(step)
     if step % self.every:
       return
+    measure_start = time.perf_counter()
+    train_seconds = self.base_seconds + measure_start - self.clock - self.measure_seconds
+    config, count = self.config, self.config.train.fid_samples
     if self.reference is None:
       from evaluation.statistics import FidReference  # Only runs that monitor FID need it.
-      config = self.config
       self.reference = FidReference.load(config.data, config.data.eval_split,
                                          config.data.image_size, config.eval.reference_examples,
                                          self.weights_path, config.eval.stats_dir)
-    count = self.config.train.fid_samples
+      if self.low_res_fn is not None:
+        self.low_res = self.low_res_fn(count)
     samples, _ = generate.sample_images(self.plan, state.ema_params, parallel.create_mesh(),
-                                        count)
-    writer.write_scalars(step, {f"fid_{count}samples": self.reference.score(samples)["fid"]})
+                                        count, low_res=self.low_res)
+    fid = self.reference.score(samples)["fid"]
+    writer.write_scalars(step, {f"fid_{count}samples": fid})
+    measured = time.perf_counter() - measure_start
+    self.measure_seconds += measured
+    self.curve.append({"step": step, "fid": fid, "train_seconds": train_seconds,
+                       "measure_seconds": measured, "num_samples": count})
+    if self.workdir and jax.process_index() == 0:
+      files.write_json(os.path.join(self.workdir, "fid_curve.json"), self.curve)
 
 
-def from_config(config: ml_collections.ConfigDict) -> list[Hook]:
-  """The optional hooks a model's train section asks for (train.sample_every, fid_every)."""
+def from_config(config: ml_collections.ConfigDict, workdir: str = "",
+                low_res: Optional[Callable[[int], np.ndarray]] = None) -> list[Hook]:
+  """The optional hooks a model's train section asks for (train.sample_every, fid_every);
+  `workdir` and `low_res` as in `FidMonitor`."""
   hooks = []
   if config.train.fid_every:
-    hooks.append(FidMonitor(config, config.train.fid_every))
+    hooks.append(FidMonitor(config, config.train.fid_every, workdir, low_res))
   if config.train.sample_every:
     hooks.append(SampleGrid(config, config.train.sample_every))
   return hooks

@@ -59,17 +59,29 @@ def train_mode(config: ml_collections.ConfigDict, workdir: str) -> None:
   sources.check_path(config.data)
   critic = cascade.load_critic(config, workdir) if stages.is_cascade(config) else None
   if not stages.is_cascade(config):
-    params = train.train_and_evaluate(config, workdir, hooks.from_config(config)).ema_params
+    params = train.train_and_evaluate(config, workdir,
+                                      training_hooks(config, workdir)).ema_params
   else:
-    stage_hooks = {name: hooks.from_config(stages.stage_config(config, name))
-                   for name in stages.stages_to_train(config)}
-    params = cascade.train_cascade(config, workdir, stage_hooks)
+    params = cascade.train_cascade(config, workdir, training_hooks(config, workdir))
     if config.stage:
       reports.write_timing_table(config, workdir)
       logging.info("Trained stage %d only; sample once every stage is trained.", config.stage)
       return
   if config.sample.num_samples > 0:
     sample_and_save(config, params, workdir, critic)
+
+
+def training_hooks(config: ml_collections.ConfigDict, workdir: str):
+  """The optional hooks the train sections ask for: a list for a model, {stage: list} for
+  a cascade. A stage's FID is that of the cascade up to it: its hooks get the earlier
+  stages' output."""
+  if not stages.is_cascade(config):
+    return hooks.from_config(config, workdir)
+  first = stages.stage_names(config)[0]
+  return {name: hooks.from_config(
+      stages.stage_config(config, name), stages.stage_workdir(workdir, name),
+      None if name == first else cascade.earlier_stages_output(config, workdir, name))
+          for name in stages.stages_to_train(config)}
 
 
 def sample_mode(config: ml_collections.ConfigDict, workdir: str) -> None:

@@ -3,6 +3,7 @@ last step and when a stop signal arrived; SampleGrid logs a grid of EMA samples 
 multiples of `every` only; FidMonitor needs the weights file when it is built, loads its
 reference once, at first use, and logs fid_<N>samples; from_config builds the hooks the
 train section asks for; with the real FID weights, FID is logged during training."""
+import json
 import os
 import signal
 import types
@@ -14,8 +15,8 @@ import pytest
 from common import parallel
 from common.errors import CheckpointError
 from evaluation import statistics, weights
-from helpers import tiny_config, tiny_sampling_config
-from hdd import generate, hooks, train
+from helpers import tiny_cascade, tiny_config, tiny_sampling_config
+from hdd import generate, hooks, stages, train
 from hdd.build import create_model
 from hdd.plan import SamplingPlan
 from hdd.train_step import create_train_state
@@ -182,3 +183,50 @@ def test_fid_is_logged_during_training(stripes_npz, tmp_path):
   values = [float(tensor_util.make_ndarray(event.tensor_proto))
             for event in events.Tensors("fid_8samples")]
   assert len(values) == 2 and all(np.isfinite(v) and v > 0 for v in values)
+
+
+def test_fid_monitor_measures_through_the_cascade_and_keeps_a_resumable_clock(
+    tmp_path, monkeypatch, fake_weights):
+  """The hook of a later stage samples from the earlier stages' output (fetched once),
+  and fid_curve.json's train_seconds leave out the measuring and continue across a resume."""
+  config = stages.stage_config(tiny_cascade(), "stage2")
+  config.train.fid_samples, config.sample.batch_size = 4, 4
+  config.eval.inception_weights = fake_weights
+  state = create_train_state(config, create_model(config))
+  clock = types.SimpleNamespace(t=0.0)
+  monkeypatch.setattr(hooks.time, "perf_counter", lambda: clock.t)
+
+  class SlowReference:   # Measuring takes 3 s of the fake clock.
+    def score(self, samples):
+      clock.t += 3.0
+      return {"fid": float(samples.mean())}
+
+  monkeypatch.setattr(statistics.FidReference, "load", lambda *args: SlowReference())
+  low_res_calls = []
+
+  def low_res(count):
+    low_res_calls.append(count)
+    return np.full((count, 4, 4, 1), 200, np.uint8)
+
+  def run(hook, times_and_steps):
+    for t, step in times_and_steps:
+      clock.t = t
+      hook(step, state, FakeWriter())
+
+  hook = hooks.FidMonitor(config, every=2, workdir=str(tmp_path), low_res=low_res)
+  assert hook.plan.handover.method == "mix"
+  run(hook, [(0, 1), (10, 2), (20, 3), (30, 4)])
+  assert low_res_calls == [4]
+  curve = json.loads((tmp_path / "fid_curve.json").read_text())
+  assert [(row["step"], row["train_seconds"], row["measure_seconds"]) for row in curve] == [
+      (2, 10.0, 3.0), (4, 27.0, 3.0)]   # 30 s since the clock started, less 3 s measuring.
+  # A run killed after a FID at step 6 but resumed from the checkpoint at step 4, whose
+  # 40 s of training included the 6 s of measuring.
+  (tmp_path / "fid_curve.json").write_text(json.dumps(curve + [{**curve[-1], "step": 6}]))
+  (tmp_path / "train_timing.json").write_text(json.dumps({"end_step": 4,
+                                                          "total_train_seconds": 40.0}))
+  resumed = hooks.FidMonitor(config, every=2, workdir=str(tmp_path), low_res=low_res)
+  run(resumed, [(100, 5), (110, 6)])
+  curve = json.loads((tmp_path / "fid_curve.json").read_text())
+  assert [(row["step"], row["train_seconds"]) for row in curve] == [(2, 10.0), (4, 27.0),
+                                                                     (6, 44.0)]

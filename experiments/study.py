@@ -1,0 +1,219 @@
+"""What the experiments share: the dataset of a study, a results file that lets a re-run
+skip the finished parts, and the quality measures every study reports the same way.
+
+Quality of uint8 samples at the data's full resolution, against the test split:
+  fid, inception_kid_x1e3  the FID Inception (pytorch-fid weights), reference statistics of
+                           --fid_reference_examples test images (0: the whole split), cached;
+  fcd, classifier_kid_x1e3 the Fréchet distance and KID in the 128-d features of the
+                           project's classifier (evaluation.classifier), trained once per
+                           workdir; never called FID.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+from absl import flags
+
+from common import files
+
+DATASETS = ("mnist", "fashion_mnist")
+
+
+def define_common_flags(num_samples: int) -> None:
+  """The flags every study has."""
+  flags.DEFINE_enum("dataset", "mnist", DATASETS, "Dataset.")
+  flags.DEFINE_string("data_path", "", "MNIST npz (Keras layout) or Fashion-MNIST idx folder; "
+                      "default: the config's (tfds MNIST, Debian's Fashion-MNIST).")
+  flags.DEFINE_string("workdir", None, "Output directory; finished parts are reused.")
+  flags.DEFINE_integer("num_samples", num_samples, "Samples per measured model or setting.")
+  flags.DEFINE_bool("quick", False, "Run the whole path at toy scale in a few minutes (tiny "
+                    "models, a few steps, samples and settings; for tests).")
+  flags.mark_flag_as_required("workdir")
+
+
+def define_quality_flags() -> None:
+  """The flags of the studies that score samples with `Quality`."""
+  flags.DEFINE_integer("classifier_steps", 1000, "Training steps of the feature classifier.")
+  flags.DEFINE_integer("fid_reference_examples", 0,
+                       "Test images of the FID reference statistics (cached); 0: all of them.")
+  flags.DEFINE_bool("fid", True, "Measure FID (the FID Inception runs at a few images/s on "
+                    "CPU); --nofid: the classifier distance only.")
+
+
+def model_configs(dataset: str, data_path: str, variant: str = "quick") -> dict:
+  """{'ddpm': the full-resolution DDPM, 'hdd': the 14 -> 28 cascade} of a dataset, each
+  from its `variant` config, reading the data from `data_path` when given."""
+  from configs import ddpm_fashion_mnist, ddpm_mnist, hdd_fashion_mnist, hdd_mnist
+  modules = {"mnist": (ddpm_mnist, hdd_mnist),
+             "fashion_mnist": (ddpm_fashion_mnist, hdd_fashion_mnist)}[dataset]
+  configs = {}
+  for name, module in zip(("ddpm", "hdd"), modules):
+    config = module.get_config(variant)
+    if data_path:
+      config.data.path = data_path
+      if dataset == "mnist":
+        config.data.source = "npz"
+    configs[name] = config
+  return configs
+
+
+def quick_model(config) -> None:
+  """--quick: the smallest U-Net of the family (the study sets a few steps and samples):
+  for tests of the whole path, not for numbers."""
+  for model in chains(config):
+    model.model.update(base_channels=8, channel_mult=(1, 2), attention_resolutions=(),
+                       norm_groups=4)
+    model.train.update(log_every=2, warmup_steps=1)
+  config.sample.batch_size = 16
+
+
+class Results:
+  """WORKDIR/results.json as a dict saved after every change, so that a study stopped
+  half-way continues where it stopped."""
+
+  def __init__(self, workdir: str):
+    self.path = os.path.join(workdir, "results.json")
+    self.data = json.load(open(self.path)) if os.path.exists(self.path) else {}
+
+  def table(self, name: str) -> dict:
+    return self.data.setdefault(name, {})
+
+  def save(self) -> None:
+    files.write_json(self.path, self.data)
+
+
+class Quality:
+  """Scores uint8 samples [N, 28, 28, C] of a dataset against its test split."""
+
+  def __init__(self, data_config, workdir: str, classifier_steps: int, with_fid: bool,
+               fid_reference_examples: int = 0, seed: int = 0):
+    from evaluation import classifier, fid
+    from input_pipeline.pipeline import real_images
+    size = data_config.image_size
+    directory = os.path.join(workdir, f"classifier_{size}")
+    if not os.path.exists(os.path.join(directory, "meta.json")):
+      classifier.train_classifier(data_config, size, 10, directory, num_steps=classifier_steps,
+                                  seed=seed)
+    self.classifier, self.params, meta = classifier.load_classifier(directory)
+    reference, _ = real_images(data_config, "test", size)
+    _, self.reference_features = classifier.apply_in_batches(self.classifier, self.params,
+                                                             reference)
+    self.reference_statistics = fid.feature_statistics(self.reference_features)
+    self.description = {"classifier_test_accuracy": meta["test_accuracy"],
+                        "classifier_reference": f"test split, {len(reference)} images"}
+    self.fid_reference = None
+    if with_fid:
+      from evaluation.statistics import FidReference
+      self.fid_reference = FidReference.load(data_config, "test", size, fid_reference_examples)
+      self.description["fid_reference"] = self.fid_reference.description
+
+  def __call__(self, samples: np.ndarray) -> dict:
+    from evaluation import classifier, fid
+    _, features = classifier.apply_in_batches(self.classifier, self.params, samples)
+    measured = fid.distances(features, *self.reference_statistics, self.reference_features,
+                             num_subsets=50, subset_size=500)
+    scores = {"fcd": measured["frechet"], "classifier_kid_x1e3": 1e3 * measured["kid"]}
+    if self.fid_reference is not None:
+      inception = self.fid_reference.score(samples)
+      scores.update(fid=inception["fid"], inception_kid_x1e3=inception["kid_x1e3"])
+    return scores
+
+
+def number(value, digits: int = 2) -> str:
+  """A table cell: the value, or '-' when it was not measured."""
+  return "-" if value is None else f"{value:.{digits}f}"
+
+
+def write_markdown(workdir: str, text: str) -> None:
+  with files.atomic_write(os.path.join(workdir, "results.md")) as f:
+    f.write(text)
+  print(text)
+
+
+def train_model(config, workdir: str):
+  """Trains (or resumes, or finds finished) a model or cascade with the hooks its config
+  asks for; returns its EMA parameters ({stage: parameters} for a cascade) and its
+  training seconds (all stages, all runs)."""
+  from hdd import cascade, run, stages, train
+  hooks = run.training_hooks(config, workdir)   # train.fid_every: FID curves.
+  if stages.is_cascade(config):
+    params = cascade.train_cascade(config, workdir, hooks)
+    directories = [stages.stage_workdir(workdir, name) for name in stages.stage_names(config)]
+  else:
+    params, directories = train.train_and_evaluate(config, workdir, hooks).ema_params, [workdir]
+  seconds = sum(json.load(open(os.path.join(d, "train_timing.json")))["total_train_seconds"]
+                for d in directories)
+  return params, seconds
+
+
+def sample_model(config, params, num_samples: int) -> tuple[np.ndarray, dict]:
+  """uint8 samples of a model or cascade (its final stage) and their cost: sampling
+  seconds without compilation, and network evaluations per image (per stage)."""
+  from common import parallel
+  from hdd import cascade, generate, stages
+  from hdd.plan import SamplingPlan
+  if stages.is_cascade(config):
+    outputs, report, _ = cascade.sample_cascade(config, params, num_samples)
+    return list(outputs.values())[-1], {
+        "sample_seconds": report["sample_seconds"],
+        "evaluations": [s["network_evaluations_per_image"] for s in report["stages"]]}
+  plan = SamplingPlan.create(config)
+  samples, info = generate.sample_images(plan, params, parallel.create_mesh(), num_samples)
+  return samples, {"sample_seconds": info["sample_seconds"],
+                   "evaluations": [plan.network_evaluations]}
+
+
+def chains(config) -> list:
+  """The settings that every model of `config` shares: the config itself, or each stage."""
+  from hdd import stages
+  if stages.is_cascade(config):
+    return [config.stages[name] for name in stages.stage_names(config)]
+  return [config]
+
+
+def balanced_subset(labels, count: int, seed: int = 0):
+  """Indices of `count` examples, as equal a share of every present class as possible,
+  drawn with a seeded permutation."""
+  order = np.random.default_rng(seed).permutation(len(labels))
+  classes = np.unique(labels)
+  per_class = [order[labels[order] == k] for k in classes]
+  chosen, rank = [], 0
+  while len(chosen) < count and rank < max(len(p) for p in per_class):
+    chosen += [int(p[rank]) for p in per_class if rank < len(p)][:count - len(chosen)]
+    rank += 1
+  return np.sort(np.asarray(chosen))
+
+
+def load_curve(workdir: str) -> list[dict]:
+  """The FID curve of a run, with `images` and `seconds` counted over all its stages: a
+  cascade's earlier stages (trained first) add their steps x batch and seconds."""
+  stage_dirs = sorted((d for d in os.listdir(workdir) if d.startswith("stage")),
+                      key=lambda d: (len(d), d))
+  directories = [os.path.join(workdir, d) for d in stage_dirs] or [workdir]
+  earlier_images = earlier_seconds = 0.0
+  for directory in directories[:-1]:
+    with open(os.path.join(directory, "train_timing.json")) as f:
+      timing = json.load(f)
+    with open(os.path.join(directory, "config.json")) as f:
+      batch_size = json.load(f)["train"]["batch_size"]
+    earlier_images += timing["end_step"] * batch_size
+    earlier_seconds += timing["total_train_seconds"]
+  with open(os.path.join(directories[-1], "config.json")) as f:
+    batch_size = json.load(f)["train"]["batch_size"]
+  curve_path = os.path.join(directories[-1], "fid_curve.json")
+  if not os.path.exists(curve_path):
+    raise SystemExit(f"no FID curve in {directories[-1]}: train it with "
+                     "--config.train.fid_every=N (on the last stage of a cascade)")
+  with open(curve_path) as f:
+    return [{**row, "images": earlier_images + row["step"] * batch_size,
+             "seconds": earlier_seconds + row["train_seconds"]} for row in json.load(f)]
+
+
+def save_figure(figure, path: str) -> None:
+  """Writes a matplotlib figure as PNG (tight layout) and frees it."""
+  import matplotlib.pyplot as plt
+  figure.tight_layout()
+  figure.savefig(path)
+  plt.close(figure)

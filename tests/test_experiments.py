@@ -1,0 +1,126 @@
+"""The studies under experiments/ end to end at toy scale (--quick, tiny data made here),
+and their pure parts against hand-computed values."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from helpers import COMPILATION_CACHE, ROOT, save_stripes_npz
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+  """A Keras-style npz of 28x28 stripes (two classes), standing in for MNIST."""
+  return save_stripes_npz(str(tmp_path_factory.mktemp("data") / "stripes28.npz"), num=200,
+                          size=28)
+
+
+def run_study(name: str, workdir, *args) -> str:
+  env = dict(os.environ, HDD_COMPILATION_CACHE=COMPILATION_CACHE,
+             HDD_FID_STATS=str(workdir / "fid_stats"))
+  result = subprocess.run([sys.executable, f"experiments/{name}.py", "--quick",
+                           f"--workdir={workdir}", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=900, env=env)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return result.stdout
+
+
+def read_results(workdir) -> dict:
+  with open(workdir / "results.json") as f:
+    return json.load(f)
+
+
+def test_t_sweep_measures_every_t_and_sampler(tmp_path, data):
+  out = run_study("t_sweep", tmp_path, f"--data_path={data}", "--nofid", "--models=hdd")
+  rows = read_results(tmp_path)["runs"]["hdd"]
+  assert set(rows) == {"10", "20"}
+  for key, row in rows.items():
+    # Stage 1's linear betas 1e-4..0.02 over T steps: alpha_bar_T = prod(1 - beta_t).
+    betas = np.linspace(1e-4, 0.02, int(key))
+    assert row["signal_left"] == pytest.approx(np.sqrt(np.prod(1 - betas)), rel=1e-5)
+    assert row["train_seconds"] > 0
+    for sampler in ("ancestral", "ddim"):
+      assert np.isfinite(row[sampler]["fcd"]) and row[sampler]["sample_seconds"] > 0
+      assert "fid" not in row[sampler]
+  # The ancestral chain visits every step of each stage; DDIM --ddim_steps (5 in --quick).
+  assert rows["20"]["ancestral"]["evaluations"] == [20, 20]
+  assert rows["20"]["ddim"]["evaluations"] == [5, 5]
+  assert "| HDD 14->28 | 20 |" in out
+  assert (tmp_path / "t_sweep.png").stat().st_size > 10_000
+
+
+def test_augmentation_trains_each_classifier_on_each_set(tmp_path, data):
+  run_study("augmentation", tmp_path, f"--data_path={data}")
+  results = read_results(tmp_path)
+  assert results["real_examples"] == 20 and results["synthetic_examples"] == 20
+  with np.load(tmp_path / "synthetic.npz") as synthetic:
+    assert synthetic["images"].shape == (20, 28, 28, 1)
+    assert list(synthetic["labels"]) == [k % 10 for k in range(20)]
+  for sets in results["accuracy"].values():
+    assert set(sets) == {"origin", "synthesis", "mix"}
+    for by_seed in sets.values():
+      assert set(by_seed) == {"0", "1"} and all(0 <= a <= 1 for a in by_seed.values())
+  assert "| resnet18 |" in (tmp_path / "results.md").read_text()
+  assert (tmp_path / "augmentation.png").exists()
+
+
+def test_handover_sweeps_report_fid_and_fid_curves(tmp_path, data):
+  args = (f"--data_path={data}", "--fid_reference_examples=16", "--gammas=0.3,1",
+          "--start_steps=99,499", "--fid_every=4")
+  run_study("hdd_vs_ddpm", tmp_path, *args)
+  results = read_results(tmp_path)
+  assert results["quality"]["fid_reference"] == "test split, 16 images"
+  for row in [results["ddpm"], results["hdd"], *results["sweeps"]["mix"].values(),
+              *results["sweeps"]["truncate"].values()]:
+    assert np.isfinite(row["fid"]) and np.isfinite(row["fcd"])
+  # mix at gamma = 0.3 is the cascade's own hand-over: the same samples, the same scores.
+  assert results["sweeps"]["mix"]["0.3"]["fid"] == pytest.approx(results["hdd"]["fid"])
+  assert set(results["sweeps"]["truncate"]) == {"99", "499"}
+  before = (tmp_path / "results.json").read_text()
+  run_study("hdd_vs_ddpm", tmp_path, *args)
+  assert (tmp_path / "results.json").read_text() == before   # Everything reused.
+
+  plots = tmp_path / "curves"
+  subprocess.run([sys.executable, "experiments/fid_curve.py", f"--workdir={plots}",
+                  f"--runs=DDPM={tmp_path / 'ddpm'},HDD={tmp_path / 'hdd'}"], cwd=ROOT,
+                 check=True, capture_output=True, timeout=300)
+  curves = read_results(plots)["curves"]
+  # DDPM: 8 steps of 64, FID every 4; cascade: 4 + 4 steps, FID every 2 stage-2 steps,
+  # through the cascade (stage 1 has no curve of its own).
+  assert [row["images"] for row in curves["DDPM"]] == [256, 512]
+  assert [row["images"] for row in curves["HDD"]] == [256 + 128, 256 + 256]
+  stage1 = json.loads((tmp_path / "hdd" / "stage1" / "train_timing.json").read_text())
+  assert curves["HDD"][0]["seconds"] > stage1["total_train_seconds"]
+  assert all(np.isfinite(row["fid"]) and row["num_samples"] == 8
+             for row in curves["DDPM"] + curves["HDD"])
+  assert not (tmp_path / "hdd" / "stage1" / "fid_curve.json").exists()
+  assert (plots / "fid_curve.png").exists()
+
+
+def test_balanced_subset():
+  from experiments.study import balanced_subset
+  labels = np.array([0] * 10 + [1] * 3 + [2] * 10)
+  chosen = balanced_subset(labels, 9)
+  assert len(chosen) == 9 and len(set(chosen)) == 9
+  assert np.bincount(labels[chosen]).tolist() == [3, 3, 3]
+  chosen = balanced_subset(labels, 15)   # Class 1 runs out: the others fill the rest.
+  assert np.bincount(labels[chosen]).tolist() == [6, 3, 6]
+  assert np.array_equal(balanced_subset(labels, 9), balanced_subset(labels, 9))
+
+
+def test_load_curve_counts_earlier_stages(tmp_path):
+  from experiments.study import load_curve
+  for name, steps, seconds, batch in (("stage1", 100, 40.0, 64), ("stage2", 50, 90.0, 32)):
+    stage = tmp_path / name
+    stage.mkdir()
+    (stage / "train_timing.json").write_text(json.dumps(
+        {"end_step": steps, "total_train_seconds": seconds}))
+    (stage / "config.json").write_text(json.dumps({"train": {"batch_size": batch}}))
+  (tmp_path / "stage2" / "fid_curve.json").write_text(json.dumps(
+      [{"step": 25, "fid": 9.0, "train_seconds": 30.0, "measure_seconds": 5.0,
+        "num_samples": 4}]))
+  [row] = load_curve(str(tmp_path))
+  assert row["images"] == 100 * 64 + 25 * 32 and row["seconds"] == 40.0 + 30.0
