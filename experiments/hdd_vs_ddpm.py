@@ -98,7 +98,8 @@ def main(argv):
 
   hdd_dir = os.path.join(workdir, "hdd")
   if "hdd" not in results.data:
-    stage_params = cascade.train_cascade(hdd_config, hdd_dir)
+    stage_params = cascade.train_cascade(hdd_config, hdd_dir,
+                                         run.training_hooks(hdd_config, hdd_dir))
     outputs, report, _ = cascade.sample_cascade(hdd_config, stage_params, FLAGS.num_samples)
     rows = reports.write_timing_table(hdd_config, hdd_dir, report)
     results.data["hdd"] = {"train_seconds": [r["train_seconds"] for r in rows],
