@@ -1,6 +1,30 @@
-"""HDD: `python main.py --config=configs/hdd_fashion_mnist.py:quick --workdir=W [--mode=]`."""
+"""HDD: hierarchical (cascaded) diffusion models in JAX.
+
+  python main.py --config=CONFIG[:VARIANT] --workdir=DIR [--mode=MODE] [--config.FIELD=VALUE]
+
+Modes (--mode):
+  train             train, or resume what DIR holds, then sample (default)
+  sample            sample from the latest checkpoint(s)
+  eval              held-out loss, FID/KID and the classifier distance of the samples
+  train_classifier  the feature classifier of the classifier distance and of the filter
+  interpolate       DDIM interpolations between noises (and classes), through every stage
+  forward_process   a picture of q(x_t | x_0) on real images
+
+Configs: configs/hdd_mnist.py, hdd_fashion_mnist.py, hdd_cifar10.py, ddpm_*.py, ...;
+variants: quick (CPU minutes), cond_quick (class-conditional), '' (the published sizes).
+Most used overrides:
+  --config.stages.stage1.train.num_steps=N   training steps of a stage (a cascade)
+  --config.train.num_steps=N                 training steps (a single model)
+  --config.sample.num_samples=N              images sampled after training
+  --config.train.fid_every=N                 FID curve during training
+  --config.data.path=PATH                    data file or folder (MNIST npz, ...)
+Every field is listed, with its meaning, in configs/default.py.
+
+Then: python -m hdd.app --workdir=DIR serves the trained model in a web page.
+"""
 import os
 import sys
+import time
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -18,6 +42,8 @@ flags.DEFINE_enum("mode", "train", ("train", "sample", "eval", "train_classifier
                   "between noises and classes) | forward_process (q(x_t|x_0) on real images).")
 flags.DEFINE_string("compilation_cache", compilation_cache_dir(),
                     "Persistent XLA compilation cache; '' disables.")
+flags.DEFINE_bool("library_logs", False, "Also show the INFO logs of orbax, CLU, JAX and "
+                  "TensorFlow (quiet by default).")
 flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
 
@@ -30,10 +56,14 @@ def fail(message: str, exit_code: int = 2, label: str = "error") -> None:
   os._exit(exit_code)
 
 
-def main(_):
-  from hdd import run  # Imported once the flags are known good.
+def main(argv):
+  from hdd import console, run  # Imported once the flags are known good.
+  start = time.perf_counter()
   try:
     run.run(FLAGS.config, FLAGS.workdir, FLAGS.mode, FLAGS.compilation_cache)
+    if run.is_main_process():
+      print(console.summary(FLAGS.workdir, FLAGS.mode, sys.argv, time.perf_counter() - start),
+            flush=True)
   except UserError as e:
     fail(str(e))
   except Stopped as e:
@@ -44,6 +74,12 @@ def parse_flags(argv):
   try:
     argv = FLAGS(argv)
     FLAGS.config.keys()  # A config file that failed to load raises here, not later.
+    if not FLAGS.library_logs:
+      from common import stderr
+      with stderr.without_notices():
+        import tensorflow  # noqa: F401  (its C++ start-up notices are dropped here)
+      from hdd import console
+      console.quiet_libraries()
     return argv
   except flags.Error as e:  # Unknown flags, bad values, missing flags, a config that raised.
     lines = [line.strip() for line in str(e).splitlines() if line.strip()]

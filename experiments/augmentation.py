@@ -19,7 +19,7 @@ augmentation.png; finished parts (the generator, the samples, each classifier) a
 """
 import os
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 from experiments import study
 
@@ -186,4 +186,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  study.run(main)

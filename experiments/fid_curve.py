@@ -13,7 +13,7 @@ point. Writes WORKDIR/results.json, results.md (the points) and fid_curve.png.
 """
 import os
 
-from absl import app, flags
+from absl import flags
 
 from experiments import study
 
@@ -65,4 +65,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  study.run(main)

@@ -9,7 +9,8 @@ classifier (evaluation.classifier) at 28x28. For each w (the same w at every sta
 samples --num_samples images, ten classes in turn, from one seed, and measures
   accuracy: the share of samples asked for class k that the classifier calls k (overall,
             and of the worst class);
-  FID:      against --fid_reference_examples test images (pytorch-fid Inception).
+  FID:      against --fid_reference_examples test images (pytorch-fid Inception; --nofid
+            skips it), and the classifier distance (experiments/study.py).
 With --kept_eps_weights it also samples with diffusers' default DDIM, which keeps the
 network's eps after clipping x0: under guidance that chain leaves the data range and class
 accuracy falls as w grows. Writes WORKDIR/results.json, results.md and guidance.png; a
@@ -18,7 +19,7 @@ rises with w while FID is best at a small w.
 """
 import os
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 from experiments import study
 
@@ -30,9 +31,7 @@ flags.DEFINE_list("weights", ["0", "0.5", "1", "2", "3", "5"], "Guidance weights
 flags.DEFINE_list("kept_eps_weights", [],
                   "Also sample at these w with DDIM keeping the network's eps after clipping "
                   "x0 (diffusers' default) instead of re-deriving it (the config's choice).")
-flags.DEFINE_integer("classifier_steps", 1000, "Training steps of the MNIST classifier.")
-flags.DEFINE_integer("fid_reference_examples", 2000,
-                     "Test images of the FID reference statistics (cached); 0: no FID.")
+study.define_quality_flags(fid_reference_examples=2000)
 flags.mark_flags_as_required(["data_path", "workdir"])
 FLAGS = flags.FLAGS
 
@@ -112,64 +111,46 @@ def guidance_plot(results: dict, path: str) -> None:
 
 def main(argv):
   del argv
-  import json
-
   from hdd import run
   run.configure_runtime()
-  from common import files, images
-  from evaluation import classifier
+  from common import images
   from hdd import cascade, config_checks, generate, reports, stages
 
   workdir = FLAGS.workdir
   os.makedirs(workdir, exist_ok=True)
   config = guidance_config()
   config_checks.check_config(config)
-  results_path = os.path.join(workdir, "results.json")
-  results = json.load(open(results_path)) if os.path.exists(results_path) else {}
-  results.update(train_steps=FLAGS.train_steps, num_samples=FLAGS.num_samples)
-  results.setdefault("weights", {})
-  results.setdefault("kept_eps", {})
-
-  classifier_dir = os.path.join(workdir, "classifier_28")
-  if not os.path.exists(os.path.join(classifier_dir, "meta.json")):
-    classifier.train_classifier(config.data, 28, 10, classifier_dir,
-                                num_steps=FLAGS.classifier_steps, seed=config.seed)
-  model, classifier_params, meta = classifier.load_classifier(classifier_dir)
-  results["classifier_test_accuracy"] = meta["test_accuracy"]
-  stage_params = cascade.train_cascade(config, os.path.join(workdir, "cascade"))
-  fid_reference = None
-  if FLAGS.fid_reference_examples:
-    from evaluation.statistics import FidReference
-    fid_reference = FidReference.load(config.data, "test", 28, FLAGS.fid_reference_examples)
-    results["fid_reference"] = fid_reference.description
+  results = study.Results(workdir)
+  results.data.update(train_steps=FLAGS.train_steps, num_samples=FLAGS.num_samples)
+  quality = study.Quality(config.data, workdir, FLAGS.classifier_steps, FLAGS.fid,
+                          FLAGS.fid_reference_examples)
+  results.data["classifier_test_accuracy"] = quality.description["classifier_test_accuracy"]
+  if FLAGS.fid:
+    results.data["fid_reference"] = quality.description["fid_reference"]
+  stage_params, _ = study.train_model(config, os.path.join(workdir, "cascade"))
   labels = generate.class_labels(config, FLAGS.num_samples)
   points = ([("weights", float(w), True) for w in FLAGS.weights] +
             [("kept_eps", float(w), False) for w in FLAGS.kept_eps_weights])
   for table, weight, clipped_eps in points:
     key = f"{weight:g}"
-    if key in results[table] and ("fid" in results[table][key] or not fid_reference):
+    rows = results.table(table)
+    if key in rows and ("fid" in rows[key] or not FLAGS.fid):
       continue
     guided = with_guidance(config, weight, clipped_eps)
     outputs, report, _ = cascade.sample_cascade(guided, stage_params, FLAGS.num_samples)
     samples = outputs[stages.stage_names(guided)[-1]]
-    logits, _ = classifier.apply_in_batches(model, classifier_params, samples)
-    row = {**class_accuracy(logits.argmax(-1), labels),
-           "evaluations": [s["network_evaluations_per_image"] for s in report["stages"]],
-           "sample_seconds": report["sample_seconds"]}
-    if fid_reference is not None:
-      row["fid"] = fid_reference.score(samples)["fid"]
-    results[table][key] = row
-    logging.info("%s w=%s: %s", table, key, row)
-    files.write_json(results_path, results)
+    rows[key] = {**class_accuracy(quality.predict(samples), labels),
+                 "evaluations": [s["network_evaluations_per_image"] for s in report["stages"]],
+                 "sample_seconds": report["sample_seconds"], **quality(samples)}
+    logging.info("%s w=%s: %s", table, key, rows[key])
+    results.save()
     suffix = "" if clipped_eps else "_kept_eps"
     images.save_png(os.path.join(workdir, f"grid_w{key}{suffix}.png"),
                     reports.sample_grid(samples, labels))
 
-  with files.atomic_write(os.path.join(workdir, "results.md")) as f:
-    f.write(results_markdown(results))
-  guidance_plot(results, os.path.join(workdir, "guidance.png"))
-  print(open(os.path.join(workdir, "results.md")).read())
+  study.write_markdown(workdir, results_markdown(results.data))
+  guidance_plot(results.data, os.path.join(workdir, "guidance.png"))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  study.run(main)

@@ -18,7 +18,7 @@ finished part is reused when the command is run again.
 """
 import os
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 from experiments import study
 
@@ -92,17 +92,16 @@ def main(argv):
   if "ddpm" not in results.data:
     params, train_seconds = study.train_model(ddpm_config, os.path.join(workdir, "ddpm"))
     samples, cost = study.sample_model(ddpm_config, params, FLAGS.num_samples)
-    results.data["ddpm"] = {"train_seconds": train_seconds, **cost, **quality(samples)}
+    results.data["ddpm"] = {"train_seconds": sum(train_seconds), **cost, **quality(samples)}
     np.savez_compressed(os.path.join(workdir, "ddpm_samples.npz"), images=samples)
     results.save()
 
   hdd_dir = os.path.join(workdir, "hdd")
   if "hdd" not in results.data:
-    stage_params = cascade.train_cascade(hdd_config, hdd_dir,
-                                         run.training_hooks(hdd_config, hdd_dir))
+    stage_params, train_seconds = study.train_model(hdd_config, hdd_dir)
     outputs, report, _ = cascade.sample_cascade(hdd_config, stage_params, FLAGS.num_samples)
-    rows = reports.write_timing_table(hdd_config, hdd_dir, report)
-    results.data["hdd"] = {"train_seconds": [r["train_seconds"] for r in rows],
+    reports.write_timing_table(hdd_config, hdd_dir, report)
+    results.data["hdd"] = {"train_seconds": train_seconds,
                            "sample_seconds": [s["sample_seconds"] for s in report["stages"]],
                            "evaluations": [s["network_evaluations_per_image"]
                                            for s in report["stages"]],
@@ -151,4 +150,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  study.run(main)

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 import numpy as np
-from absl import flags
+from absl import app, flags
 
 from common import files
+from common.errors import UserError
 
 DATASETS = ("mnist", "fashion_mnist")
 
@@ -33,10 +35,22 @@ def define_common_flags(num_samples: int) -> None:
   flags.mark_flag_as_required("workdir")
 
 
-def define_quality_flags() -> None:
+def run(main) -> None:
+  """app.run(main) with the project's contract for bad input: a UserError (bad data, a
+  workdir without what the study needs) is one line on stderr and exit status 2."""
+  def guarded(argv):
+    try:
+      main(argv)
+    except UserError as e:
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(2)
+  app.run(guarded)
+
+
+def define_quality_flags(fid_reference_examples: int = 0) -> None:
   """The flags of the studies that score samples with `Quality`."""
   flags.DEFINE_integer("classifier_steps", 1000, "Training steps of the feature classifier.")
-  flags.DEFINE_integer("fid_reference_examples", 0,
+  flags.DEFINE_integer("fid_reference_examples", fid_reference_examples,
                        "Test images of the FID reference statistics (cached); 0: all of them.")
   flags.DEFINE_bool("fid", True, "Measure FID (the FID Inception runs at a few images/s on "
                     "CPU); --nofid: the classifier distance only.")
@@ -109,6 +123,12 @@ class Quality:
       self.fid_reference = FidReference.load(data_config, "test", size, fid_reference_examples)
       self.description["fid_reference"] = self.fid_reference.description
 
+  def predict(self, samples: np.ndarray) -> np.ndarray:
+    """The class the classifier gives each sample."""
+    from evaluation import classifier
+    logits, _ = classifier.apply_in_batches(self.classifier, self.params, samples)
+    return np.asarray(logits).argmax(-1)
+
   def __call__(self, samples: np.ndarray) -> dict:
     from evaluation import classifier, fid
     _, features = classifier.apply_in_batches(self.classifier, self.params, samples)
@@ -134,8 +154,9 @@ def write_markdown(workdir: str, text: str) -> None:
 
 def train_model(config, workdir: str):
   """Trains (or resumes, or finds finished) a model or cascade with the hooks its config
-  asks for; returns its EMA parameters ({stage: parameters} for a cascade) and its
-  training seconds (all stages, all runs)."""
+  asks for; returns its EMA parameters ({stage: parameters} for a cascade) and the training
+  seconds of each stage (one entry for a single model), all runs of it counted, without
+  the time its FID hook spent measuring (train.fid_every)."""
   from hdd import cascade, run, stages, train
   hooks = run.training_hooks(config, workdir)   # train.fid_every: FID curves.
   if stages.is_cascade(config):
@@ -143,8 +164,15 @@ def train_model(config, workdir: str):
     directories = [stages.stage_workdir(workdir, name) for name in stages.stage_names(config)]
   else:
     params, directories = train.train_and_evaluate(config, workdir, hooks).ema_params, [workdir]
-  seconds = sum(json.load(open(os.path.join(d, "train_timing.json")))["total_train_seconds"]
-                for d in directories)
+  seconds = []
+  for directory in directories:
+    with open(os.path.join(directory, "train_timing.json")) as f:
+      total = json.load(f)["total_train_seconds"]
+    curve_path = os.path.join(directory, "fid_curve.json")
+    if os.path.exists(curve_path):
+      with open(curve_path) as f:
+        total -= sum(row["measure_seconds"] for row in json.load(f))
+    seconds.append(total)
   return params, seconds
 
 
@@ -204,7 +232,7 @@ def load_curve(workdir: str) -> list[dict]:
     batch_size = json.load(f)["train"]["batch_size"]
   curve_path = os.path.join(directories[-1], "fid_curve.json")
   if not os.path.exists(curve_path):
-    raise SystemExit(f"no FID curve in {directories[-1]}: train it with "
+    raise UserError(f"no FID curve in {directories[-1]}: train it with "
                      "--config.train.fid_every=N (on the last stage of a cascade)")
   with open(curve_path) as f:
     return [{**row, "images": earlier_images + row["step"] * batch_size,

@@ -16,7 +16,7 @@ stage). Measured: FID, KID and the classifier distance against the test split
 (experiments/study.py), training seconds and sampling seconds (compilation excluded).
 Writes WORKDIR/results.json, results.md and t_sweep.png; a finished T is reused.
 """
-from absl import app, flags, logging
+from absl import flags, logging
 
 from experiments import study
 
@@ -154,7 +154,7 @@ def main(argv):
       config_checks.check_config(config)
       params, train_seconds = study.train_model(config, os.path.join(workdir,
                                                                      f"{model}_T{noise_steps}"))
-      row = {"signal_left": signal_left(config), "train_seconds": train_seconds}
+      row = {"signal_left": signal_left(config), "train_seconds": sum(train_seconds)}
       for sampler in SAMPLERS:
         samples, cost = study.sample_model(with_sampler(config, sampler), params,
                                            FLAGS.num_samples)
@@ -167,4 +167,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  study.run(main)

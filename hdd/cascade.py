@@ -114,20 +114,26 @@ def filter_low_res(config, plan: SamplingPlan, params, mesh, samples: np.ndarray
 
 def sample_cascade(config: ml_collections.ConfigDict, stage_params: dict, num_images: int,
                    seed: Optional[int] = None, critic: Optional[Critic] = None,
-                   plans: Optional[dict] = None):
+                   plans: Optional[dict] = None, compiled: Optional[dict] = None,
+                   progress: Optional[Callable[[float, str], None]] = None):
   """Runs the stages in order on `num_images` images. Returns ({stage: uint8 images},
   report, {stage: trajectory}): the report has each stage's plan and timing (compile
   excluded); a trajectory is the recorded chain of the first batch (uint8 [frames, n, h,
-  w, C], frame 0 the stage's start: noise, or the hand-over), or None."""
+  w, C], frame 0 the stage's start: noise, or the hand-over), or None.
+  `compiled` and `progress(fraction of all stages, stage name)` are passed to
+  `generate.sample_images` (a server's cache of compiled chains, and its progress bar)."""
   mesh = parallel.create_mesh()
   plans = plans or stage_plans(config)
   seed = config.sample.seed if seed is None else seed
   outputs, trajectories, report = {}, {}, {"num_images": num_images, "stages": []}
   previous = None
   for index, (name, plan) in enumerate(plans.items()):
+    stage_progress = None if progress is None else (
+        lambda fraction, index=index, name=name: progress((index + fraction) / len(plans), name))
     samples, info = generate.sample_images(plan, stage_params[name], mesh, num_images,
                                            seed=seed, with_trajectory=True, stream=index,
-                                           low_res=previous)
+                                           low_res=previous, compiled=compiled,
+                                           progress=stage_progress)
     trajectories[name] = info["trajectory"]
     stage_report = {"stage": name, **plan.describe(),
                     "compile_seconds": info["compile_seconds"],
@@ -170,10 +176,13 @@ def generate_and_save(config: ml_collections.ConfigDict, stage_params: dict, wor
   with files.atomic_directory(os.path.join(workdir, "samples")) as out_dir:  # All or none.
     images.save_samples_npz(os.path.join(out_dir, "samples.npz"), final, labels)
     images.save_npz(os.path.join(out_dir, "stages.npz"), outputs)
-    images.save_png(os.path.join(out_dir, "grid.png"), reports.sample_grid(final, labels))
-    images.save_png(os.path.join(out_dir, "cascade.png"), reports.side_by_side(outputs))
+    size = final.shape[1]
+    images.save_png(os.path.join(out_dir, "grid.png"),
+                    reports.for_display(reports.sample_grid(final, labels), size))
+    images.save_png(os.path.join(out_dir, "cascade.png"), reports.cascade_picture(outputs))
     if all(t is not None for t in trajectories.values()):
-      images.save_png(os.path.join(out_dir, "chain.png"), reports.cascade_chain(trajectories))
+      images.save_png(os.path.join(out_dir, "chain.png"),
+                      reports.for_display(reports.cascade_chain(trajectories), size))
     files.write_json(os.path.join(out_dir, "timing.json"), report)
   reports.write_timing_table(config, workdir, report)
   return report

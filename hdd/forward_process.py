@@ -53,6 +53,7 @@ def forward_process_and_save(config: ml_collections.ConfigDict, workdir: str) ->
     steps.append(strip_steps(single).tolist())
   path = os.path.join(workdir, "forward_process.png")
   os.makedirs(workdir, exist_ok=True)
-  images.save_png(path, reports.trajectory_strip(np.concatenate(parts, axis=1)))
+  images.save_png(path, reports.for_display(
+      reports.trajectory_strip(np.concatenate(parts, axis=1)), size))
   logging.info("Wrote the forward process at steps %s to %s.", steps, path)
   return path

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 import jax
 import ml_collections
@@ -62,7 +62,8 @@ def make_sampler(plan: SamplingPlan, mesh, batch_size: int):
 def sample_images(plan: SamplingPlan, params, mesh, num_images: int,
                   seed: Optional[int] = None, with_trajectory: bool = False, stream: int = 0,
                   low_res: Optional[np.ndarray] = None, noise: Optional[np.ndarray] = None,
-                  labels: Optional[np.ndarray] = None):
+                  labels: Optional[np.ndarray] = None, compiled: Optional[dict] = None,
+                  progress: Optional[Callable[[float], None]] = None):
   """Samples `num_images` images as uint8 [N, H, W, C], in batches of sample.batch_size.
 
   Batch b uses the key fold_in(fold_in(PRNGKey(seed), stream), b), so the output depends
@@ -73,6 +74,10 @@ def sample_images(plan: SamplingPlan, params, mesh, num_images: int,
   Returns (images, info) where info has the labels, the trajectory of the first batch
   (uint8 [frames, n, H, W, C]) if asked for, and the compile and sampling seconds (the
   latter excluding compilation).
+
+  `compiled` keeps the compiled chain per plan and batch shape for callers that sample the
+  same plan again (a server, `hdd.serving`): the second time compiles nothing.
+  `progress(fraction)` is called after every batch.
   """
   config = plan.config
   if (plan.handover is None) != (low_res is None):
@@ -89,21 +94,29 @@ def sample_images(plan: SamplingPlan, params, mesh, num_images: int,
                           batching.batch_of(low_res, b, batch_size),
                           batching.batch_of(noise, b, batch_size))]
 
-  sampler = make_sampler(plan, mesh, batch_size)
   params = jax.device_put(params, parallel.replicated(mesh))
   base = jax.random.fold_in(jax.random.PRNGKey(seed), stream)
   compile_start = time.perf_counter()
-  compiled = sampler.lower(params, base, *inputs(0)).compile()
+  key = (id(plan), batch_size, tuple(None if a is None else a.shape for a in inputs(0)))
+  if compiled is not None and key in compiled:
+    chain = compiled[key][1]
+  else:
+    chain = make_sampler(plan, mesh, batch_size).lower(params, base, *inputs(0)).compile()
+    if compiled is not None:
+      compiled[key] = (plan, chain)   # The plan is kept alive, so its id stays its own.
   compile_seconds = time.perf_counter() - compile_start
+  num_batches = batching.num_batches(num_images, batch_size)
   outputs, trajectory = [], None
   start = time.perf_counter()
   stop = workdir_guard.current()
-  for b in range(batching.num_batches(num_images, batch_size)):
+  for b in range(num_batches):
     stop.raise_if_requested("while sampling, before anything was written")
-    x, frames = compiled(params, jax.random.fold_in(base, b), *inputs(b))
+    x, frames = chain(params, jax.random.fold_in(base, b), *inputs(b))
     outputs.append(images.to_uint8(jax.device_get(x)))
     if b == 0 and frames is not None and with_trajectory:
       trajectory = images.to_uint8(jax.device_get(frames))
+    if progress is not None:
+      progress((b + 1) / num_batches)
   sample_seconds = time.perf_counter() - start
   info = {"labels": labels, "trajectory": trajectory, "compile_seconds": compile_seconds,
           "sample_seconds": sample_seconds}
@@ -123,11 +136,12 @@ def generate_and_save(config: ml_collections.ConfigDict, params, workdir: str) -
   out_dir = os.path.join(workdir, "samples")
   with files.atomic_directory(out_dir) as new_dir:  # The files of one run, all or none.
     images.save_samples_npz(os.path.join(new_dir, "samples.npz"), samples, info["labels"])
+    size = samples.shape[1]
     images.save_png(os.path.join(new_dir, "grid.png"),
-                    reports.sample_grid(samples, info["labels"]))
+                    reports.for_display(reports.sample_grid(samples, info["labels"]), size))
     if info["trajectory"] is not None:
       images.save_png(os.path.join(new_dir, "trajectory.png"),
-                      reports.trajectory_strip(info["trajectory"]))
+                      reports.for_display(reports.trajectory_strip(info["trajectory"]), size))
     files.write_json(os.path.join(new_dir, "timing.json"), timing)
   logging.info("Sampled %d images in %.1f s (+%.1f s compile) with %s; wrote %s.", num,
                info["sample_seconds"], info["compile_seconds"], plan.settings.sampler, out_dir)

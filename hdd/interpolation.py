@@ -125,8 +125,9 @@ def interpolate_and_save(config: ml_collections.ConfigDict, params, workdir: str
     images.save_npz(os.path.join(new_dir, "interpolation.npz"), arrays)
     for kind in ("noise", "classes"):
       if kind in result:
+        size = list(result[kind].values())[-1].shape[2]
         images.save_png(os.path.join(new_dir, f"{kind}.png"),
-                        reports.interpolation_strip(result[kind]))
+                        reports.for_display(reports.interpolation_strip(result[kind]), size))
   logging.info("Wrote %d interpolations of %d frames to %s.", config.pictures.interpolation_pairs,
                config.pictures.interpolation_frames, out_dir)
   return out_dir

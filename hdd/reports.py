@@ -8,6 +8,7 @@ from typing import Optional
 
 import ml_collections
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 from common import files, images
 from hdd import stages
@@ -23,6 +24,33 @@ def enlarge(x: np.ndarray, size: int) -> np.ndarray:
   return np.repeat(np.repeat(x, size // h, -3), size // w, -2)
 
 
+DISPLAY_PIXELS = 64   # the least size a sample is drawn at in a saved picture
+GRID_PADDING = 2      # images.make_grid's default
+
+
+def for_display(grid: np.ndarray, tile_size: int,
+                column_labels: Optional[list[str]] = None) -> np.ndarray:
+  """A grid of tile_size-pixel images as saved for people: magnified by repeating pixels
+  so that every image is at least DISPLAY_PIXELS wide, under a header with a label per
+  column of tiles when `column_labels` is given."""
+  factor = -(-DISPLAY_PIXELS // tile_size)
+  picture = np.repeat(np.repeat(grid, factor, 0), factor, 1)
+  if not column_labels:
+    return picture
+  header = Image.new("L", (picture.shape[1], 16), 255)
+  draw, font = ImageDraw.Draw(header), ImageFont.load_default()
+  step = (tile_size + GRID_PADDING) * factor
+  for column, label in enumerate(column_labels):
+    draw.text((GRID_PADDING * factor + column * step, 2), label, fill=0, font=font)
+  header = np.asarray(header)[..., None].repeat(picture.shape[-1], -1)
+  return np.concatenate([header, picture])
+
+
+def stage_labels(outputs: dict) -> list[str]:
+  """'stage1 14x14', ...: the column labels of a side_by_side grid's stages."""
+  return [f"{name} {x.shape[1]}x{x.shape[2]}" for name, x in outputs.items()]
+
+
 def side_by_side(outputs: dict, count: int = 16, per_row: int = 4) -> np.ndarray:
   """A grid of `count` samples, `per_row` to a row, each shown as its stages side by side
   at the final resolution."""
@@ -31,6 +59,14 @@ def side_by_side(outputs: dict, count: int = 16, per_row: int = 4) -> np.ndarray
   columns = [enlarge(x[:shown], size) for x in outputs.values()]
   tiles = np.stack(columns, axis=1).reshape((shown * len(columns),) + final.shape[1:])
   return images.make_grid(tiles, columns=len(columns) * min(per_row, shown))
+
+
+def cascade_picture(outputs: dict, count: int = 16, per_row: int = 4) -> np.ndarray:
+  """side_by_side as saved for people: magnified, each column labelled with its stage."""
+  final = list(outputs.values())[-1]
+  columns = min(per_row, count, len(final))
+  return for_display(side_by_side(outputs, count, per_row), final.shape[1],
+                     stage_labels(outputs) * columns)
 
 
 def cascade_chain(trajectories: dict) -> np.ndarray:

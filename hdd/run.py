@@ -11,6 +11,7 @@ A cascade runs stage by stage (`hdd.cascade`); each stage is an ordinary model.
 """
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 import jax
@@ -41,6 +42,11 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str,
                       "is kept; fix this and re-run the same command to resume") from None
 
 
+def is_main_process() -> bool:
+  """Process 0 writes the files other than checkpoints and talks to the user."""
+  return jax.process_index() == 0
+
+
 def configure_runtime(compilation_cache: Optional[str] = None) -> None:
   """What every run and experiment sets first: tf.data kept off accelerators, and a
   persistent XLA compilation cache (default `files.compilation_cache_dir()`, '' for none)
@@ -62,6 +68,7 @@ def train_mode(config: ml_collections.ConfigDict, workdir: str) -> None:
     params = train.train_and_evaluate(config, workdir,
                                       training_hooks(config, workdir)).ema_params
   else:
+    keep_cascade_config(config, workdir)
     params = cascade.train_cascade(config, workdir, training_hooks(config, workdir))
     if config.stage:
       reports.write_timing_table(config, workdir)
@@ -84,7 +91,17 @@ def training_hooks(config: ml_collections.ConfigDict, workdir: str):
           for name in stages.stages_to_train(config)}
 
 
+def keep_cascade_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """WORKDIR/config.json of a cascade (a single model's is written by its training, each
+  stage's in its own directory): the config that `hdd.app` serves the workdir with."""
+  if is_main_process():
+    with files.atomic_write(os.path.join(workdir, "config.json")) as f:
+      f.write(config.to_json_best_effort(indent=2))
+
+
 def sample_mode(config: ml_collections.ConfigDict, workdir: str) -> None:
+  if stages.is_cascade(config):
+    keep_cascade_config(config, workdir)
   critic = cascade.load_critic(config, workdir) if stages.is_cascade(config) else None
   sample_and_save(config, restore(config, workdir), workdir, critic)
 

@@ -20,7 +20,7 @@ from clu import metric_writers, periodic_actions
 
 from common import files, parallel
 from common.errors import UserError
-from hdd import checkpoints, hooks as hooks_lib, reports, workdir as workdir_guard
+from hdd import checkpoints, console, hooks as hooks_lib, reports, workdir as workdir_guard
 from hdd.build import create_model, create_schedule
 from hdd.optimizer import learning_rate_fn
 from hdd.train_step import TrainState, compile_train_step, create_train_state, split_micro_batches
@@ -80,6 +80,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   step_fn = compile_train_step(config, mesh).lower(state, batch, schedule).compile()
   compile_seconds = time.perf_counter() - compile_start
   logging.info("Compiled the train step in %.1f s.", compile_seconds)
+  name = f"{os.path.basename(os.path.normpath(workdir))} {config.data.image_size}px"
+  writer = metric_writers.MultiWriter(
+      [writer, console.ProgressLine(name, start_step, tc.num_steps, tc.batch_size)])
 
   history, skipped = [], 0
   stop = workdir_guard.current()

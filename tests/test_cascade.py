@@ -195,10 +195,11 @@ def test_conditional_cascade_main_samples_labels_interpolates_and_draws_the_proc
   samples = np.load(os.path.join(workdir, "samples", "samples.npz"))
   np.testing.assert_array_equal(samples["labels"], np.arange(8) % 2)
   grid = np.asarray(Image.open(os.path.join(workdir, "samples", "grid.png")))
-  assert grid.shape[:2] == (2 + 2 * 10, 2 + 10 * 10)   # 2 class rows of 10 tiles of 8 + 2.
+  # 2 class rows of 10 tiles of 8 + 2, drawn 8 times as large (every image >= 64 px).
+  assert grid.shape[:2] == (8 * (2 + 2 * 10), 8 * (2 + 10 * 10))
   chain = np.asarray(Image.open(os.path.join(workdir, "samples", "chain.png")))
   # Stage 1: noise + 5 DDIM steps; a blank column; stage 2: hand-over + 5 steps.
-  assert chain.shape[1] == 2 + 13 * 10
+  assert chain.shape[1] == 8 * (2 + 13 * 10)
   timing = json.load(open(os.path.join(workdir, "samples", "timing.json")))
   assert [s["network_evaluations_per_image"] for s in timing["stages"]] == [10, 10]  # DDIM-5, x2
 
@@ -214,4 +215,5 @@ def test_conditional_cascade_main_samples_labels_interpolates_and_draws_the_proc
   drawn = run_cascade("cascade_cond", *args, "--mode=forward_process")
   assert drawn.returncode == 0, drawn.stderr[-3000:]
   strip = np.asarray(Image.open(os.path.join(workdir, "forward_process.png")))
-  assert strip.shape[:2] == (2 + 4 * 10, 2 + 9 * 10)   # 2 images x 2 stages; x0 + 8 steps.
+  # 2 images x 2 stages; x0 + 8 steps; drawn 8 times as large.
+  assert strip.shape[:2] == (8 * (2 + 4 * 10), 8 * (2 + 9 * 10))

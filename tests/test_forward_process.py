@@ -35,8 +35,10 @@ def test_a_cascade_strip_has_each_stage_at_the_final_size(stripes_npz, tmp_path)
   config = tiny_cascade(data_path=stripes_npz)
   config.pictures.update(forward_images=3, forward_steps=(5, 39))
   path = forward_process.forward_process_and_save(config, str(tmp_path))
-  strip = np.asarray(Image.open(path))
-  assert strip.shape == (2 + 6 * 10, 2 + 3 * 10)   # 3 images x 2 stages; x0 and 2 steps.
+  picture = np.asarray(Image.open(path))
+  # 3 images x 2 stages; x0 and 2 steps; drawn 8 times as large (every image >= 64 px).
+  assert picture.shape == (8 * (2 + 6 * 10), 8 * (2 + 3 * 10))
+  strip = picture[::8, ::8]
   # Stage 1 is 4x4 shown at 8x8: each pixel repeated in 2x2 blocks.
   first = strip[2:10, 2:10]
   np.testing.assert_array_equal(first, np.repeat(np.repeat(first[::2, ::2], 2, 0), 2, 1))

@@ -115,10 +115,11 @@ def test_generate_and_save_writes_the_samples(setup, runs, tmp_path):
   with np.load(out / "samples.npz") as data:
     assert data.files == ["images"]   # Unconditional: no labels.
     np.testing.assert_array_equal(data["images"], runs["six"][0])   # Default seed 0.
+  # Pictures for people: every 8 px image drawn 8 times as large (at least 64 px).
   with Image.open(out / "grid.png") as grid:
-    assert grid.size == (3 * 10 + 2, 2 * 10 + 2)   # 6 images: 3 columns, 2 rows.
+    assert grid.size == (8 * (3 * 10 + 2), 8 * (2 * 10 + 2))   # 6 images: 3 columns, 2 rows.
   with Image.open(out / "trajectory.png") as strip:
-    assert strip.size == (3 * 10 + 2, 4 * 10 + 2)   # 3 frames of the first 4 images.
+    assert strip.size == (8 * (3 * 10 + 2), 8 * (4 * 10 + 2))   # 3 frames of 4 images.
   assert json.loads((out / "timing.json").read_text()) == timing
   assert timing["num_samples"] == 6 and timing["sampler"] == "ddim"
   assert timing["network_evaluations_per_image"] == 2

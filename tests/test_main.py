@@ -1,6 +1,7 @@
 """main.py end to end in subprocesses: train, resume, sample, eval, and bad input."""
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -21,6 +22,14 @@ def test_train_resume_sample_eval(stripes_npz, tmp_path):
     assert os.path.exists(os.path.join(workdir, "samples", name))
   timing = json.load(open(os.path.join(workdir, "train_timing.json")))
   assert timing["start_step"] == 0 and timing["end_step"] == 4
+  # The terminal: a progress line, the closing summary, none of the libraries' INFO logs.
+  terminal = first.stdout + first.stderr
+  assert len(terminal.splitlines()) <= 40, terminal
+  assert re.search(r"run 8px  step 4/4 \(100%\)  loss \d\.\d{4}  [\d,]+ img/s  ETA 0s", terminal)
+  assert f"Outputs in {workdir}:" in first.stdout and "python -m hdd.app" in first.stdout
+  assert os.path.join(workdir, "samples", "grid.png") in first.stdout
+  for noise in ("orbax", "Scheduling D2H", "oneDNN custom operations", "steps_per_sec"):
+    assert noise not in terminal
 
   second = run_main(data, f"--workdir={workdir}")  # num_steps=6: resumes at 4.
   assert second.returncode == 0, second.stderr[-3000:]
@@ -28,8 +37,9 @@ def test_train_resume_sample_eval(stripes_npz, tmp_path):
   timing = json.load(open(os.path.join(workdir, "train_timing.json")))
   assert timing["start_step"] == 4 and timing["end_step"] == 6
 
-  sample = run_main(data, f"--workdir={workdir}", "--mode=sample")
+  sample = run_main(data, f"--workdir={workdir}", "--mode=sample", "--library_logs")
   assert sample.returncode == 0, sample.stderr[-3000:]
+  assert "orbax" in sample.stderr   # --library_logs shows what is otherwise kept quiet.
   # Same seed, same parameters: sampling again reproduces the images bit for bit.
   again = np.load(os.path.join(workdir, "samples", "samples.npz"))["images"]
   resampled = run_main(data, f"--workdir={workdir}", "--mode=sample")

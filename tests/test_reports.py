@@ -178,3 +178,31 @@ def test_cascade_chain_and_interpolation_strip_layouts():
   assert (tile(strip, 0, 8, 3) == 50).all() and (tile(strip, 3, 8, 3) == 200).all()
   with pytest.raises(ValueError, match="must divide the final one"):
     reports.enlarge(np.zeros((1, 3, 3, 1), np.uint8), 8)
+
+
+@pytest.mark.parametrize("size, factor", [(28, 3), (14, 5), (64, 1), (32, 2)])
+def test_for_display_draws_every_image_at_least_64_pixels(size, factor):
+  rng = np.random.default_rng(2)
+  grid = rng.integers(0, 256, (size + 4, 2 * size + 6, 3), dtype=np.uint8)
+  picture = reports.for_display(grid, size)
+  assert picture.shape == (factor * grid.shape[0], factor * grid.shape[1], 3)
+  assert factor * size >= 64 and (factor - 1) * size < 64
+  # Every pixel of the grid becomes a factor x factor block of its value.
+  np.testing.assert_array_equal(picture[::factor, ::factor], grid)
+  np.testing.assert_array_equal(picture[factor - 1::factor, factor - 1::factor], grid)
+
+
+def test_cascade_picture_labels_every_stage_column():
+  rng = np.random.default_rng(3)
+  outputs = {"stage1": rng.integers(0, 256, (2, 14, 14, 1), dtype=np.uint8),
+             "stage2": rng.integers(0, 256, (2, 28, 28, 1), dtype=np.uint8)}
+  picture = reports.cascade_picture(outputs)
+  body = reports.for_display(reports.side_by_side(outputs), 28)
+  header = picture[:picture.shape[0] - body.shape[0]]
+  np.testing.assert_array_equal(picture[header.shape[0]:], body)
+  # Four columns (2 samples x 2 stages), each 3 x (28 + 2) px wide, each with ink (its
+  # stage's label) in the header above it.
+  step = 3 * 30
+  for column in range(4):
+    assert (header[:, 6 + column * step:6 + column * step + 60] < 128).any()
+  assert reports.stage_labels(outputs) == ["stage1 14x14", "stage2 28x28"]

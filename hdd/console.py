@@ -1,0 +1,164 @@
+"""What a person sees in the terminal: third-party logs kept quiet, one progress line per
+training run (step, loss, images/s, ETA), and a closing summary of a run's outputs, its
+timing and the commands to run next."""
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import sys
+import time
+from typing import Mapping, Optional, TextIO
+
+import jax
+from absl import logging as absl_logging
+from clu import metric_writers
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def in_project(path: str) -> bool:
+  """Whether a source file is this project's own (not an installed library's)."""
+  path = os.path.abspath(path)
+  return path.startswith(ROOT + os.sep) and f"{os.sep}site-packages{os.sep}" not in path
+
+
+class ProjectRecords(logging.Filter):
+  """Passes this project's log records, and warnings and errors from anywhere."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING or in_project(record.pathname)
+
+
+class ShortFormatter(logging.Formatter):
+  """'10:44:01 message', and 'WARNING:' before the message of anything more serious."""
+
+  def __init__(self):
+    super().__init__(datefmt="%H:%M:%S")
+
+  def format(self, record: logging.LogRecord) -> str:
+    level = "" if record.levelno < logging.WARNING else f"{record.levelname}: "
+    return f"{self.formatTime(record, self.datefmt)} {level}{record.getMessage()}"
+
+
+def quiet_libraries() -> None:
+  """Keeps the terminal to what matters: INFO records of orbax, CLU, JAX and TensorFlow are
+  dropped (their warnings stay), and this project's records get a short time stamp.
+  (TensorFlow's C++ notices are kept off by TF_CPP_MIN_LOG_LEVEL, set before it loads.)"""
+  handler = absl_logging.get_absl_handler().python_handler
+  if not any(isinstance(f, ProjectRecords) for f in handler.filters):
+    handler.addFilter(ProjectRecords())
+  handler.setFormatter(ShortFormatter())
+
+
+def duration(seconds: float) -> str:
+  """'42s', '3m05s', '1h02m'."""
+  seconds = int(round(seconds))
+  if seconds < 60:
+    return f"{seconds}s"
+  if seconds < 3600:
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+  return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+class ProgressLine(metric_writers.MetricWriter):
+  """A metric writer that shows training as one line: the name, step, loss, images/s
+  (since the last line) and the ETA (at the run's mean pace). On a terminal the line is
+  rewritten in place; in a log file it is printed at every quarter of the run."""
+
+  def __init__(self, name: str, start_step: int, num_steps: int, batch_size: int,
+               stream: Optional[TextIO] = None):
+    self.name, self.start_step, self.num_steps = name, start_step, num_steps
+    self.batch_size = batch_size
+    self.stream = stream or sys.stderr
+    self.live = self.stream.isatty()
+    self.start_time = self.last_time = time.perf_counter()
+    self.last_step, self.quarters_shown = start_step, 0
+    self.enabled = jax.process_index() == 0
+
+  def line(self, step: int, loss: float, now: float) -> str:
+    rate = (step - self.last_step) * self.batch_size / max(now - self.last_time, 1e-9)
+    remaining = (now - self.start_time) / max(step - self.start_step, 1) * (self.num_steps - step)
+    return (f"{self.name}  step {step}/{self.num_steps} ({100 * step // self.num_steps}%)  "
+            f"loss {loss:.4f}  {rate:,.0f} img/s  ETA {duration(remaining)}")
+
+  def write_scalars(self, step: int, scalars: Mapping[str, float]):
+    if not self.enabled or "train_loss" not in scalars:
+      return
+    now = time.perf_counter()
+    text = self.line(step, float(scalars["train_loss"]), now)
+    self.last_step, self.last_time = step, now
+    finished = step >= self.num_steps
+    if self.live:
+      self.stream.write("\r\x1b[K" + text + ("\n" if finished else ""))
+    else:
+      quarter = 4 * (step - self.start_step) // max(self.num_steps - self.start_step, 1)
+      if quarter <= self.quarters_shown and not finished:
+        return
+      self.quarters_shown = quarter
+      self.stream.write(text + "\n")
+    self.stream.flush()
+
+  def write_summaries(self, step, values, metadata=None):
+    pass
+
+  def write_images(self, step, images):
+    pass
+
+  def write_videos(self, step, videos):
+    pass
+
+  def write_audios(self, step, audios, *, sample_rate):
+    pass
+
+  def write_texts(self, step, texts):
+    pass
+
+  def write_histograms(self, step, arrays, num_buckets=None):
+    pass
+
+  def write_hparams(self, hparams):
+    pass
+
+  def flush(self):
+    pass
+
+  def close(self):
+    pass
+
+
+def outputs_of(workdir: str) -> list[tuple[str, str]]:
+  """(what, path) of the outputs a run left in its workdir, for the closing summary."""
+  found = []
+  for what, relative in (("samples", "samples/grid.png"), ("stages", "samples/cascade.png"),
+                         ("chain", "samples/chain.png"), ("trajectory", "samples/trajectory.png"),
+                         ("images", "samples/samples.npz"), ("timing", "timing.md"),
+                         ("evaluation", "eval/results.json"),
+                         ("interpolation", "interpolation"),
+                         ("forward process", "forward_process.png")):
+    if os.path.exists(os.path.join(workdir, relative)):
+      found.append((what, os.path.join(workdir, relative)))
+  checkpoint_dirs = sorted(os.path.join(workdir, name, "checkpoints") for name in os.listdir(workdir)
+                           if os.path.isdir(os.path.join(workdir, name, "checkpoints")))
+  if os.path.isdir(os.path.join(workdir, "checkpoints")):
+    checkpoint_dirs.insert(0, os.path.join(workdir, "checkpoints"))
+  found += [("checkpoints", d) for d in checkpoint_dirs]
+  return found
+
+
+def summary(workdir: str, mode: str, argv: list[str], seconds: float) -> str:
+  """The closing summary: where the outputs are, the timing table, the next commands."""
+  command = [a for a in argv[1:] if not a.startswith("--mode")]
+  base = "python main.py " + " ".join(shlex.quote(a) for a in command)
+  lines = ["", f"Done: {mode} in {duration(seconds)}. Outputs in {workdir}:"]
+  lines += [f"  {what:<16}{path}" for what, path in outputs_of(workdir)]
+  lines.append(f"  {'logs':<16}tensorboard --logdir {shlex.quote(workdir)}")
+  timing = os.path.join(workdir, "timing.md")
+  if os.path.exists(timing):
+    with open(timing) as f:
+      lines += ["", f.read().rstrip()]
+  lines += ["", "Next:",
+            f"  sample again    {base} --mode=sample",
+            f"  evaluate        {base} --mode=eval",
+            f"  web app         python -m hdd.app --workdir={shlex.quote(workdir)}"]
+  return "\n".join(lines)

@@ -1,0 +1,248 @@
+"""Sampling on request (hdd.serving) and the web app (hdd.app) on a tiny trained
+conditional cascade: requests checked before anything runs, chains compiled once per
+setting, the /generate endpoint through gradio_client, and the page in Debian's Chromium
+(headless, driven by selenium through Debian's chromedriver; nothing downloads a browser).
+
+Screenshots go to $HDD_APP_SCREENSHOTS (default: the test's tmp directory)."""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from helpers import COMPILATION_CACHE, ROOT, run_main, save_stripes_npz
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+  """The tiny conditional cascade (4x4 -> 8x8, 2 classes), trained 4 steps per stage."""
+  root = tmp_path_factory.mktemp("app")
+  data = save_stripes_npz(str(root / "stripes.npz"))
+  path = str(root / "cascade")
+  trained = run_main(f"--config.data.path={data}", f"--workdir={path}",
+                     config="tests/tiny_configs.py:cascade_cond")
+  assert trained.returncode == 0, trained.stderr[-3000:]
+  return path
+
+
+@pytest.fixture(scope="module")
+def served(workdir):
+  from hdd import serving
+  return serving.Served.load(workdir)
+
+
+def test_served_describes_the_cascade_and_its_defaults(served):
+  from hdd import serving
+  assert served.stage_names == ["stage1", "stage2"] and served.num_classes == 2
+  assert served.defaults() == serving.Request(sampler="ddim", steps=(5, 5), handover="mix",
+                                              gamma=0.3, start_step=-1, guidance=2.0,
+                                              label=-1, seed=0, num_images=16)
+
+
+def test_a_setting_compiles_once_and_seeds_and_classes_do_not_recompile(served):
+  from hdd import serving
+  first = served.generate(serving.Request(num_images=6, label=1, guidance=1.0, seed=3))
+  assert first.images.shape == (6, 8, 8, 1) and first.images.dtype == np.uint8
+  assert first.outputs["stage1"].shape == (6, 4, 4, 1)
+  np.testing.assert_array_equal(first.labels, np.ones(6))
+  compiled = len(served.compiled)
+  again = served.generate(serving.Request(num_images=6, label=0, guidance=1.0, seed=4))
+  assert len(served.compiled) == compiled
+  assert all(stage["compile_seconds"] < 0.05 for stage in again.report["stages"])
+  same = served.generate(serving.Request(num_images=6, label=1, guidance=1.0, seed=3))
+  np.testing.assert_array_equal(same.images, first.images)   # Seeded: reproducible.
+  served.generate(serving.Request(num_images=6, label=1, guidance=1.0, seed=3, steps=(3, 5)))
+  assert len(served.compiled) == compiled + 2   # Another chain: both stages compile anew.
+
+
+def test_truncate_runs_only_the_steps_below_t_star(served):
+  from hdd import serving
+  generated = served.generate(serving.Request(num_images=2, handover="truncate", start_step=9,
+                                              steps=(5, 40), guidance=1.0))
+  # 40-step DDIM on stage 2 from t* = 9: steps 9, 8, ..., 0, each twice under guidance.
+  assert generated.report["stages"][1]["network_evaluations_per_image"] == 2 * 10
+  unguided = served.generate(serving.Request(num_images=2, handover="truncate", start_step=9,
+                                             steps=(5, 40), guidance=0.0))
+  assert unguided.report["stages"][1]["network_evaluations_per_image"] == 10
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"num_images": 0}, "number of images 0: must lie in [1, 64]"),
+    ({"num_images": 65}, "number of images 65: must lie in [1, 64]"),
+    ({"steps": (5, 99)}, "stage2 steps 99: must lie in [0, 40]"),
+    ({"label": 2}, "class 2: must lie in [-1, 1]"),
+    ({"sampler": "euler"}, "sampler 'euler': must be one of ddpm, ddim"),
+    ({"gamma": 1.5}, "gamma 1.5: must lie in [0, 1]"),
+    ({"handover": "truncate", "start_step": 40}, "stage2 t* 40: must lie in [-1, 39]"),
+    ({"guidance": -1.0}, "guidance weight -1.0: must be >= 0"),
+    ({"seed": -2}, "seed -2: must be >= 0"),
+    ({"steps": (5,)}, "1 step counts for 2 stages"),
+])
+def test_out_of_range_requests_are_refused_by_name(served, fields, message):
+  from hdd import serving
+  with pytest.raises(serving.RequestError, match=None) as error:
+    served.config_for(serving.Request(**fields))
+  assert message in str(error.value)
+
+
+def test_workdirs_that_cannot_be_served(tmp_path, workdir):
+  from hdd import serving
+  with pytest.raises(serving.RequestError, match="no directory"):
+    serving.Served.load(str(tmp_path / "missing"))
+  with pytest.raises(serving.RequestError, match="holds no config.json: it is not a trained"):
+    serving.Served.load(str(tmp_path))
+  (tmp_path / "config.json").write_text('{"labels": [1, 2]}')
+  with pytest.raises(serving.RequestError, match="not the config of a diffusion model"):
+    serving.Served.load(str(tmp_path))
+  # A config whose model differs from the checkpoints': refused by name, nothing restored.
+  shutil.copytree(os.path.join(workdir, "stage1"), tmp_path / "other" / "stage1")
+  shutil.copytree(os.path.join(workdir, "stage2"), tmp_path / "other" / "stage2")
+  text = open(os.path.join(workdir, "config.json")).read()
+  (tmp_path / "other" / "config.json").write_text(text.replace('"base_channels": 8',
+                                                               '"base_channels": 16'))
+  from common.errors import UserError
+  with pytest.raises(UserError, match="was written by a different model configuration"):
+    serving.Served.load(str(tmp_path / "other"))
+
+
+def test_saved_outputs_and_animation(served, tmp_path):
+  from PIL import Image
+
+  from hdd import serving
+  generated = served.generate(serving.Request(num_images=3, seed=1))
+  paths = serving.save_outputs(generated, str(tmp_path))
+  with np.load(paths["samples.npz"]) as saved:
+    np.testing.assert_array_equal(saved["images"], generated.images)
+    np.testing.assert_array_equal(saved["stage_stage1"], generated.outputs["stage1"])
+    np.testing.assert_array_equal(saved["labels"], [0, 1, 0])
+  # 5 DDIM steps per stage recorded every step: 6 frames each (the start and 5 states),
+  # every frame 8 px magnified to 64; the last one held 8 times as long in the GIF (which
+  # merges repeated frames into one).
+  assert len(generated.animation) == 6 + 6
+  assert {frame.shape for frame in generated.animation} == {(64, 64, 1)}
+  gif = Image.open(paths["chain.gif"])
+  assert 1 < gif.n_frames <= 12 and gif.size == (64, 64)
+  gif.seek(gif.n_frames - 1)
+  assert gif.info["duration"] >= 8 * 120
+  assert min(Image.open(paths["grid.png"]).size) >= 64
+
+
+def free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(workdir):
+  """`python -m hdd.app` on a free port, until the module's tests are done."""
+  port = free_port()
+  env = dict(os.environ, HDD_COMPILATION_CACHE=COMPILATION_CACHE)
+  process = subprocess.Popen([sys.executable, "-m", "hdd.app", f"--workdir={workdir}",
+                              f"--port={port}"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+  deadline = time.time() + 120
+  while time.time() < deadline:
+    assert process.poll() is None, process.stdout.read()
+    try:
+      socket.create_connection(("127.0.0.1", port), timeout=1).close()
+      break
+    except OSError:
+      time.sleep(0.5)
+  yield f"http://127.0.0.1:{port}/"
+  process.terminate()
+  process.wait(timeout=30)
+
+
+def test_generate_endpoint_returns_the_requested_images(server):
+  from gradio_client import Client
+  from gradio_client.exceptions import AppError
+  from PIL import Image
+  client = Client(server, verbose=False)
+  # sampler, steps of stages 1-4, hand-over, gamma, t*, w, class, seed, number of images.
+  gallery, grid, stages, animation, timing, downloads = client.predict(
+      "ddim", 5, 5, 0, 0, "truncate", 0.3, 20, 1.0, 1, 7, 5, api_name="/generate")
+  assert len(gallery) == 5 and {item["caption"] for item in gallery} == {"class 1"}
+  assert {Image.open(item["image"]).size for item in gallery} == {(8, 8)}
+  assert Image.open(animation).n_frames > 1
+  # DDIM-5 of T = 40 visits 32, 24, 16, 8, 0; truncated at t* = 20: 20, 16, 8, 0, x2 guided.
+  assert "| stage2 | 8 | ddim | 8 |" in timing
+  assert sorted(os.path.basename(p) for p in downloads) == ["grid.png", "samples.npz"]
+  with np.load(downloads[1]) as saved:
+    assert saved["images"].shape == (5, 8, 8, 1)
+  with pytest.raises(AppError, match=r"stage1 steps 99: must lie in \[0, 40\]"):
+    client.predict("ddim", 99, 5, 0, 0, "mix", 0.3, -1, 1.0, 1, 7, 5, api_name="/generate")
+  with pytest.raises(AppError, match="number of images 1000"):
+    client.predict("ddim", 5, 5, 0, 0, "mix", 0.3, -1, 1.0, 1, 7, 1000, api_name="/generate")
+  gallery = client.predict("ddpm", 0, 0, 0, 0, "mix", 0.3, -1, 0.0, -1, 0, 2,
+                           api_name="/generate")[0]
+  assert len(gallery) == 2   # The server kept running after the bad requests.
+
+
+@pytest.fixture
+def browser():
+  if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+    pytest.fail("the browser test needs Debian's chromium and chromium-driver: "
+                "apt-get install chromium chromium-driver (scripts/setup.sh does)")
+  from selenium import webdriver
+  from selenium.webdriver.chrome.service import Service
+  options = webdriver.ChromeOptions()
+  options.binary_location = CHROMIUM
+  for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                   "--window-size=1400,1800"):
+    options.add_argument(argument)
+  driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+  yield driver
+  driver.quit()
+
+
+def test_the_page_in_chromium(server, browser, tmp_path):
+  from selenium.webdriver.common.by import By
+  from selenium.webdriver.common.keys import Keys
+  from selenium.webdriver.support.ui import WebDriverWait
+  shots = os.environ.get("HDD_APP_SCREENSHOTS") or str(tmp_path)
+  os.makedirs(shots, exist_ok=True)
+  wait = WebDriverWait(browser, 120)
+
+  def set_number(elem_id, value):
+    field = browser.find_element(By.CSS_SELECTOR, f"#{elem_id} input")
+    field.send_keys(Keys.CONTROL, "a")
+    field.send_keys(str(value), Keys.TAB)
+
+  def gallery_images():
+    return browser.find_elements(By.CSS_SELECTOR, "#gallery img")
+
+  browser.get(server)
+  wait.until(lambda b: "Serving" in b.find_element(By.ID, "status").text)
+  assert "cascade of 2 stages" in browser.find_element(By.ID, "status").text
+  wait.until(lambda b: b.find_element(By.CSS_SELECTOR, "#steps1 input").get_attribute("value")
+             == "5")   # The controls fit the served model: its steps per stage.
+  assert not browser.find_elements(By.CSS_SELECTOR, "#steps3 input")   # Two stages only.
+  set_number("num_images", 4)
+  set_number("seed", 3)
+  set_number("label", 1)
+  browser.find_element(By.CSS_SELECTOR, "#generate").click()
+  wait.until(lambda b: len(gallery_images()) >= 4)
+  wait.until(lambda b: "stage2" in b.find_element(By.ID, "timing").text)
+  assert browser.find_elements(By.CSS_SELECTOR, "#stages img")
+  assert browser.find_elements(By.CSS_SELECTOR, "#animation img")
+  browser.save_screenshot(os.path.join(shots, "app.png"))
+
+  set_number("steps2", 99)
+  browser.find_element(By.CSS_SELECTOR, "#generate").click()
+  wait.until(lambda b: "stage2 steps 99: must lie in [0, 40]" in b.page_source)
+  browser.save_screenshot(os.path.join(shots, "app_bad_input.png"))
+
+  workdir_box = browser.find_element(By.CSS_SELECTOR, "#workdir textarea, #workdir input")
+  workdir_box.send_keys(Keys.CONTROL, "a")
+  workdir_box.send_keys("/no/such/workdir")
+  # The error's toast may still cover the button: click it as a script does.
+  browser.execute_script("arguments[0].click()", browser.find_element(By.CSS_SELECTOR, "#load"))
+  wait.until(lambda b: "no directory /no/such/workdir" in b.find_element(By.ID, "status").text)
+  browser.save_screenshot(os.path.join(shots, "app_bad_workdir.png"))

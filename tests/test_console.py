@@ -1,0 +1,67 @@
+"""The terminal (hdd.console, common.stderr): which log records show, the progress line,
+and the C++ notices dropped from TensorFlow's start-up."""
+import io
+import logging
+import os
+
+from common import stderr
+from hdd import console
+
+
+def record(path: str, level: int) -> logging.LogRecord:
+  return logging.LogRecord("absl", level, path, 1, "message", None, None)
+
+
+def test_project_records_pass_and_library_info_does_not():
+  keep = console.ProjectRecords()
+  own = os.path.join(console.ROOT, "hdd", "train.py")
+  library = os.path.join(console.ROOT, ".venv", "lib", "python3.11", "site-packages", "orbax",
+                         "checkpoint", "checkpoint_manager.py")
+  assert keep.filter(record(own, logging.INFO))
+  assert not keep.filter(record(library, logging.INFO))
+  assert not keep.filter(record("/usr/lib/python3/dist-packages/jax/x.py", logging.INFO))
+  assert keep.filter(record(library, logging.WARNING))
+  assert keep.filter(record(library, logging.ERROR))
+
+
+def test_progress_line_in_a_log_file_every_quarter():
+  stream = io.StringIO()
+  line = console.ProgressLine("stage1 14px", 0, 100, 64, stream)
+  for step in range(10, 101, 10):
+    line.write_scalars(step, {"train_loss": 1.0 / step, "train_grad_norm": 1.0})
+  line.write_scalars(100, {"steps_per_sec": 5.0})   # Other scalars are not shown.
+  shown = stream.getvalue().splitlines()
+  assert [s.split("  ")[1] for s in shown] == [
+      "step 30/100 (30%)", "step 50/100 (50%)", "step 80/100 (80%)", "step 100/100 (100%)"]
+  assert shown[-1].startswith("stage1 14px  step 100/100 (100%)  loss 0.0100  ")
+  assert shown[-1].endswith("ETA 0s") and " img/s  " in shown[-1]
+
+
+def test_progress_line_of_a_resumed_run_counts_from_where_it_resumed():
+  stream = io.StringIO()
+  line = console.ProgressLine("run", 60, 100, 8, stream)
+  line.write_scalars(70, {"train_loss": 0.5})
+  assert stream.getvalue().startswith("run  step 70/100 (70%)  loss 0.5000")
+
+
+def test_duration():
+  assert [console.duration(s) for s in (0.4, 42, 185, 3720)] == ["0s", "42s", "3m05s", "1h02m"]
+
+
+def test_cpp_info_records_and_their_continuations_are_dropped():
+  text = ("WARNING: All log messages before absl::InitializeLog() is called are written to "
+          "STDERR\n"
+          "I0000 00:00:1796122236.232014    5572 port.cc:153] oneDNN custom operations are on.\n"
+          "I0000 00:00:1796122236.5  5572 cpu_feature_guard.cc:210] This binary is optimized\n"
+          "To enable the following instructions: AVX2, rebuild TensorFlow.\n"
+          "W0000 00:00:1796122237.1  5572 gpu.cc:1] Cannot dlopen some GPU libraries.\n"
+          "Traceback (most recent call last):\n")
+  assert stderr.without_info_records(text) == (
+      "W0000 00:00:1796122237.1  5572 gpu.cc:1] Cannot dlopen some GPU libraries.\n"
+      "Traceback (most recent call last):\n")
+
+
+def test_without_notices_passes_other_output_of_descriptor_2(capfd):
+  with stderr.without_notices():
+    os.write(2, b"I0000 00:00:1.0  1 port.cc:1] notice\nImportError: real problem\n")
+  assert capfd.readouterr().err == "ImportError: real problem\n"
