@@ -14,8 +14,8 @@ samples --num_samples images, ten classes in turn, from one seed, and measures
 With --kept_eps_weights it also samples with diffusers' default DDIM, which keeps the
 network's eps after clipping x0: under guidance that chain leaves the data range and class
 accuracy falls as w grows. Writes WORKDIR/results.json, results.md and guidance.png; a
-finished w is reused when the command is run again. Ho & Salimans (2022) report the same trade: accuracy (there, IS)
-rises with w while FID is best at a small w.
+finished w is reused when the command is run again. Ho & Salimans (2022) report the same
+trade: accuracy (there, IS) rises with w while FID is best at a small w.
 """
 import os
 

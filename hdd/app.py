@@ -31,24 +31,28 @@ class App:
   def __init__(self, workdir: str, config_path: str = ""):
     self.served = None
     self.status = ""
-    self.config_path = config_path
     self.output_root = tempfile.mkdtemp(prefix="hdd-app-")
     self.count = 0
-    self.load(workdir)
+    self.load(workdir, config_path)
 
-  def load(self, workdir: str) -> str:
-    """Serves `workdir`; on failure keeps what was served and says why."""
+  def load(self, workdir: str, config_path: str = "") -> str:
+    """Serves `workdir` (with the config file `config_path`, else its config.json); on
+    failure keeps what was served and says why."""
     from common.errors import UserError
     from hdd import serving
     try:
-      config = load_config_file(self.config_path) if self.config_path else None
+      config = load_config_file(config_path) if config_path else None
       self.served = serving.Served.load((workdir or "").strip(), config)
       self.status = f"Serving {self.served.describe()}."
+      logging.info("%s", self.status)
+      return self.status
     except UserError as e:
-      self.status = f"**Error:** {e}"
+      problem = str(e)
     except Exception as e:  # noqa: BLE001 (a page must report, not crash)
-      self.status = f"**Error:** cannot serve {workdir!r}: {type(e).__name__}: {e}"
-    logging.info("%s", self.status)
+      problem = f"cannot serve {workdir!r}: {type(e).__name__}: {e}"
+    kept = f" Still serving {self.served.workdir}." if self.served else ""
+    self.status = f"**Error:** {problem}.{kept}"
+    logging.error("%s", self.status)
     return self.status
 
   def generate(self, sampler, steps, handover, gamma, start_step, guidance, label, seed,
@@ -58,10 +62,10 @@ class App:
     import gradio as gr
 
     from common.errors import UserError
-    from hdd import reports, serving
+    from hdd import serving
     if self.served is None:
-      raise gr.Error(f"Nothing is served: {self.status.replace('**Error:** ', '')}. "
-                     "Load a trained workdir first.")
+      raise gr.Error(f"Nothing is served ({self.status.replace('**Error:** ', '')}); load "
+                     "a trained workdir first.")
     try:
       request = serving.Request(
           sampler=sampler, steps=tuple(integer(s, "steps")
@@ -77,14 +81,12 @@ class App:
     except UserError as e:
       raise gr.Error(str(e)) from None
     self.count += 1
-    paths = serving.save_outputs(generated, os.path.join(self.output_root, str(self.count)))
-    final = generated.images
-    gallery = [(image[..., 0] if image.shape[-1] == 1 else image, caption)
-               for image, caption in zip(final, captions(generated.labels, len(final)))]
-    grid = reports.for_display(reports.sample_grid(final, generated.labels), final.shape[1])
-    stages_picture = (reports.cascade_picture(generated.outputs)
-                      if self.served.is_cascade else grid)
-    return (gallery, squeeze(grid), squeeze(stages_picture), paths["chain.gif"],
+    pictures = serving.pictures(generated)
+    paths = serving.save_outputs(generated, pictures,
+                                 os.path.join(self.output_root, str(self.count)))
+    gallery = [(squeeze(image), caption) for image, caption in
+               zip(generated.images, captions(generated.labels, len(generated.images)))]
+    return (gallery, squeeze(pictures["grid"]), squeeze(pictures["stages"]), paths["chain.gif"],
             serving.timing_markdown(generated.report),
             [paths["grid.png"], paths["samples.npz"]])
 

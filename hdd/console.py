@@ -138,7 +138,8 @@ def outputs_of(workdir: str) -> list[tuple[str, str]]:
                          ("forward process", "forward_process.png")):
     if os.path.exists(os.path.join(workdir, relative)):
       found.append((what, os.path.join(workdir, relative)))
-  checkpoint_dirs = sorted(os.path.join(workdir, name, "checkpoints") for name in os.listdir(workdir)
+  checkpoint_dirs = sorted(os.path.join(workdir, name, "checkpoints")
+                           for name in os.listdir(workdir)
                            if os.path.isdir(os.path.join(workdir, name, "checkpoints")))
   if os.path.isdir(os.path.join(workdir, "checkpoints")):
     checkpoint_dirs.insert(0, os.path.join(workdir, "checkpoints"))

@@ -243,15 +243,25 @@ def gif_bytes(frames: list, frame_ms: int = 120, hold_last: int = 8) -> bytes:
   return buffer.getvalue()
 
 
-def save_outputs(generated: Generated, directory: str) -> dict:
-  """Writes a request's files for download: grid.png (magnified), samples.npz (the final
-  images and labels, and every stage's), chain.gif; returns {name: path}."""
+def pictures(generated: Generated) -> dict:
+  """{'grid': the final images (a row per class), 'stages': each image's stages side by
+  side with labelled columns (a single model: the grid)}, drawn for people."""
+  final = generated.images
+  grid = reports.for_display(reports.sample_grid(final, generated.labels), final.shape[1])
+  if len(generated.outputs) == 1:
+    return {"grid": grid, "stages": grid}
+  return {"grid": grid, "stages": reports.cascade_picture(generated.outputs)}
+
+
+def save_outputs(generated: Generated, drawn: dict, directory: str) -> dict:
+  """Writes a request's files for download: grid.png (`drawn` by `pictures`),
+  samples.npz (the final images and labels, and every stage's), chain.gif; returns
+  {name: path}."""
   os.makedirs(directory, exist_ok=True)
   final = generated.images
   paths = {name: os.path.join(directory, name) for name in ("grid.png", "samples.npz",
                                                             "chain.gif")}
-  images.save_png(paths["grid.png"], reports.for_display(
-      reports.sample_grid(final, generated.labels), final.shape[1]))
+  images.save_png(paths["grid.png"], drawn["grid"])
   arrays = {"images": final, **{f"stage_{k}": v for k, v in generated.outputs.items()}}
   if generated.labels is not None:
     arrays["labels"] = generated.labels

@@ -91,6 +91,24 @@ def test_out_of_range_requests_are_refused_by_name(served, fields, message):
   assert message in str(error.value)
 
 
+def test_a_single_model_is_served_too(tmp_path):
+  from hdd import serving
+  data = save_stripes_npz(str(tmp_path / "stripes.npz"))
+  workdir = str(tmp_path / "ddpm")
+  trained = run_main(f"--config.data.path={data}", f"--workdir={workdir}",
+                     "--config.train.num_steps=2", "--config.sample.num_samples=0")
+  assert trained.returncode == 0, trained.stderr[-3000:]
+  served = serving.Served.load(workdir)
+  assert served.stage_names == ["model"] and not served.is_cascade
+  generated = served.generate(serving.Request(num_images=3, steps=(4,)))
+  assert generated.images.shape == (3, 8, 8, 1) and generated.labels is None
+  assert generated.report["stages"][0]["network_evaluations_per_image"] == 4
+  drawn = serving.pictures(generated)
+  assert drawn["stages"] is drawn["grid"]   # One stage: nothing to put side by side.
+  with pytest.raises(serving.RequestError, match="need a class-conditional model"):
+    served.config_for(serving.Request(guidance=1.0))
+
+
 def test_workdirs_that_cannot_be_served(tmp_path, workdir):
   from hdd import serving
   with pytest.raises(serving.RequestError, match="no directory"):
@@ -116,7 +134,8 @@ def test_saved_outputs_and_animation(served, tmp_path):
 
   from hdd import serving
   generated = served.generate(serving.Request(num_images=3, seed=1))
-  paths = serving.save_outputs(generated, str(tmp_path))
+  drawn = serving.pictures(generated)
+  paths = serving.save_outputs(generated, drawn, str(tmp_path))
   with np.load(paths["samples.npz"]) as saved:
     np.testing.assert_array_equal(saved["images"], generated.images)
     np.testing.assert_array_equal(saved["stage_stage1"], generated.outputs["stage1"])
@@ -130,7 +149,10 @@ def test_saved_outputs_and_animation(served, tmp_path):
   assert 1 < gif.n_frames <= 12 and gif.size == (64, 64)
   gif.seek(gif.n_frames - 1)
   assert gif.info["duration"] >= 8 * 120
-  assert min(Image.open(paths["grid.png"]).size) >= 64
+  np.testing.assert_array_equal(np.asarray(Image.open(paths["grid.png"]))[..., None],
+                                drawn["grid"])
+  assert drawn["grid"].shape[:2] == (8 * (2 + 2 * 10), 8 * (2 + 10 * 10))   # A row per class.
+  assert drawn["stages"].shape[1] == 8 * (2 + 6 * 10)   # 3 images x 2 stages, 8 px drawn at 64.
 
 
 def free_port() -> int:
