@@ -20,6 +20,9 @@ Most used overrides:
   --config.data.path=PATH                    data file or folder (MNIST npz, ...)
 Every field is listed, with its meaning, in configs/default.py.
 
+Several processes (GPU hosts, a TPU pod slice): the same command on each, with
+--coordinator_address=HOST:PORT --num_processes=N --process_id=K (or JAX's environment).
+
 Then: python -m hdd.app --workdir=DIR serves the trained model in a web page.
 """
 import os
@@ -42,6 +45,13 @@ flags.DEFINE_enum("mode", "train", ("train", "sample", "eval", "train_classifier
                   "between noises and classes) | forward_process (q(x_t|x_0) on real images).")
 flags.DEFINE_string("compilation_cache", compilation_cache_dir(),
                     "Persistent XLA compilation cache; '' disables.")
+flags.DEFINE_string("coordinator_address", "", "Multi-process runs: host:port of process 0 "
+                    "(default $JAX_COORDINATOR_ADDRESS; SLURM, Open MPI and TPU pods are "
+                    "detected without it).")
+flags.DEFINE_integer("num_processes", 0, "Multi-process runs: the number of processes "
+                     "(default $JAX_NUM_PROCESSES).")
+flags.DEFINE_integer("process_id", -1, "Multi-process runs: this process, 0..num_processes-1 "
+                     "(default $JAX_PROCESS_ID).")
 flags.DEFINE_bool("library_logs", False, "Also show the INFO logs of orbax, CLU, JAX and "
                   "TensorFlow (quiet by default).")
 flags.mark_flags_as_required(["config", "workdir"])
@@ -57,6 +67,9 @@ def fail(message: str, exit_code: int = 2, label: str = "error") -> None:
 
 
 def main(argv):
+  from common import parallel
+  parallel.initialize_processes(FLAGS.coordinator_address, FLAGS.num_processes,
+                                FLAGS.process_id)   # Before JAX computes anything.
   from hdd import console, run  # Imported once the flags are known good.
   start = time.perf_counter()
   try:

@@ -1,5 +1,9 @@
 """Files that readers never see half-written, and where HDD caches what it downloads or
-computes once (FID weights and reference statistics, compiled XLA programs)."""
+computes once (FID weights and reference statistics, compiled XLA programs).
+
+In a multi-process run only process 0 writes files: every other process computes the same
+results and writes them to a scratch place that is thrown away (orbax writes checkpoints
+together, outside these functions)."""
 from __future__ import annotations
 
 import contextlib
@@ -9,6 +13,12 @@ import shutil
 import tempfile
 
 CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "hdd")
+
+
+def writes_files() -> bool:
+  """Whether this process writes the run's files: process 0 of a multi-process run."""
+  import jax
+  return jax.process_index() == 0
 
 
 def cache_path(*parts: str) -> str:
@@ -26,6 +36,11 @@ def atomic_write(path: str, mode: str = "w"):
   """Opens a temporary file beside `path` for writing and renames it over `path` only when
   the block ends without an error; on an error the temporary file is removed. The
   temporary name keeps the extension, so writers that look at it (np.savez) keep it too."""
+  if not writes_files():
+    with tempfile.TemporaryDirectory() as scratch, open(
+        os.path.join(scratch, os.path.basename(path)), mode) as f:
+      yield f
+    return
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
   stem, extension = os.path.splitext(path)
   tmp = f"{stem}.tmp-{os.getpid()}{extension}"
@@ -45,6 +60,10 @@ def atomic_directory(path: str):
   block ends without an error it replaces `path` as a whole, so readers see either the
   old set or the new one, never a mix; on an error it is removed and `path` is untouched.
   (A crash between the two renames leaves <path>.old-* and no <path>: still no mix.)"""
+  if not writes_files():
+    with tempfile.TemporaryDirectory() as scratch:
+      yield scratch
+    return
   parent, name = os.path.split(os.path.abspath(path))
   os.makedirs(parent, exist_ok=True)
   tmp = tempfile.mkdtemp(prefix=f"{name}.tmp-", dir=parent)

@@ -1,7 +1,9 @@
 """Data parallelism with `jax.jit` over a 1-D device mesh: the state is replicated, the
-batch is split along its batch axis. The same code runs on 1 CPU, 8 GPUs or a TPU slice."""
+batch is split along its batch axis. The same code runs on 1 CPU, 8 GPUs, a TPU slice, or
+several processes (hosts) joined by `initialize_processes`."""
 from __future__ import annotations
 
+import os
 from typing import Optional, Sequence
 
 import jax
@@ -9,6 +11,34 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 DATA_AXIS = "data"
+
+
+def initialize_processes(coordinator_address: str = "", num_processes: int = 0,
+                         process_id: int = -1) -> None:
+  """Joins a multi-process run before JAX computes anything: with the given coordinator
+  (host:port of process 0), process count and this process's id, or, where these are
+  unset, with what JAX reads from the environment (JAX_COORDINATOR_ADDRESS,
+  JAX_NUM_PROCESSES, JAX_PROCESS_ID; SLURM, Open MPI, Cloud TPU pods and Kubernetes are
+  detected). A single process (nothing given or found) does nothing. Processes on CPUs
+  exchange gradients over Gloo."""
+  coordinator_address = coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS", "")
+  num_processes = num_processes or int(os.environ.get("JAX_NUM_PROCESSES", "0"))
+  if process_id < 0 and "JAX_PROCESS_ID" in os.environ:
+    process_id = int(os.environ["JAX_PROCESS_ID"])
+  if not coordinator_address and num_processes <= 1:
+    return
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(coordinator_address or None, num_processes or None,
+                             None if process_id < 0 else process_id)
+
+
+def to_host(x) -> np.ndarray:
+  """A global array as numpy on every process: its local value, or the pieces of all
+  processes gathered (a batch split over several processes)."""
+  if getattr(x, "is_fully_addressable", True):
+    return np.asarray(jax.device_get(x))
+  from jax.experimental import multihost_utils
+  return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
 def create_mesh(devices: Optional[Sequence[jax.Device]] = None) -> Mesh:

@@ -74,6 +74,9 @@ def get_config() -> ml_collections.ConfigDict:
   # cascade up to it (the earlier stages' samples handed over). Plot: experiments/fid_curve.py.
   train.fid_every = 0
   train.fid_samples = 1000       # a small-N FID, logged as fid_<N>samples: not the final FID
+  # Weights & Biases: a project name also logs the metrics, sample grids and config there
+  # (pip install -e ".[tracking]"; WANDB_MODE=offline keeps them on disk); "" = off.
+  train.wandb_project = ""
 
   config.sample = sample = ml_collections.ConfigDict()
   sample.sampler = "ddpm"        # ddpm | ddim

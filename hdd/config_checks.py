@@ -98,6 +98,10 @@ def _problems(config: ml_collections.ConfigDict) -> list[str]:
   for field in ("log_every", "checkpoint_every", "keep_checkpoints"):
     need(t[field] >= 1, f"train.{field}", "must be >= 1")
   need(t.sample_every >= 0, "train.sample_every", "must be >= 0 (0 = never)")
+  if t.wandb_project:
+    import importlib.util
+    need(importlib.util.find_spec("wandb") is not None, "train.wandb_project",
+         "needs the wandb package: pip install -e \".[tracking]\" (or set it to '')")
   need(t.fid_every >= 0, "train.fid_every", "must be >= 0 (0 = never)")
   need(t.fid_samples >= 2, "train.fid_samples", "must be >= 2")
   one_of("sample.sampler", SAMPLERS)

@@ -112,9 +112,9 @@ def sample_images(plan: SamplingPlan, params, mesh, num_images: int,
   for b in range(num_batches):
     stop.raise_if_requested("while sampling, before anything was written")
     x, frames = chain(params, jax.random.fold_in(base, b), *inputs(b))
-    outputs.append(images.to_uint8(jax.device_get(x)))
+    outputs.append(images.to_uint8(parallel.to_host(x)))
     if b == 0 and frames is not None and with_trajectory:
-      trajectory = images.to_uint8(jax.device_get(frames))
+      trajectory = images.to_uint8(parallel.to_host(frames))
     if progress is not None:
       progress((b + 1) / num_batches)
   sample_seconds = time.perf_counter() - start

@@ -20,7 +20,8 @@ from clu import metric_writers, periodic_actions
 
 from common import files, parallel
 from common.errors import UserError
-from hdd import checkpoints, console, hooks as hooks_lib, reports, workdir as workdir_guard
+from hdd import (checkpoints, console, hooks as hooks_lib, reports, tracking,
+                 workdir as workdir_guard)
 from hdd.build import create_model, create_schedule
 from hdd.optimizer import learning_rate_fn
 from hdd.train_step import TrainState, compile_train_step, create_train_state, split_micro_batches
@@ -66,7 +67,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   batches = create_train_iterator(config.data, tc.batch_size, config.seed, start_step,
                                   config.model.num_classes)
   schedule = jax.device_put(create_schedule(config.diffusion), parallel.replicated(mesh))
-  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+  tracked = tracking.writers(config, workdir, "/".join(os.path.normpath(os.path.abspath(
+      workdir)).split(os.sep)[-2:]))
+  writer = metric_writers.MultiWriter([
+      metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0),
+      *tracked])
   writer.write_hparams(reports.flatten_config(config))
   progress = periodic_actions.ReportProgress(num_train_steps=tc.num_steps, writer=writer,
                                              every_steps=tc.log_every)
@@ -115,6 +120,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     batches.close()
     logging.info("Closed the input pipeline in %.1f s.", time.perf_counter() - close_start)
   writer.flush()
+  for tracker in tracked:
+    tracker.close()
   timing = record_timing(workdir, start_step, step, compile_seconds, train_seconds,
                          count_params(state.params), tc.batch_size, skipped,
                          bool(stop.requested))

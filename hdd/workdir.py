@@ -20,11 +20,14 @@ class WorkdirError(UserError):
 
 @contextlib.contextmanager
 def exclusive(workdir: str):
-  """Holds an advisory lock on WORKDIR/.lock for the duration of a run. A second run on
-  the same workdir is refused at once; the lock dies with its process (kill -9 too)."""
+  """Holds an advisory lock on WORKDIR/.lock (process k > 0 of a multi-process run:
+  .lock-process<k>) for the duration of a run. A second run on the same workdir is
+  refused at once; the lock dies with its process (kill -9 too)."""
+  import jax
+  name = ".lock" if jax.process_index() == 0 else f".lock-process{jax.process_index()}"
   try:
     os.makedirs(workdir, exist_ok=True)
-    handle = open(os.path.join(workdir, ".lock"), "a+")
+    handle = open(os.path.join(workdir, name), "a+")
   except OSError as e:
     raise WorkdirError(f"cannot use --workdir={workdir}: {e.strerror}; choose a writable "
                        "directory") from None

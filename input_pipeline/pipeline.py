@@ -39,16 +39,23 @@ def to_model_range(image: tf.Tensor) -> tf.Tensor:
 
 
 def build_dataset(source: Source, batch_size: int, seed: int, start_step: int = 0,
-                  random_flip: bool = False, num_epochs=None) -> tf.data.Dataset:
+                  random_flip: bool = False, num_epochs=None,
+                  shard: tuple[int, int] = (0, 1)) -> tf.data.Dataset:
   """Batches {'image': [B, S, S, C] in [-1, 1], 'label': [B]}.
 
   `start_step` skips the first start_step * batch_size examples of the stream.
   `num_epochs=None` repeats forever; an integer gives that many passes, the last batch
-  kept even if smaller (for evaluation).
+  kept even if smaller (for evaluation). `shard=(k, n)` reads only part k of n of every
+  batch (B/n examples, the k-th block of the global batch), as process k of n does.
   """
   indices = index_stream(source.num_examples, seed, start_step * batch_size)
   if num_epochs is not None:
     indices = indices.take(num_epochs * source.num_examples)
+  part, parts = shard
+  if parts > 1:
+    local = batch_size // parts
+    indices = indices.filter(lambda index, position: position % batch_size // local == part)
+    batch_size = local
 
   def example(index, position):
     image, label = source.fetch(index)
@@ -81,15 +88,14 @@ def check_labels(source: Source, num_classes: int) -> None:
 
 def create_train_iterator(data_config, batch_size: int, seed: int, start_step: int,
                           num_classes: int = 0) -> Iterator[dict]:
-  """This process's share of each global batch, as numpy arrays. A class-conditional model
-  (num_classes > 0) needs labelled data."""
+  """This process's share of each global batch, as numpy arrays: the examples it reads
+  itself, a contiguous block of the batch. A class-conditional model (num_classes > 0)
+  needs labelled data."""
   source = create_source(data_config)
   check_labels(source, num_classes)
-  dataset = build_dataset(source, batch_size, seed, start_step, data_config.random_flip)
-  local = batch_size // jax.process_count()
-  first = jax.process_index() * local
-  for batch in dataset.as_numpy_iterator():
-    yield {k: v[first:first + local] for k, v in batch.items()}
+  dataset = build_dataset(source, batch_size, seed, start_step, data_config.random_flip,
+                          shard=(jax.process_index(), jax.process_count()))
+  yield from dataset.as_numpy_iterator()
 
 
 def real_images(data_config, split: str, image_size: int, limit: int = 0, seed: int = 0):

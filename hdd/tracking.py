@@ -1,0 +1,59 @@
+"""Weights & Biases beside CLU's writers (train.wandb_project): a metric writer that sends
+what the training loop logs (scalars, sample grids, the config) to a W&B run, one run per
+model or cascade stage. Process 0 only; WANDB_MODE=offline keeps the run on disk."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import jax
+import numpy as np
+from clu import metric_writers
+
+
+class WandbWriter(metric_writers.MetricWriter):
+  """Logs to the W&B run `name` of `project`, its files under `directory`."""
+
+  def __init__(self, project: str, name: str, config: Mapping[str, Any], directory: str):
+    import wandb
+    self.wandb = wandb
+    self.run = wandb.init(project=project, name=name, config=dict(config), dir=directory,
+                          reinit="finish_previous")
+
+  def write_scalars(self, step: int, scalars: Mapping[str, float]):
+    self.run.log({k: float(v) for k, v in scalars.items()}, step=step)
+
+  def write_images(self, step: int, images: Mapping[str, np.ndarray]):
+    self.run.log({k: [self.wandb.Image(np.asarray(i)) for i in v] for k, v in images.items()},
+                 step=step)
+
+  def write_hparams(self, hparams: Mapping[str, Any]):
+    self.run.config.update(dict(hparams), allow_val_change=True)
+
+  def write_summaries(self, step, values, metadata=None):
+    pass
+
+  def write_videos(self, step, videos):
+    pass
+
+  def write_audios(self, step, audios, *, sample_rate):
+    pass
+
+  def write_texts(self, step, texts):
+    self.run.log(dict(texts), step=step)
+
+  def write_histograms(self, step, arrays, num_buckets=None):
+    pass
+
+  def flush(self):
+    pass
+
+  def close(self):
+    self.run.finish()
+
+
+def writers(config, workdir: str, name: str) -> list:
+  """The tracking writers a train section asks for (none, or W&B on process 0)."""
+  if not config.train.wandb_project or jax.process_index() != 0:
+    return []
+  from hdd import reports
+  return [WandbWriter(config.train.wandb_project, name, reports.flatten_config(config), workdir)]

@@ -1,0 +1,108 @@
+"""Multi-process training on one machine: main.py as 2 CPU processes joined by
+jax.distributed on 127.0.0.1 trains the same parameters as 1 process with the same global
+batch and seed; both killed with SIGKILL and restarted, they resume where they were.
+Each process reads only its half of every batch; only process 0 writes files (orbax
+writes the checkpoints together)."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from helpers import COMPILATION_CACHE, ROOT, run_main, tiny_config
+
+
+def free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+STEPS = 40
+
+
+def start_processes(workdir: str, data: str, *args, count: int = 2) -> list:
+  """main.py as `count` processes of one run of STEPS steps."""
+  port = free_port()
+  env = dict(os.environ, HDD_COMPILATION_CACHE=COMPILATION_CACHE)
+  return [subprocess.Popen(
+      [sys.executable, "main.py", "--config=tests/tiny_configs.py", f"--workdir={workdir}",
+       f"--config.data.path={data}", f"--coordinator_address=127.0.0.1:{port}",
+       f"--num_processes={count}", f"--process_id={k}", f"--config.train.num_steps={STEPS}",
+       *args],
+      cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+      for k in range(count)]
+
+
+def finish(processes: list) -> list:
+  outputs = [p.communicate(timeout=600)[0] for p in processes]
+  for process, output in zip(processes, outputs):
+    assert process.returncode == 0, output[-3000:]
+  return outputs
+
+
+def final_params(workdir: str, data: str, num_steps: int):
+  from hdd import checkpoints
+  config = tiny_config(data)
+  config.train.num_steps = num_steps
+  return checkpoints.restore_params(config, workdir, ema=False)
+
+
+def assert_same_params(a, b):
+  import jax
+  for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+  """The 1-process run: STEPS steps of the global batch of 16."""
+  from helpers import save_stripes_npz
+  root = tmp_path_factory.mktemp("distributed")
+  data = save_stripes_npz(str(root / "stripes.npz"))
+  workdir = str(root / "single")
+  result = run_main(f"--config.data.path={data}", f"--workdir={workdir}",
+                    f"--config.train.num_steps={STEPS}", "--config.sample.num_samples=0")
+  assert result.returncode == 0, result.stderr[-3000:]
+  return data, workdir
+
+
+def test_two_processes_train_what_one_process_trains(single, tmp_path):
+  data, single_dir = single
+  workdir = str(tmp_path / "two")
+  outputs = finish(start_processes(workdir, data, "--config.sample.num_samples=4"))
+  assert "JAX process 0/2" in outputs[0] and "JAX process 1/2" in outputs[1]
+  assert_same_params(final_params(workdir, data, STEPS), final_params(single_dir, data, STEPS))
+  # Only process 0 wrote files (and its lock); process 1 holds its own lock file.
+  samples = np.load(os.path.join(workdir, "samples", "samples.npz"))["images"]
+  assert samples.shape == (4, 8, 8, 1)   # Gathered from both processes' halves.
+  assert not [name for name in os.listdir(workdir) if ".tmp-" in name]
+  assert "Done: train" in outputs[0] and "Done: train" not in outputs[1]
+
+
+def test_both_processes_killed_and_restarted_resume(single, tmp_path):
+  data, single_dir = single
+  workdir = str(tmp_path / "killed")
+  # Checkpoints at every step; kill both processes once step 3's checkpoint is complete.
+  processes = start_processes(workdir, data, "--config.train.checkpoint_every=1",
+                              "--config.sample.num_samples=0")
+  checkpoint = os.path.join(workdir, "checkpoints", "3")
+  deadline = time.time() + 300
+  while not os.path.isdir(checkpoint) and time.time() < deadline:
+    assert all(p.poll() is None for p in processes), processes[0].communicate()[0][-3000:]
+    time.sleep(0.01)
+  for process in processes:
+    process.send_signal(signal.SIGKILL)
+  for process in processes:
+    process.wait()
+  killed_at = max(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints"))
+                  if s.isdigit())
+  assert 3 <= killed_at < STEPS   # Killed mid-run.
+  outputs = finish(start_processes(workdir, data, "--config.sample.num_samples=0",
+                                   "--config.train.checkpoint_every=1"))
+  assert f"Resuming from the checkpoint at step {killed_at}" in outputs[0]
+  assert_same_params(final_params(workdir, data, STEPS), final_params(single_dir, data, STEPS))
