@@ -61,7 +61,42 @@ def duration(seconds: float) -> str:
   return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
-class ProgressLine(metric_writers.MetricWriter):
+class IgnoringWriter(metric_writers.MetricWriter):
+  """A CLU metric writer that ignores every kind of record: writers that show or send only
+  some kinds override those."""
+
+  def write_summaries(self, step, values, metadata=None):
+    pass
+
+  def write_scalars(self, step, scalars):
+    pass
+
+  def write_images(self, step, images):
+    pass
+
+  def write_videos(self, step, videos):
+    pass
+
+  def write_audios(self, step, audios, *, sample_rate):
+    pass
+
+  def write_texts(self, step, texts):
+    pass
+
+  def write_histograms(self, step, arrays, num_buckets=None):
+    pass
+
+  def write_hparams(self, hparams):
+    pass
+
+  def flush(self):
+    pass
+
+  def close(self):
+    pass
+
+
+class ProgressLine(IgnoringWriter):
   """A metric writer that shows training as one line: the name, step, loss, images/s
   (since the last line) and the ETA (at the run's mean pace). On a terminal the line is
   rewritten in place; in a log file it is printed at every quarter of the run."""
@@ -98,33 +133,6 @@ class ProgressLine(metric_writers.MetricWriter):
       self.quarters_shown = quarter
       self.stream.write(text + "\n")
     self.stream.flush()
-
-  def write_summaries(self, step, values, metadata=None):
-    pass
-
-  def write_images(self, step, images):
-    pass
-
-  def write_videos(self, step, videos):
-    pass
-
-  def write_audios(self, step, audios, *, sample_rate):
-    pass
-
-  def write_texts(self, step, texts):
-    pass
-
-  def write_histograms(self, step, arrays, num_buckets=None):
-    pass
-
-  def write_hparams(self, hparams):
-    pass
-
-  def flush(self):
-    pass
-
-  def close(self):
-    pass
 
 
 def outputs_of(workdir: str) -> list[tuple[str, str]]:

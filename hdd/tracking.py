@@ -7,10 +7,11 @@ from typing import Any, Mapping
 
 import jax
 import numpy as np
-from clu import metric_writers
+
+from hdd import console
 
 
-class WandbWriter(metric_writers.MetricWriter):
+class WandbWriter(console.IgnoringWriter):
   """Logs to the W&B run `name` of `project`, its files under `directory`."""
 
   def __init__(self, project: str, name: str, config: Mapping[str, Any], directory: str):
@@ -29,23 +30,8 @@ class WandbWriter(metric_writers.MetricWriter):
   def write_hparams(self, hparams: Mapping[str, Any]):
     self.run.config.update(dict(hparams), allow_val_change=True)
 
-  def write_summaries(self, step, values, metadata=None):
-    pass
-
-  def write_videos(self, step, videos):
-    pass
-
-  def write_audios(self, step, audios, *, sample_rate):
-    pass
-
-  def write_texts(self, step, texts):
+  def write_texts(self, step: int, texts: Mapping[str, str]):
     self.run.log(dict(texts), step=step)
-
-  def write_histograms(self, step, arrays, num_buckets=None):
-    pass
-
-  def flush(self):
-    pass
 
   def close(self):
     self.run.finish()

@@ -1,6 +1,7 @@
 """What several test files share: tiny datasets made by the tests themselves, tiny
 configs, and running main.py in a subprocess."""
 import os
+import socket
 import subprocess
 import sys
 
@@ -85,6 +86,23 @@ def run_main(*args, config="tests/tiny_configs.py"):
   env = dict(os.environ, HDD_COMPILATION_CACHE=COMPILATION_CACHE)
   return subprocess.run([sys.executable, "main.py", f"--config={config}", *args],
                         cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+
+
+def train_tiny(root, name: str, *args, config="tests/tiny_configs.py") -> tuple[str, str]:
+  """(data, workdir): stripes written into `root` and a model of `config` trained on them
+  by main.py into root/name (a module's shared trained model)."""
+  data = save_stripes_npz(os.path.join(root, "stripes.npz"))
+  workdir = os.path.join(root, name)
+  trained = run_main(f"--config.data.path={data}", f"--workdir={workdir}", *args, config=config)
+  assert trained.returncode == 0, trained.stderr[-3000:]
+  return data, workdir
+
+
+def free_port() -> int:
+  """A TCP port on 127.0.0.1 that nothing listens on now."""
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
 
 
 def half_templates(size: int) -> np.ndarray:

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from helpers import COMPILATION_CACHE, ROOT, run_main, save_stripes_npz
+from helpers import COMPILATION_CACHE, ROOT, free_port, train_tiny
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
@@ -22,13 +22,8 @@ CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
   """The tiny conditional cascade (4x4 -> 8x8, 2 classes), trained 4 steps per stage."""
-  root = tmp_path_factory.mktemp("app")
-  data = save_stripes_npz(str(root / "stripes.npz"))
-  path = str(root / "cascade")
-  trained = run_main(f"--config.data.path={data}", f"--workdir={path}",
-                     config="tests/tiny_configs.py:cascade_cond")
-  assert trained.returncode == 0, trained.stderr[-3000:]
-  return path
+  return train_tiny(str(tmp_path_factory.mktemp("app")), "cascade",
+                    config="tests/tiny_configs.py:cascade_cond")[1]
 
 
 @pytest.fixture(scope="module")
@@ -93,11 +88,8 @@ def test_out_of_range_requests_are_refused_by_name(served, fields, message):
 
 def test_a_single_model_is_served_too(tmp_path):
   from hdd import serving
-  data = save_stripes_npz(str(tmp_path / "stripes.npz"))
-  workdir = str(tmp_path / "ddpm")
-  trained = run_main(f"--config.data.path={data}", f"--workdir={workdir}",
-                     "--config.train.num_steps=2", "--config.sample.num_samples=0")
-  assert trained.returncode == 0, trained.stderr[-3000:]
+  _, workdir = train_tiny(str(tmp_path), "ddpm", "--config.train.num_steps=2",
+                          "--config.sample.num_samples=0")
   served = serving.Served.load(workdir)
   assert served.stage_names == ["model"] and not served.is_cascade
   generated = served.generate(serving.Request(num_images=3, steps=(4,)))
@@ -153,12 +145,6 @@ def test_saved_outputs_and_animation(served, tmp_path):
                                 drawn["grid"])
   assert drawn["grid"].shape[:2] == (8 * (2 + 2 * 10), 8 * (2 + 10 * 10))   # A row per class.
   assert drawn["stages"].shape[1] == 8 * (2 + 6 * 10)   # 3 images x 2 stages, 8 px drawn at 64.
-
-
-def free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ Each process reads only its half of every batch; only process 0 writes files (or
 writes the checkpoints together)."""
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,13 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from helpers import COMPILATION_CACHE, ROOT, run_main, tiny_config
-
-
-def free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
+from helpers import COMPILATION_CACHE, ROOT, free_port, tiny_config, train_tiny
 
 
 STEPS = 40
@@ -61,14 +54,8 @@ def assert_same_params(a, b):
 @pytest.fixture(scope="module")
 def single(tmp_path_factory):
   """The 1-process run: STEPS steps of the global batch of 16."""
-  from helpers import save_stripes_npz
-  root = tmp_path_factory.mktemp("distributed")
-  data = save_stripes_npz(str(root / "stripes.npz"))
-  workdir = str(root / "single")
-  result = run_main(f"--config.data.path={data}", f"--workdir={workdir}",
+  return train_tiny(str(tmp_path_factory.mktemp("distributed")), "single",
                     f"--config.train.num_steps={STEPS}", "--config.sample.num_samples=0")
-  assert result.returncode == 0, result.stderr[-3000:]
-  return data, workdir
 
 
 def test_two_processes_train_what_one_process_trains(single, tmp_path):
