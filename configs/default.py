@@ -79,7 +79,7 @@ def get_config() -> ml_collections.ConfigDict:
   train.wandb_project = ""
 
   config.sample = sample = ml_collections.ConfigDict()
-  sample.sampler = "ddpm"        # ddpm | ddim
+  sample.sampler = "ddpm"        # ddpm | ddim | dpm_solver_2m (DPM-Solver++(2M), 10-25 steps)
   sample.num_steps = 0           # DDIM steps; 0 = T. DDPM always runs all T steps
   sample.eta = 0.0               # DDIM noise; 1.0 = DDPM-like
   sample.ddpm_variance = "fixed_small"  # fixed_small (beta~) | fixed_large (beta)

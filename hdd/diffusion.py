@@ -118,6 +118,43 @@ def ddim_step(schedule: Schedule, x_t, t, t_prev, eps, eta: float = 0.0, noise=N
   return x_prev
 
 
+def dpm_solver_2m_step(schedule: Schedule, x_t, t, t_prev, eps, x0_before, lambda_before,
+                       first: bool, clip_x0: bool = False):
+  """One step of DPM-Solver++(2M) (Lu et al. 2022, "DPM-Solver++", Algorithm 2), the
+  second-order multistep solver of the probability-flow ODE in the data prediction x0.
+
+  With alpha = sqrt(ab), sigma = sqrt(1 - ab), lambda = log(alpha / sigma) and
+  h = lambda_prev - lambda_t:
+    x_prev = (sigma_prev / sigma_t) x_t - alpha_prev (exp(-h) - 1) D,
+    D = (1 + 1 / (2r)) x0_t - 1 / (2r) x0_before,  r = (lambda_t - lambda_before) / h,
+  where x0_before and lambda_before belong to the step before. Three steps use D = x0_t,
+  first order (the DDIM step): the first (`first`, nothing before it), the last (t_prev =
+  -1, to alpha = 1, sigma = 0, which returns D), and the one onto t_prev = 0, DPM-Solver's
+  "lower order final": on a discrete schedule lambda leaps there (from 1.1 to 4.6 between
+  t = 100 and 0 of the linear 1000-step schedule), the ratio r of the steps is tiny, and the
+  second-order extrapolation by 1 / (2r) is what goes wrong at 10-20 steps. Returns
+  (x_prev, x0_t, lambda_t), the last two for the next step. `clip_x0` clips x0_t to [-1, 1].
+  """
+  alpha_bar = _at(schedule.alphas_cumprod, t, x_t)
+  t_prev = jnp.broadcast_to(jnp.asarray(t_prev), jnp.shape(t))
+  last = (t_prev < 0).reshape(alpha_bar.shape)
+  alpha_bar_prev = jnp.where(t_prev >= 0, schedule.alphas_cumprod[jnp.maximum(t_prev, 0)], 0.5)
+  alpha_bar_prev = alpha_bar_prev.reshape(alpha_bar.shape).astype(x_t.dtype)
+  x0 = (x_t - jnp.sqrt(1.0 - alpha_bar) * eps) / jnp.sqrt(alpha_bar)
+  if clip_x0:
+    x0 = jnp.clip(x0, -1.0, 1.0)
+  lambda_t = 0.5 * (jnp.log(alpha_bar) - jnp.log1p(-alpha_bar))
+  lambda_prev = 0.5 * (jnp.log(alpha_bar_prev) - jnp.log1p(-alpha_bar_prev))
+  h = lambda_prev - lambda_t
+  r = (lambda_t - lambda_before) / h
+  second_order = (1.0 + 0.5 / r) * x0 - (0.5 / r) * x0_before
+  final = (t_prev <= 0).reshape(alpha_bar.shape)
+  d = jnp.where(first | final, x0, second_order)
+  x_prev = (jnp.sqrt((1.0 - alpha_bar_prev) / (1.0 - alpha_bar)) * x_t
+            - jnp.sqrt(alpha_bar_prev) * jnp.expm1(-h) * d)
+  return jnp.where(last, d, x_prev), x0, lambda_t
+
+
 def ddim_timesteps(num_train_steps: int, num_sample_steps: int) -> np.ndarray:
   """The strided sub-sequence [0, k, 2k, ...] with k = T // S, as in the DDIM code."""
   if not 1 <= num_sample_steps <= num_train_steps:

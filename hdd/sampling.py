@@ -1,5 +1,6 @@
-"""The reverse chain, compiled as one `lax.scan`: DDPM or DDIM, optional classifier-free
-guidance, optional trajectory recording. Every stage of a cascade uses this sampler."""
+"""The reverse chain, compiled as one `lax.scan`: DDPM, DDIM or DPM-Solver++(2M), optional
+classifier-free guidance, optional trajectory recording. Every stage of a cascade uses
+this sampler."""
 from __future__ import annotations
 
 import dataclasses
@@ -12,7 +13,7 @@ import numpy as np
 from hdd import diffusion
 from hdd.schedules import Schedule
 
-SAMPLERS = ("ddpm", "ddim")
+SAMPLERS = ("ddpm", "ddim", "dpm_solver_2m")
 # denoise_fn(x_t, t) -> eps estimate.
 DenoiseFn = Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray]
 
@@ -20,7 +21,7 @@ DenoiseFn = Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray]
 @dataclasses.dataclass(frozen=True)
 class SamplerSettings:
   sampler: str = "ddpm"
-  num_steps: int = 0              # DDIM sub-sequence length; 0 = T
+  num_steps: int = 0              # DDIM / DPM-Solver sub-sequence length; 0 = T
   eta: float = 0.0
   ddpm_variance: str = "fixed_small"
   clip_x0: bool = True
@@ -37,13 +38,14 @@ def reverse_timesteps(settings: SamplerSettings, num_train_steps: int,
   """(t, t_prev) pairs the chain visits, from the noisiest step down to t_prev = -1.
 
   DDPM visits every step start_step, ..., 0. DDIM visits the strided sub-sequence of
-  `settings.num_steps` steps (Song et al. 2021, "uniform" skip). `start_step` (default
+  `settings.num_steps` steps (Song et al. 2021, "uniform" skip), and so does
+  DPM-Solver++(2M). `start_step` (default
   T-1) starts the chain part-way, at exactly that step, followed by the steps of the full
   sequence below it (a cascade stage handed over at t*).
   """
   if settings.sampler == "ddpm":
     steps = np.arange(num_train_steps)
-  elif settings.sampler == "ddim":
+  elif settings.sampler in ("ddim", "dpm_solver_2m"):
     steps = diffusion.ddim_timesteps(num_train_steps, settings.num_steps or num_train_steps)
   else:
     raise ValueError(f"unknown sampler {settings.sampler!r}; expected one of {SAMPLERS}")
@@ -73,26 +75,36 @@ def run_chain(denoise_fn: DenoiseFn, schedule: Schedule, settings: SamplerSettin
   if record:
     frames = frames.at[0].set(x_init[:shown])
 
+  # A multistep solver carries the previous step's x0 estimate and lambda.
+  multistep = (jnp.zeros_like(x_init), jnp.zeros((batch, 1, 1, 1), x_init.dtype))
+  solver_state = multistep if settings.sampler == "dpm_solver_2m" else ()
+
   def step_fn(carry, inputs):
-    x, frames = carry
+    x, frames, solver_state = carry
     index, t, t_prev = inputs
     t_batch = jnp.full((batch,), t, jnp.int32)
+    prev_batch = jnp.full((batch,), t_prev, jnp.int32)
     eps = denoise_fn(x, t_batch)
     noise = jax.random.normal(jax.random.fold_in(rng, index), x.shape, x.dtype)
     if settings.sampler == "ddpm":
       x = diffusion.ddpm_step(schedule, x, t_batch, eps, noise, settings.clip_x0,
                               settings.ddpm_variance)
+    elif settings.sampler == "ddim":
+      x = diffusion.ddim_step(schedule, x, t_batch, prev_batch, eps, settings.eta, noise,
+                              settings.clip_x0, settings.clipped_eps)
     else:
-      x = diffusion.ddim_step(schedule, x, t_batch, jnp.full((batch,), t_prev, jnp.int32), eps,
-                              settings.eta, noise, settings.clip_x0, settings.clipped_eps)
+      x, *solver_state = diffusion.dpm_solver_2m_step(schedule, x, t_batch, prev_batch, eps,
+                                                      *solver_state, index == 0,
+                                                      settings.clip_x0)
+      solver_state = tuple(solver_state)
     if record:
       frame = (index + 1) // trajectory_every
       keep = (index + 1) % trajectory_every == 0
       frames = frames.at[frame].set(jnp.where(keep, x[:shown], frames[frame]), mode="drop")
-    return (x, frames), None
+    return (x, frames, solver_state), None
 
   inputs = (jnp.arange(len(steps)), jnp.asarray(steps), jnp.asarray(prev_steps))
-  (x, frames), _ = jax.lax.scan(step_fn, (x_init, frames), inputs)
+  (x, frames, _), _ = jax.lax.scan(step_fn, (x_init, frames, solver_state), inputs)
   return x, (frames if record else None)
 
 

@@ -65,6 +65,13 @@ def test_truncate_runs_only_the_steps_below_t_star(served):
   unguided = served.generate(serving.Request(num_images=2, handover="truncate", start_step=9,
                                              steps=(5, 40), guidance=0.0))
   assert unguided.report["stages"][1]["network_evaluations_per_image"] == 10
+  for handover in ("truncate", "mix"):   # DPM-Solver++(2M) under both rules and guidance.
+    solved = served.generate(serving.Request(sampler="dpm_solver_2m", num_images=2,
+                                             handover=handover, start_step=9, steps=(5, 40),
+                                             guidance=1.0))
+    assert solved.report["stages"][1]["sampler"] == "dpm_solver_2m"
+    assert solved.report["stages"][1]["network_evaluations_per_image"] == (
+        2 * 10 if handover == "truncate" else 2 * 40)
 
 
 @pytest.mark.parametrize("fields, message", [

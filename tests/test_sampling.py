@@ -49,6 +49,8 @@ def run_chain(denoise, schedule, settings, x_init, rng, start_step=None, **kwarg
     sampling.SamplerSettings("ddpm", ddpm_variance="fixed_large", clip_x0=False),
     sampling.SamplerSettings("ddim", num_steps=10, eta=0.0, clip_x0=False),
     sampling.SamplerSettings("ddim", num_steps=7, eta=1.0, clip_x0=True),
+    sampling.SamplerSettings("dpm_solver_2m", num_steps=10, clip_x0=False),
+    sampling.SamplerSettings("dpm_solver_2m", num_steps=4, clip_x0=True),
 ])
 def test_chain_recovers_a_point_mass(schedule, settings):
   target = jnp.linspace(-0.9, 0.9, 16).reshape(1, 4, 4, 1)
@@ -64,6 +66,8 @@ def test_chain_recovers_a_point_mass(schedule, settings):
     (sampling.SamplerSettings("ddim", num_steps=20), None, 20),
     (sampling.SamplerSettings("ddim", num_steps=20), 50, 11),
     (sampling.SamplerSettings("ddim", num_steps=20), 52, 12),  # 52, then 50, 45, ..., 0.
+    (sampling.SamplerSettings("dpm_solver_2m", num_steps=20), None, 20),
+    (sampling.SamplerSettings("dpm_solver_2m", num_steps=20), 52, 12),
 ])
 def test_network_evaluations_are_counted(schedule, settings, start, expected):
   calls = []
@@ -77,7 +81,7 @@ def test_network_evaluations_are_counted(schedule, settings, start, expected):
   jax.block_until_ready(x0)
   assert len(calls) == expected
   assert calls == sorted(calls, reverse=True) and calls[-1] == 0
-  assert calls[0] == (schedule.num_steps - (5 if settings.sampler == "ddim" else 1)
+  assert calls[0] == (schedule.num_steps - (1 if settings.sampler == "ddpm" else 5)
                       if start is None else start)
 
 
@@ -117,3 +121,79 @@ def test_guidance_with_class_weights_uses_the_one_hot_null_class(schedule):
                                       null_label=2)
   eps = denoise(jnp.zeros((2, 2, 2, 1)), jnp.array([5, 5]))
   np.testing.assert_allclose(eps[:, 0, 0, 0], [3 * 0.5 - 2 * 2, 3 * 1 - 2 * 2])
+
+
+def gaussian_oracle(schedule, mean, std):
+  """For data x0 ~ N(mean, std^2) per pixel, q(x_t) = N(a mean, a^2 std^2 + s^2) with a =
+  sqrt(ab), s = sqrt(1 - ab), and the exact noise prediction is E[eps | x_t] =
+  s (x_t - a mean) / (a^2 std^2 + s^2)."""
+  def denoise(x, t):
+    ab = schedule.alphas_cumprod[t][:, None, None, None]
+    return jnp.sqrt(1 - ab) * (x - jnp.sqrt(ab) * mean) / (ab * std**2 + 1 - ab)
+  return denoise
+
+
+def gaussian_flow_endpoint(ab_start, ab_end, x, mean, std):
+  """The probability-flow ODE of Gaussian data maps x_start to the point with the same
+  standardised value under q(x_end): a_end mean + sqrt(var_end / var_start) (x - a_start mean)."""
+  var = lambda ab: ab * std**2 + 1 - ab
+  return (np.sqrt(ab_end) * mean + np.sqrt(var(ab_end) / var(ab_start))
+          * (x - np.sqrt(ab_start) * mean))
+
+
+def gaussian_problem():
+  """A linear 1000-step schedule in float64, Gaussian data N(0.3, 0.5^2), and exact draws
+  of q(x_999): (schedule, mean, std, x_init)."""
+  schedule = Schedule.create("linear", 1000, 1e-4, 0.02)
+  schedule = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), schedule)
+  mean, std = 0.3, 0.5
+  ab = np.asarray(schedule.alphas_cumprod)
+  x_init = np.sqrt(ab[-1]) * mean + np.sqrt(ab[-1] * std**2 + 1 - ab[-1]) * np.asarray(
+      jax.random.normal(jax.random.PRNGKey(0), (4, 4, 4, 1), jnp.float64))
+  return schedule, mean, std, x_init
+
+
+def solve(sampler: str, steps: int, problem, trajectory_every: int = 0):
+  schedule, mean, std, x_init = problem
+  settings = sampling.SamplerSettings(sampler, num_steps=steps, clip_x0=False)
+  chain_steps, prev = sampling.reverse_timesteps(settings, 1000, start_step=999)
+  x0, frames = sampling.run_chain(gaussian_oracle(schedule, mean, std), schedule, settings,
+                                  jnp.asarray(x_init), jax.random.PRNGKey(1), chain_steps, prev,
+                                  trajectory_every=trajectory_every, trajectory_images=4)
+  return chain_steps, np.asarray(x0), None if frames is None else np.asarray(frames)
+
+
+@pytest.mark.parametrize("sampler, order", [("ddim", 1), ("dpm_solver_2m", 2)])
+def test_solver_error_falls_at_its_order_on_gaussian_data(sampler, order):
+  """The state at t = 500 against the exact probability-flow solution from t = 999: as the
+  steps grow 20 -> 40 -> 100 -> 200, the error falls like steps^-1 (DDIM, first order) or
+  steps^-2 (DPM-Solver++(2M)). Float64."""
+  with jax.enable_x64(True):
+    problem = gaussian_problem()
+    schedule, mean, std, x_init = problem
+    ab = np.asarray(schedule.alphas_cumprod)
+    exact = gaussian_flow_endpoint(ab[999], ab[500], x_init, mean, std)
+    counts, errors = (20, 40, 100, 200), []
+    for steps in counts:
+      chain_steps, _, frames = solve(sampler, steps, problem, trajectory_every=1)
+      # Frame k holds the state after k steps: step k - 1 ends on chain_steps[k] = 500.
+      at_500 = frames[int(np.flatnonzero(chain_steps == 500)[0])]
+      errors.append(float(np.max(np.abs(at_500 - exact))))
+  orders = np.log(np.array(errors[:-1]) / errors[1:]) / np.log(np.array(counts[1:]) / counts[:-1])
+  np.testing.assert_allclose(orders, order, atol=0.2)
+
+
+@pytest.mark.parametrize("steps, factor", [(10, 1.25), (15, 2), (20, 3), (25, 3), (50, 3)])
+def test_dpm_solver_beats_ddim_at_few_steps_on_gaussian_data(steps, factor):
+  """The whole chain, to the final denoised image, against the exact answer (the last
+  denoising step from t = 0 applied to the exact flow from 999 to 0)."""
+  with jax.enable_x64(True):
+    problem = gaussian_problem()
+    schedule, mean, std, x_init = problem
+    ab = np.asarray(schedule.alphas_cumprod)
+    at_zero = gaussian_flow_endpoint(ab[999], ab[0], x_init, mean, std)
+    eps = np.sqrt(1 - ab[0]) * (at_zero - np.sqrt(ab[0]) * mean) / (ab[0] * std**2 + 1 - ab[0])
+    exact = (at_zero - np.sqrt(1 - ab[0]) * eps) / np.sqrt(ab[0])
+    ddim, solver = (float(np.max(np.abs(solve(s, steps, problem)[1] - exact)))
+                    for s in ("ddim", "dpm_solver_2m"))
+  assert solver < ddim / factor
