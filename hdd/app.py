@@ -188,7 +188,9 @@ def build(application: App):
       with gr.Column(scale=2):
         gallery = gr.Gallery(label="images", columns=8, height=300, format="png",
                              elem_id="gallery")
-        stages_picture = gr.Image(label="stages side by side", format="png", elem_id="stages")
+        # Without the label badge, which would cover the first column's stage label.
+        stages_picture = gr.Image(label="stages side by side", show_label=False, format="png",
+                                  elem_id="stages")
         with gr.Row():
           grid = gr.Image(label="grid", format="png", elem_id="grid")
           animation = gr.Image(label="one image's chain through the stages", type="filepath",
