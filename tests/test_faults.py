@@ -14,6 +14,7 @@ import io
 import json
 import os
 import pickle
+import shutil
 import signal
 import struct
 import subprocess
@@ -278,27 +279,43 @@ def test_a_non_finite_update_is_not_applied():
 
 # 6 ------------------------------------------------------------------------------------------
 
+@pytest.fixture(scope="module")
+def three_steps(tmp_path_factory):
+  """(data, workdir): the tiny model trained 3 steps, shared by the tests that try to
+  resume it (each works on its own copy)."""
+  from helpers import train_tiny
+  return train_tiny(str(tmp_path_factory.mktemp("meaning")), "w", "--config.train.num_steps=3",
+                    "--config.sample.num_samples=0")
+
+
 @pytest.mark.parametrize("override,field", [("--config.diffusion.num_steps=40",
                                              "diffusion.num_steps"),
                                             ("--config.diffusion.prediction=v",
                                              "diffusion.prediction"),
                                             ("--config.diffusion.schedule=cosine",
                                              "diffusion.schedule")])
-def test_resuming_under_another_meaning_is_refused(stripes_npz, tmp_path, override, field):
+def test_resuming_under_another_meaning_is_refused(three_steps, tmp_path, override, field):
+  data, trained = three_steps
   workdir = tmp_path / "w"
-  data = f"--config.data.path={stripes_npz}"
-  first = run_main(data, f"--workdir={workdir}", "--config.train.num_steps=3",
-                   "--config.sample.num_samples=0")
-  assert first.returncode == 0, first.stderr[-3000:]
+  shutil.copytree(trained, workdir)
   recorded = (workdir / "config.json").read_text()
-  refused = run_main(data, f"--workdir={workdir}", override)
+  refused = run_main(f"--config.data.path={data}", f"--workdir={workdir}", override)
   line = one_error_line(refused)
   assert field in line and "allow_config_change" in line
   assert (workdir / "config.json").read_text() == recorded
-  allowed = run_main(data, f"--workdir={workdir}", override,
-                     "--config.train.allow_config_change=True", "--config.sample.num_samples=0")
+
+
+def test_allow_config_change_resumes_and_keeps_the_old_config(three_steps, tmp_path):
+  data, trained = three_steps
+  workdir = tmp_path / "w"
+  shutil.copytree(trained, workdir)
+  recorded = (workdir / "config.json").read_text()
+  allowed = run_main(f"--config.data.path={data}", f"--workdir={workdir}",
+                     "--config.diffusion.prediction=v", "--config.train.allow_config_change=True",
+                     "--config.sample.num_samples=0")
   assert allowed.returncode == 0, allowed.stderr[-3000:]
   assert (workdir / "config.before-step-3.json").read_text() == recorded
+  assert '"prediction": "v"' in (workdir / "config.json").read_text()
 
 
 # 7 ------------------------------------------------------------------------------------------
