@@ -74,7 +74,7 @@ def main(argv):
   start = time.perf_counter()
   try:
     run.run(FLAGS.config, FLAGS.workdir, FLAGS.mode, FLAGS.compilation_cache)
-    if run.is_main_process():
+    if parallel.is_main_process():
       print(console.summary(FLAGS.workdir, FLAGS.mode, sys.argv, time.perf_counter() - start),
             flush=True)
   except UserError as e:
@@ -89,8 +89,7 @@ def parse_flags(argv):
     FLAGS.config.keys()  # A config file that failed to load raises here, not later.
     if not FLAGS.library_logs:
       from common import stderr
-      with stderr.without_notices():
-        import tensorflow  # noqa: F401  (its C++ start-up notices are dropped here)
+      stderr.import_tensorflow_quietly()
       from hdd import console
       console.quiet_libraries()
     return argv

@@ -15,10 +15,9 @@ import tempfile
 CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "hdd")
 
 
-def writes_files() -> bool:
-  """Whether this process writes the run's files: process 0 of a multi-process run."""
-  import jax
-  return jax.process_index() == 0
+def _writes_files() -> bool:
+  from common import parallel  # JAX loads when something is written, not at start-up.
+  return parallel.is_main_process()
 
 
 def cache_path(*parts: str) -> str:
@@ -36,7 +35,7 @@ def atomic_write(path: str, mode: str = "w"):
   """Opens a temporary file beside `path` for writing and renames it over `path` only when
   the block ends without an error; on an error the temporary file is removed. The
   temporary name keeps the extension, so writers that look at it (np.savez) keep it too."""
-  if not writes_files():
+  if not _writes_files():
     with tempfile.TemporaryDirectory() as scratch, open(
         os.path.join(scratch, os.path.basename(path)), mode) as f:
       yield f
@@ -60,7 +59,7 @@ def atomic_directory(path: str):
   block ends without an error it replaces `path` as a whole, so readers see either the
   old set or the new one, never a mix; on an error it is removed and `path` is untouched.
   (A crash between the two renames leaves <path>.old-* and no <path>: still no mix.)"""
-  if not writes_files():
+  if not _writes_files():
     with tempfile.TemporaryDirectory() as scratch:
       yield scratch
     return

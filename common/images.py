@@ -33,10 +33,15 @@ def make_grid(images: np.ndarray, columns: int = 0, padding: int = 2) -> np.ndar
   return grid
 
 
+def without_gray_axis(image: np.ndarray) -> np.ndarray:
+  """A [H, W, 1] image as [H, W] (what PIL and Gradio read as grayscale); RGB unchanged."""
+  return image[..., 0] if image.shape[-1] == 1 else image
+
+
 def save_png(path: str, image: np.ndarray) -> None:
   """Writes a uint8 [H, W, 1|3] image as PNG, atomically."""
   with atomic_write(path, "wb") as f:
-    Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(f, format="PNG")
+    Image.fromarray(without_gray_axis(image)).save(f, format="PNG")
 
 
 def save_npz(path: str, arrays: dict, compressed: bool = True) -> None:

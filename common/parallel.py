@@ -32,6 +32,12 @@ def initialize_processes(coordinator_address: str = "", num_processes: int = 0,
                              None if process_id < 0 else process_id)
 
 
+def is_main_process() -> bool:
+  """Process 0 of a multi-process run (the only one of a single-process run): the one that
+  writes files other than checkpoints and talks to the user."""
+  return jax.process_index() == 0
+
+
 def to_host(x) -> np.ndarray:
   """A global array as numpy on every process: its local value, or the pieces of all
   processes gathered (a batch split over several processes)."""

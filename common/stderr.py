@@ -30,6 +30,13 @@ def without_info_records(text: str) -> str:
   return "".join(kept)
 
 
+def import_tensorflow_quietly() -> None:
+  """Loads TensorFlow (what clu, tfds and the pipeline import) without its start-up
+  notices; call it before anything else imports TensorFlow."""
+  with without_notices():
+    import tensorflow  # noqa: F401
+
+
 @contextlib.contextmanager
 def without_notices():
   """Runs the block with file descriptor 2 captured; writes back the lines that are not

@@ -61,6 +61,7 @@ class App:
     chain animation, timing, download files)."""
     import gradio as gr
 
+    from common import images
     from common.errors import UserError
     from hdd import serving
     if self.served is None:
@@ -84,9 +85,10 @@ class App:
     pictures = serving.pictures(generated)
     paths = serving.save_outputs(generated, pictures,
                                  os.path.join(self.output_root, str(self.count)))
-    gallery = [(squeeze(image), caption) for image, caption in
+    gallery = [(images.without_gray_axis(image), caption) for image, caption in
                zip(generated.images, captions(generated.labels, len(generated.images)))]
-    return (gallery, squeeze(pictures["grid"]), squeeze(pictures["stages"]), paths["chain.gif"],
+    return (gallery, images.without_gray_axis(pictures["grid"]),
+            images.without_gray_axis(pictures["stages"]), paths["chain.gif"],
             serving.timing_markdown(generated.report),
             [paths["grid.png"], paths["samples.npz"]])
 
@@ -119,11 +121,6 @@ def integer(value, name: str) -> int:
 
 def captions(labels, count: int) -> list:
   return [f"class {int(k)}" for k in labels] if labels is not None else [""] * count
-
-
-def squeeze(image):
-  """[H, W, 1] -> [H, W] (Gradio shows 2-D arrays as grayscale)."""
-  return image[..., 0] if image.shape[-1] == 1 else image
 
 
 def control_updates(served) -> list:
@@ -227,8 +224,7 @@ def main(argv):
   del argv
   from common import stderr
   if not flags.FLAGS.library_logs:
-    with stderr.without_notices():
-      import tensorflow  # noqa: F401  (its C++ start-up notices are dropped here)
+    stderr.import_tensorflow_quietly()
     from hdd import console
     console.quiet_libraries()
   from hdd import run

@@ -10,9 +10,10 @@ import sys
 import time
 from typing import Mapping, Optional, TextIO
 
-import jax
 from absl import logging as absl_logging
 from clu import metric_writers
+
+from common import parallel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -109,7 +110,7 @@ class ProgressLine(IgnoringWriter):
     self.live = self.stream.isatty()
     self.start_time = self.last_time = time.perf_counter()
     self.last_step, self.quarters_shown = start_step, 0
-    self.enabled = jax.process_index() == 0
+    self.enabled = parallel.is_main_process()
 
   def line(self, step: int, loss: float, now: float) -> str:
     rate = (step - self.last_step) * self.batch_size / max(now - self.last_time, 1e-9)

@@ -123,7 +123,7 @@ class FidMonitor:
     self.measure_seconds += measured
     self.curve.append({"step": step, "fid": fid, "train_seconds": train_seconds,
                        "measure_seconds": measured, "num_samples": count})
-    if self.workdir and jax.process_index() == 0:
+    if self.workdir:   # (Only process 0 writes it: common.files.)
       files.write_json(os.path.join(self.workdir, "fid_curve.json"), self.curve)
 
 

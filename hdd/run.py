@@ -42,11 +42,6 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str,
                       "is kept; fix this and re-run the same command to resume") from None
 
 
-def is_main_process() -> bool:
-  """Process 0 writes the files other than checkpoints and talks to the user."""
-  return jax.process_index() == 0
-
-
 def configure_runtime(compilation_cache: Optional[str] = None) -> None:
   """What every run and experiment sets first: tf.data kept off accelerators, and a
   persistent XLA compilation cache (default `files.compilation_cache_dir()`, '' for none)
@@ -94,9 +89,8 @@ def training_hooks(config: ml_collections.ConfigDict, workdir: str):
 def keep_cascade_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   """WORKDIR/config.json of a cascade (a single model's is written by its training, each
   stage's in its own directory): the config that `hdd.app` serves the workdir with."""
-  if is_main_process():
-    with files.atomic_write(os.path.join(workdir, "config.json")) as f:
-      f.write(config.to_json_best_effort(indent=2))
+  with files.atomic_write(os.path.join(workdir, "config.json")) as f:
+    f.write(config.to_json_best_effort(indent=2))
 
 
 def sample_mode(config: ml_collections.ConfigDict, workdir: str) -> None:

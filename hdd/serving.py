@@ -236,7 +236,7 @@ def animation_frames(trajectories: dict) -> list:
 def gif_bytes(frames: list, frame_ms: int = 120, hold_last: int = 8) -> bytes:
   """An endlessly looping GIF of uint8 frames [H, W, 1|3], the last one shown
   `hold_last` times as long."""
-  pictures = [Image.fromarray(f[..., 0] if f.shape[-1] == 1 else f) for f in frames]
+  pictures = [Image.fromarray(images.without_gray_axis(f)) for f in frames]
   buffer = io.BytesIO()
   pictures[0].save(buffer, format="GIF", save_all=True, append_images=pictures[1:],
                    duration=[frame_ms] * (len(frames) - 1) + [frame_ms * hold_last], loop=0)
