@@ -20,8 +20,11 @@ from configs import common, default
 
 
 def get_config(variant: str = ""):
-  quick, conditional = common.parse_variant(variant, common.LABELLED_VARIANTS)
+  quick, conditional = common.parse_variant(variant, common.BUDGET_VARIANTS)
   config = common.fashion_mnist_data(default.get_config())
   if quick:
     common.apply_quick(config)
+  if variant == "budget":
+    common.budget_training(config.train)
+    common.budget_sampler(config.sample, 40)   # The cascade's evaluations per image.
   return common.class_conditional(config) if conditional else config

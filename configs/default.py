@@ -51,6 +51,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.train = train = ml_collections.ConfigDict()
   train.batch_size = 128         # global batch, split over all devices
   train.num_steps = 20_000
+  # > 0: train for this many minutes of training time (compilation and measuring hooks not
+  # counted; resumed runs train what is left) with the learning rate annealed over the
+  # budget; num_steps then only caps the steps. A cascade: config.time_budget_minutes.
+  train.time_budget_minutes = 0.0
   train.optimizer = "adam"       # adam | adamw
   train.learning_rate = 2e-4
   train.lr_schedule = "cosine"   # cosine (warm-up + cosine annealing) | constant (warm-up + flat)
@@ -136,9 +140,13 @@ def make_cascade(config: ml_collections.ConfigDict, image_sizes) -> ml_collectio
     stage.sample.gamma = 0.3          # mix: x = gamma up(x_low) + (1 - gamma) z
     stage.sample.start_step = -1      # truncate: t*; -1 = the step with the SNR of gamma
     stage.sample.upsample = "bilinear"  # nearest | bilinear | bicubic
+    stage.budget_fraction = 1.0 / len(image_sizes)  # its share of config.time_budget_minutes
     config.stages[f"stage{index}"] = stage
   config.data.image_size = image_sizes[-1]
   config.stage = 0                    # train only stage k (1-based); 0 = all, in order
+  # > 0: one wall-clock budget for the whole cascade, stage k training for
+  # stages.stageK.budget_fraction of it (see train.time_budget_minutes).
+  config.time_budget_minutes = 0.0
   for section in ("model", "diffusion", "train"):
     del config[section]
   for field in CHAIN_FIELDS:

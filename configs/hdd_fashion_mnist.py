@@ -22,7 +22,7 @@ from configs import common, default
 
 def get_config(variant: str = ""):
   config = common.published_cascade(common.fashion_mnist_data(default.get_config()), (14, 28),
-                                    variant, common.LABELLED_VARIANTS)
+                                    variant, common.BUDGET_VARIANTS)
   config.stages.stage2.sample.handover = "truncate"
   config.stages.stage2.sample.start_step = config.stages.stage2.diffusion.num_steps - 1
   return config

@@ -156,7 +156,7 @@ def train_model(config, workdir: str):
   """Trains (or resumes, or finds finished) a model or cascade with the hooks its config
   asks for; returns its EMA parameters ({stage: parameters} for a cascade) and the training
   seconds of each stage (one entry for a single model), all runs of it counted, without
-  the time its FID hook spent measuring (train.fid_every)."""
+  the time its FID hook spent measuring (train.fid_every; `hdd.budget`)."""
   from hdd import cascade, run, stages, train
   hooks = run.training_hooks(config, workdir)   # train.fid_every: FID curves.
   if stages.is_cascade(config):
@@ -167,12 +167,7 @@ def train_model(config, workdir: str):
   seconds = []
   for directory in directories:
     with open(os.path.join(directory, "train_timing.json")) as f:
-      total = json.load(f)["total_train_seconds"]
-    curve_path = os.path.join(directory, "fid_curve.json")
-    if os.path.exists(curve_path):
-      with open(curve_path) as f:
-        total -= sum(row["measure_seconds"] for row in json.load(f))
-    seconds.append(total)
+      seconds.append(json.load(f)["total_train_seconds"])
   return params, seconds
 
 

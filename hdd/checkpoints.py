@@ -197,8 +197,21 @@ def check_resume_config(config: ml_collections.ConfigDict, workdir: str, step: i
                     "; ".join(changes), kept)
 
 
-def save(manager: ocp.CheckpointManager, step: int, state) -> None:
-  manager.save(step, args=ocp.args.StandardSave(state), force=True)
+def save(manager: ocp.CheckpointManager, step: int, state, train_seconds: float) -> None:
+  """Saves `state` at `step` with the run's training seconds up to it in the checkpoint's
+  metadata (finalised with the arrays), which a resumed budget continues from."""
+  manager.save(step, args=ocp.args.StandardSave(state), force=True,
+               custom_metadata={"train_seconds": float(train_seconds)})
+
+
+def trained_seconds(manager: ocp.CheckpointManager, step: Optional[int]) -> Optional[float]:
+  """The training seconds recorded with the checkpoint at `step`; None without a step or for
+  a checkpoint written before they were recorded."""
+  if step is None:
+    return None
+  metadata = manager.metadata(step)
+  value = (getattr(metadata, "custom_metadata", None) or {}).get("train_seconds")
+  return None if value is None else float(value)
 
 
 def finish(manager: ocp.CheckpointManager, raise_errors: bool = True) -> None:

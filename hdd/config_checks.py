@@ -78,6 +78,7 @@ def _problems(config: ml_collections.ConfigDict) -> list[str]:
   need(0.0 < f.beta_start < f.beta_end < 1.0, "diffusion.beta_start",
        f"need 0 < beta_start < beta_end < 1 (beta_end={f.beta_end})")
   need(t.num_steps >= 1, "train.num_steps", "must be >= 1")
+  need(t.time_budget_minutes >= 0, "train.time_budget_minutes", "must be >= 0 (0 = no budget)")
   need(t.batch_size >= 1, "train.batch_size", "must be >= 1")
   need(t.grad_accum_steps >= 1 and t.batch_size % t.grad_accum_steps == 0,
        "train.grad_accum_steps", f"must be >= 1 and divide train.batch_size={t.batch_size}")
@@ -177,6 +178,19 @@ def _cascade_problems(config: ml_collections.ConfigDict) -> list[str]:
   if names and config.data.image_size != config.stages[names[-1]].image_size:
     problems.append(f"data.image_size={config.data.image_size!r}: must equal the last stage's "
                     f"image_size ({config.stages[names[-1]].image_size})")
+  if config.time_budget_minutes < 0:
+    problems.append(f"time_budget_minutes={config.time_budget_minutes!r}: must be >= 0 (0 = "
+                    "no budget, or the stages' own train.time_budget_minutes)")
+  if config.time_budget_minutes > 0:
+    fractions = [config.stages[name].budget_fraction for name in names]
+    if not all(0.0 < f <= 1.0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
+      problems.append(f"stages.*.budget_fraction={fractions}: each must lie in (0, 1] and "
+                      "together they must sum to 1")
+    for name in names:
+      if config.stages[name].train.time_budget_minutes:
+        problems.append(f"stages.{name}.train.time_budget_minutes="
+                        f"{config.stages[name].train.time_budget_minutes!r}: set either the "
+                        "cascade's time_budget_minutes or the stages' own budgets, not both")
   if not 0 <= config.stage <= len(names):
     problems.append(f"stage={config.stage!r}: must lie in [0, {len(names)}] (0 = all stages)")
   if not 0.0 <= config.filter.threshold <= 1.0:

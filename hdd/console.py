@@ -99,23 +99,42 @@ class IgnoringWriter(metric_writers.MetricWriter):
 
 class ProgressLine(IgnoringWriter):
   """A metric writer that shows training as one line: the name, step, loss, images/s
-  (since the last line) and the ETA (at the run's mean pace). On a terminal the line is
-  rewritten in place; in a log file it is printed at every quarter of the run."""
+  (since the last line) and the ETA (at the run's mean pace), or for a budgeted run the
+  budget's spent share and what is left of it (`clock`, a budget.TrainingClock). On a
+  terminal the line is rewritten in place; in a log file it is printed at every quarter of
+  the run."""
 
   def __init__(self, name: str, start_step: int, num_steps: int, batch_size: int,
-               stream: Optional[TextIO] = None):
+               stream: Optional[TextIO] = None, clock=None):
     self.name, self.start_step, self.num_steps = name, start_step, num_steps
-    self.batch_size = batch_size
+    self.batch_size, self.clock = batch_size, clock
     self.stream = stream or sys.stderr
     self.live = self.stream.isatty()
     self.start_time = self.last_time = time.perf_counter()
     self.last_step, self.quarters_shown = start_step, 0
+    self.start_fraction = self.fraction(start_step)
     self.enabled = parallel.is_main_process()
+
+  @property
+  def budgeted(self) -> bool:
+    return self.clock is not None and self.clock.budgeted
+
+  def fraction(self, step: int) -> float:
+    """The share of the run done: of its budget, or of its steps."""
+    if self.budgeted:
+      return self.clock.spent_fraction()
+    return min(step / max(self.num_steps, 1), 1.0)
 
   def line(self, step: int, loss: float, now: float) -> str:
     rate = (step - self.last_step) * self.batch_size / max(now - self.last_time, 1e-9)
+    head = f"{self.name}  step {step}"
+    if self.budgeted:
+      budget = self.clock.budget_seconds
+      done = self.fraction(step)
+      return (f"{head} ({100 * done:.0f}% of {duration(budget)})  loss {loss:.4f}  "
+              f"{rate:,.0f} img/s  left {duration(budget * (1 - done))}")
     remaining = (now - self.start_time) / max(step - self.start_step, 1) * (self.num_steps - step)
-    return (f"{self.name}  step {step}/{self.num_steps} ({100 * step // self.num_steps}%)  "
+    return (f"{head}/{self.num_steps} ({100 * step // self.num_steps}%)  "
             f"loss {loss:.4f}  {rate:,.0f} img/s  ETA {duration(remaining)}")
 
   def write_scalars(self, step: int, scalars: Mapping[str, float]):
@@ -124,11 +143,13 @@ class ProgressLine(IgnoringWriter):
     now = time.perf_counter()
     text = self.line(step, float(scalars["train_loss"]), now)
     self.last_step, self.last_time = step, now
-    finished = step >= self.num_steps
+    done = self.fraction(step)
+    finished = done >= 1.0
     if self.live:
       self.stream.write("\r\x1b[K" + text + ("\n" if finished else ""))
     else:
-      quarter = 4 * (step - self.start_step) // max(self.num_steps - self.start_step, 1)
+      quarter = int(4 * (done - self.start_fraction) / max(1.0 - self.start_fraction, 1e-9)
+                    + 1e-9)
       if quarter <= self.quarters_shown and not finished:
         return
       self.quarters_shown = quarter

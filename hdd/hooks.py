@@ -1,7 +1,9 @@
-"""Periodic actions of the training loop: hook(step, state, writer) after every step.
+"""Periodic actions of the training loop: hook(step, state, writer, train_seconds) after
+every step, where train_seconds are the run's training seconds up to the step (all resumed
+runs counted; compilation and the hooks' own time left out, `hdd.budget`).
 
-The caller (`hdd.run`) builds the optional ones from the config (a sample grid, a
-small-N FID); the loop adds `Checkpointing`, which every run has.
+The caller (`hdd.run`) builds them from the config (a sample grid, a small-N FID); the loop
+itself checkpoints.
 """
 from __future__ import annotations
 
@@ -13,30 +15,16 @@ from typing import Callable, Optional
 import jax
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 from clu import metric_writers
 
 from common import files, parallel
 from common.errors import CheckpointError
-from hdd import checkpoints, generate, reports
+from hdd import generate, reports
 from hdd.handover import Handover
 from hdd.plan import SamplingPlan
 from hdd.train_step import TrainState
-from hdd.workdir import StopSignal
 
 Hook = Callable[[int, TrainState, metric_writers.MetricWriter], None]
-
-
-class Checkpointing:
-  """Saves every `every` steps, at `last_step`, and at the step a stop signal arrives."""
-
-  def __init__(self, manager: ocp.CheckpointManager, every: int, last_step: int,
-               stop: StopSignal):
-    self.manager, self.every, self.last_step, self.stop = manager, every, last_step, stop
-
-  def __call__(self, step: int, state: TrainState, writer) -> None:
-    if step % self.every == 0 or step == self.last_step or self.stop.requested:
-      checkpoints.save(self.manager, step, state)
 
 
 class SampleGrid:
@@ -46,7 +34,7 @@ class SampleGrid:
   def __init__(self, config: ml_collections.ConfigDict, every: int):
     self.plan, self.every = SamplingPlan.create(config), every
 
-  def __call__(self, step: int, state: TrainState, writer) -> None:
+  def __call__(self, step: int, state: TrainState, writer, train_seconds: float) -> None:
     if step % self.every == 0:
       num_classes = self.plan.config.model.num_classes
       samples, info = generate.sample_images(self.plan, state.ema_params,
@@ -60,9 +48,8 @@ class FidMonitor:
   """Every `every` steps, the FID of train.fid_samples EMA samples against the evaluation
   split: logged as fid_<N>samples (a small-N estimate for monitoring, biased upwards
   against the final, large-N FID) and appended to WORKDIR/fid_curve.json as {step, fid,
-  train_seconds, measure_seconds}. train_seconds is the training wall-clock up to the step
-  (from the end of the run's first step; resumed runs continue the count) without the
-  time spent measuring FID, for curves of FID against time.
+  train_seconds, measure_seconds}, for curves of FID against training time. A resumed run
+  keeps the points before the step it resumed from.
 
   `low_res(num_images)` gives, for a later stage of a cascade, the uint8 output of the
   stages before it (sampled once, at first use): the samples are then the cascade's, handed
@@ -81,32 +68,21 @@ class FidMonitor:
     self.low_res_fn, self.low_res = low_res, None
     self.plan = SamplingPlan.create(config, Handover.from_config(config.sample)
                                     if low_res is not None else None)
-    self.clock, self.curve = None, []
+    self.curve = None
 
-  def _start_clock(self, step: int) -> None:
-    """Starts the training clock at the first call; a resumed run continues from the
-    seconds of the run it resumed (its total, less the time it spent measuring FID)."""
-    self.clock, self.base_seconds = time.perf_counter(), 0.0
+  def _load_curve(self, step: int) -> list:
     curve_path = os.path.join(self.workdir, "fid_curve.json")
-    timing_path = os.path.join(self.workdir, "train_timing.json")
-    if self.workdir and os.path.exists(curve_path):
-      with open(curve_path) as f:
-        self.curve = [row for row in json.load(f) if row["step"] < step]
-    if self.workdir and os.path.exists(timing_path):
-      with open(timing_path) as f:
-        timing = json.load(f)
-      if timing.get("end_step") == step - 1:
-        self.base_seconds = timing["total_train_seconds"] - sum(
-            row["measure_seconds"] for row in self.curve)
-    self.measure_seconds = 0.0
+    if not self.workdir or not os.path.exists(curve_path):
+      return []
+    with open(curve_path) as f:
+      return [row for row in json.load(f) if row["step"] < step]
 
-  def __call__(self, step: int, state: TrainState, writer) -> None:
-    if self.clock is None:
-      self._start_clock(step)
+  def __call__(self, step: int, state: TrainState, writer, train_seconds: float) -> None:
+    if self.curve is None:
+      self.curve = self._load_curve(step)
     if step % self.every:
       return
     measure_start = time.perf_counter()
-    train_seconds = self.base_seconds + measure_start - self.clock - self.measure_seconds
     config, count = self.config, self.config.train.fid_samples
     if self.reference is None:
       from evaluation.statistics import FidReference  # Only runs that monitor FID need it.
@@ -119,10 +95,9 @@ class FidMonitor:
                                         count, low_res=self.low_res)
     fid = self.reference.score(samples)["fid"]
     writer.write_scalars(step, {f"fid_{count}samples": fid})
-    measured = time.perf_counter() - measure_start
-    self.measure_seconds += measured
     self.curve.append({"step": step, "fid": fid, "train_seconds": train_seconds,
-                       "measure_seconds": measured, "num_samples": count})
+                       "measure_seconds": time.perf_counter() - measure_start,
+                       "num_samples": count})
     if self.workdir:   # (Only process 0 writes it: common.files.)
       files.write_json(os.path.join(self.workdir, "fid_curve.json"), self.curve)
 

@@ -22,7 +22,8 @@ def stage_names(config: ml_collections.ConfigDict) -> list[str]:
 
 def stage_config(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
   """The single-model config of one stage: the shared data/sample/eval sections with the
-  stage's resolution, model, schedule, training and chain settings."""
+  stage's resolution, model, schedule, training and chain settings; under a cascade budget
+  (config.time_budget_minutes) the stage trains for its budget_fraction of it."""
   stage = config.stages[name]
   single = ml_collections.ConfigDict()
   single.seed = config.seed
@@ -31,6 +32,8 @@ def stage_config(config: ml_collections.ConfigDict, name: str) -> ml_collections
   single.model = copy.deepcopy(stage.model)
   single.diffusion = copy.deepcopy(stage.diffusion)
   single.train = copy.deepcopy(stage.train)
+  if config.get("time_budget_minutes", 0.0) > 0:
+    single.train.time_budget_minutes = config.time_budget_minutes * stage.budget_fraction
   single.sample = ml_collections.ConfigDict({**config.sample.to_dict(),
                                              **stage.sample.to_dict()})
   single.eval = copy.deepcopy(config.eval)

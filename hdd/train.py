@@ -1,5 +1,5 @@
 """The training loop: build or restore the state, then step, log, run the hooks and
-checkpoint until train.num_steps, or until a stop signal.
+checkpoint until train.num_steps, the end of the time budget, or a stop signal.
 
 A batch goes: input_pipeline.pipeline (numpy, [B, H, W, C] in [-1, 1]) ->
 `train_step.split_micro_batches` ([A, B/A, ...]) -> `parallel.shard_batch` (split over
@@ -20,10 +20,10 @@ from clu import metric_writers, periodic_actions
 
 from common import files, parallel
 from common.errors import UserError
-from hdd import (checkpoints, console, hooks as hooks_lib, reports, tracking,
+from hdd import (budget, checkpoints, console, hooks as hooks_lib, reports, tracking,
                  workdir as workdir_guard)
 from hdd.build import create_model, create_schedule
-from hdd.optimizer import learning_rate_fn
+from hdd.optimizer import budget_learning_rate, learning_rate_fn, with_learning_rate
 from hdd.train_step import TrainState, compile_train_step, create_train_state, split_micro_batches
 from hdd.unet import count_params
 from input_pipeline.pipeline import create_train_iterator
@@ -36,9 +36,13 @@ class NonFiniteError(UserError):
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        hooks: Sequence[hooks_lib.Hook] = ()) -> TrainState:
   """Trains (or resumes) the model of `config` in `workdir`; returns the final state.
-  `hooks` run after every step (see `hdd.hooks`); checkpointing is always on. A stop
-  signal ends training after the checkpoint of the step it arrived in
-  (`common.errors.Stopped`); any failure first lets a checkpoint being written complete."""
+
+  Training ends at train.num_steps or, with train.time_budget_minutes, at the first step
+  that ends with the budget spent (`hdd.budget`). `hooks` run after every step (see
+  `hdd.hooks`); their time is not training time. Checkpoints are written every
+  train.checkpoint_every steps and at the end. A stop signal ends training after the
+  checkpoint of the step it arrived in (`common.errors.Stopped`); any failure first lets a
+  checkpoint being written complete."""
   os.makedirs(workdir, exist_ok=True)
   mesh = parallel.create_mesh()
   tc = config.train
@@ -54,11 +58,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   manager = checkpoints.create_manager(os.path.join(workdir, "checkpoints"), tc.keep_checkpoints)
   restored_step, state = checkpoints.restore_latest(manager, state)
   start_step = int(state.step)
+  clock = budget.TrainingClock(seconds_before(manager, restored_step, workdir),
+                               60.0 * tc.time_budget_minutes)
   if restored_step is not None:
     checkpoints.check_resume_config(config, workdir, start_step)
     logging.info("Resuming from the checkpoint at step %d in %s.", start_step, manager.directory)
-  if start_step >= tc.num_steps:
-    logging.info("Training already finished (step %d of %d).", start_step, tc.num_steps)
+  if start_step >= tc.num_steps or clock.budget_spent():
+    logging.info("Training already finished (step %d of %d, %.0f s trained%s).", start_step,
+                 tc.num_steps, clock.seconds(),
+                 f" of a {clock.budget_seconds:.0f} s budget" if clock.budgeted else "")
     checkpoints.finish(manager)
     return state
   with files.atomic_write(os.path.join(workdir, "config.json")) as f:
@@ -73,9 +81,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0),
       *tracked])
   writer.write_hparams(reports.flatten_config(config))
-  progress = periodic_actions.ReportProgress(num_train_steps=tc.num_steps, writer=writer,
-                                             every_steps=tc.log_every)
-  learning_rate = learning_rate_fn(tc)
+  progress = periodic_actions.ReportProgress(
+      num_train_steps=None if clock.budgeted else tc.num_steps, writer=writer,
+      every_steps=tc.log_every)
 
   def next_batch():
     return parallel.shard_batch(split_micro_batches(next(batches), tc.grad_accum_steps), mesh, 1)
@@ -87,34 +95,52 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   logging.info("Compiled the train step in %.1f s.", compile_seconds)
   name = f"{os.path.basename(os.path.normpath(workdir))} {config.data.image_size}px"
   writer = metric_writers.MultiWriter(
-      [writer, console.ProgressLine(name, start_step, tc.num_steps, tc.batch_size)])
+      [writer, console.ProgressLine(name, start_step, tc.num_steps, tc.batch_size, clock=clock)])
+  rate_of = BudgetRate(tc, clock, mesh) if clock.budgeted else learning_rate_fn(tc)
 
   history, skipped = [], 0
   stop = workdir_guard.current()
-  all_hooks = [*hooks, hooks_lib.Checkpointing(manager, tc.checkpoint_every, tc.num_steps, stop)]
-  train_start = time.perf_counter()
+  clock.start()
   step = start_step
   try:
-    while step < tc.num_steps:
+    while True:
+      if clock.budgeted:
+        state = rate_of.apply(state, step)
       state, metrics = step_fn(state, batch, schedule)
+      if clock.budgeted:   # The clock must see the step done, not only dispatched.
+        metrics = jax.block_until_ready(metrics)
       step += 1
       history.append(metrics)
-      if step < tc.num_steps:
+      last = step >= tc.num_steps or clock.budget_spent()
+      if not last:
         batch = next_batch()
       progress(step)
-      if step % tc.log_every == 0 or step == tc.num_steps:
+      if step % tc.log_every == 0 or last:
         skipped += write_train_metrics(writer, step, jax.device_get(history), tc,
-                                       learning_rate(step - 1), skipped)
+                                       rate_of(step - 1), skipped)
         history = []
-      for hook in all_hooks:
-        hook(step, state, writer)
-      if stop.requested:
+      seconds = clock.seconds()
+      with clock.excluded():
+        for hook in hooks:
+          hook(step, state, writer, seconds)
+      if last or step % tc.checkpoint_every == 0 or stop.requested:
+        checkpoints.save(manager, step, state, clock.seconds())
+      if last or stop.requested:
         break
   except BaseException:
     checkpoints.finish(manager, raise_errors=False)  # A save in flight completes first.
     raise
+  run_seconds = clock.run_seconds()
+  total_seconds = clock.seconds_before + run_seconds
   checkpoints.finish(manager)
-  train_seconds = time.perf_counter() - train_start
+  timing = {"start_step": start_step, "end_step": step, "compile_seconds": compile_seconds,
+            "train_seconds": run_seconds, "total_train_seconds": total_seconds,
+            "hook_seconds": clock.excluded_seconds, "budget_seconds": clock.budget_seconds,
+            "stopped_by": ("signal" if stop.requested else
+                           "num_steps" if step >= tc.num_steps else "budget"),
+            "parameters": count_params(state.params), "skipped_steps": skipped,
+            "preempted": bool(stop.requested),
+            "images_per_second": (step - start_step) * tc.batch_size / max(run_seconds, 1e-9)}
   if not stop.requested:
     close_start = time.perf_counter()
     batches.close()
@@ -122,13 +148,47 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   writer.flush()
   for tracker in tracked:
     tracker.close()
-  timing = record_timing(workdir, start_step, step, compile_seconds, train_seconds,
-                         count_params(state.params), tc.batch_size, skipped,
-                         bool(stop.requested))
-  logging.info("Trained steps %d-%d in %.1f s (%.1f img/s).", start_step, step, train_seconds,
-               timing["images_per_second"])
+  files.write_json(os.path.join(workdir, "train_timing.json"), timing)
+  logging.info("Trained steps %d-%d in %.1f s (%.1f img/s).", start_step, step,
+               timing["train_seconds"], timing["images_per_second"])
   stop.raise_if_requested(f"at step {step} of {tc.num_steps} in {workdir}")
   return state
+
+
+class BudgetRate:
+  """The learning rate of a budgeted run: `apply(state, step)` sets the rate of the step
+  about to run from the budget's spent fraction; calling it gives the rate last set."""
+
+  def __init__(self, train_config: ml_collections.ConfigDict, clock: budget.TrainingClock,
+               mesh):
+    self.train_config, self.clock = train_config, clock
+    self.placement = parallel.replicated(mesh)
+    self.rate = 0.0
+
+  def apply(self, state: TrainState, step: int) -> TrainState:
+    self.rate = budget_learning_rate(self.train_config, step, self.clock.spent_fraction())
+    return with_learning_rate(state, jax.device_put(np.float32(self.rate), self.placement))
+
+  def __call__(self, step: int) -> float:
+    return self.rate
+
+
+def seconds_before(manager, restored_step, workdir: str) -> float:
+  """The training seconds of the runs a resumed run continues: recorded with its checkpoint,
+  or for a checkpoint written before they were, those of a train_timing.json that ended at
+  that step (else 0)."""
+  if restored_step is None:
+    return 0.0
+  recorded = checkpoints.trained_seconds(manager, restored_step)
+  if recorded is not None:
+    return recorded
+  timing_path = os.path.join(workdir, "train_timing.json")
+  if os.path.exists(timing_path):
+    with open(timing_path) as f:
+      previous = json.load(f)
+    if previous.get("end_step") == restored_step:
+      return float(previous.get("total_train_seconds", 0.0))
+  return 0.0
 
 
 def write_train_metrics(writer, step: int, summary: list, tc: ml_collections.ConfigDict,
@@ -150,23 +210,3 @@ def write_train_metrics(writer, step: int, summary: list, tc: ml_collections.Con
       "train_learning_rate": float(learning_rate),
       "train_skipped_steps": skipped_before + skipped})
   return skipped
-
-
-def record_timing(workdir: str, start_step: int, end_step: int, compile_seconds: float,
-                  train_seconds: float, parameters: int, batch_size: int, skipped: int,
-                  preempted: bool) -> dict:
-  """Writes WORKDIR/train_timing.json; total_train_seconds adds the runs this one resumed."""
-  timing_path = os.path.join(workdir, "train_timing.json")
-  earlier = 0.0
-  if start_step > 0 and os.path.exists(timing_path):
-    with open(timing_path) as f:
-      previous = json.load(f)
-    if previous.get("end_step") == start_step:
-      earlier = previous.get("total_train_seconds", 0.0)
-  timing = {"start_step": start_step, "end_step": end_step, "compile_seconds": compile_seconds,
-            "train_seconds": train_seconds, "total_train_seconds": earlier + train_seconds,
-            "parameters": parameters,
-            "images_per_second": (end_step - start_step) * batch_size / max(train_seconds, 1e-9),
-            "skipped_steps": skipped, "preempted": preempted}
-  files.write_json(timing_path, timing)
-  return timing

@@ -41,7 +41,7 @@ def tree(scale):
 def saved_manager(directory, steps, keep=2):
   manager = checkpoints.create_manager(directory, keep=keep)
   for step in steps:
-    checkpoints.save(manager, step, tree(step))
+    checkpoints.save(manager, step, tree(step), train_seconds=2.5 * step)
   manager.wait_until_finished()
   return manager
 
@@ -59,6 +59,9 @@ def test_restore_latest_round_trips_and_keeps_the_last_n(tmp_path):
   np.testing.assert_array_equal(restored["params"]["w"], np.arange(6).reshape(2, 3) * 3)
   np.testing.assert_array_equal(restored["params"]["b"], [3, 3, 3])
   assert int(restored["step"]) == 3
+  # Each checkpoint carries the training seconds up to it (what a resumed budget continues).
+  reopened = checkpoints.create_manager(directory)
+  assert [checkpoints.trained_seconds(reopened, s) for s in (2, 3, None)] == [5.0, 7.5, None]
 
 
 def test_another_configuration_is_refused_by_name(tmp_path):

@@ -64,3 +64,29 @@ def test_unlabelled_datasets_have_no_conditional_variant():
 def test_unknown_variant_is_refused():
   with pytest.raises(ValueError, match="unknown variant 'fast'"):
     importlib.import_module("configs.hdd_mnist").get_config("fast")
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "fashion_mnist"])
+def test_budget_variants_share_one_budget_and_the_quick_models(dataset):
+  """`budget`: the quick U-Nets, 30 minutes (the cascade's split 35/65), DPM-Solver++(2M)
+  with equal evaluations per image; stage 2's schedule is the published one cut at t*."""
+  import numpy as np
+  from hdd import stages
+  cascade = importlib.import_module(f"configs.hdd_{dataset}").get_config("budget")
+  ddpm = importlib.import_module(f"configs.ddpm_{dataset}").get_config("budget")
+  config_checks.check_config(cascade)
+  config_checks.check_config(ddpm)
+  quick = importlib.import_module(f"configs.hdd_{dataset}").get_config("quick")
+  budgets = [stages.stage_config(cascade, name).train.time_budget_minutes
+             for name in ("stage1", "stage2")]
+  assert budgets == pytest.approx([10.5, 19.5]) and ddpm.train.time_budget_minutes == 30.0
+  for name in ("stage1", "stage2"):
+    assert cascade.stages[name].model == quick.stages[name].model
+    assert cascade.stages[name].sample.sampler == "dpm_solver_2m"
+  assert ddpm.sample.num_steps == sum(s.sample.num_steps for s in cascade.stages.values())
+  stage2, published = cascade.stages.stage2, quick.stages.stage2
+  assert stage2.sample.handover == "truncate" and stage2.sample.start_step == 399
+  assert stage2.diffusion.num_steps == 400 and stage2.diffusion.schedule == "linear"
+  linear = lambda d: np.linspace(d.beta_start, d.beta_end, d.num_steps)
+  np.testing.assert_allclose(linear(stage2.diffusion), linear(published.diffusion)[:400],
+                             rtol=1e-12)

@@ -124,3 +124,26 @@ def test_load_curve_counts_earlier_stages(tmp_path):
         "num_samples": 4}]))
   [row] = load_curve(str(tmp_path))
   assert row["images"] == 100 * 64 + 25 * 32 and row["seconds"] == 40.0 + 30.0
+
+
+def test_budget_trains_both_models_for_the_budget_and_scores_their_samples(tmp_path, data):
+  from PIL import Image
+  out = run_study("budget", tmp_path, f"--data_path={data}", "--nofid", "--minutes=0.05")
+  results = read_results(tmp_path)
+  for key in ("hdd", "ddpm"):
+    row = results[key]
+    # Each trained its 3 s of training time (stopping at the first step past it).
+    assert row["budget_minutes"] == 0.05 and 3.0 <= row["train_seconds"] < 6.0
+    assert np.isfinite(row["fcd"]) and row["sample_seconds"] > 0 and row["num_samples"] == 16
+    with np.load(tmp_path / key / "samples" / "samples.npz") as samples:
+      assert samples["images"].shape == (16, 28, 28, 1) and samples["images"].dtype == np.uint8
+    with Image.open(tmp_path / key / "samples" / "grid.png") as grid:
+      assert grid.width >= 10 * 56 and grid.height >= 2 * 56   # 10 x 2 images, >= 56 px each.
+  # The cascade's budget split 35% / 65%; stage 2 trained on its chain's 400 steps only.
+  first, second = results["hdd"]["train_seconds_per_stage"]
+  assert first >= 0.35 * 3.0 and second >= 0.65 * 3.0
+  assert results["hdd"]["evaluations_per_image"][0] == 20 and results["ddpm"][
+      "evaluations_per_image"] == [40]
+  with open(tmp_path / "hdd" / "stage2" / "config.json") as f:
+    assert json.load(f)["diffusion"]["num_steps"] == 400
+  assert "| HDD cascade 14->28 | 0.05 |" in out and "| DDPM 28x28 | 0.05 |" in out

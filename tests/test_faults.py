@@ -109,7 +109,7 @@ def _two_checkpoints(tmp_path):
   state = train_step.create_train_state(config, create_model(config))
   manager = checkpoints.create_manager(str(tmp_path / "checkpoints"))
   for step in (1, 2):
-    checkpoints.save(manager, step, state.replace(step=step))
+    checkpoints.save(manager, step, state.replace(step=step), train_seconds=float(step))
   manager.wait_until_finished()
   return manager, state
 
@@ -324,7 +324,7 @@ def test_a_failure_lets_the_checkpoint_in_flight_complete(stripes_npz, tmp_path)
   config = tiny_config(stripes_npz)
   config.train.checkpoint_every = 1
 
-  def fail_at_step_4(step, state, writer):
+  def fail_at_step_4(step, state, writer, train_seconds):
     if step == 4:
       raise RuntimeError("injected failure")
 

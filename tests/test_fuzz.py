@@ -174,7 +174,7 @@ def saved_checkpoints(tmp_path_factory):
   directory = str(tmp_path_factory.mktemp("saved") / "checkpoints")
   manager = checkpoints.create_manager(directory)
   for step in (1, 2):
-    checkpoints.save(manager, step, state.replace(step=step))
+    checkpoints.save(manager, step, state.replace(step=step), train_seconds=float(step))
   checkpoints.finish(manager)
   return directory, state
 

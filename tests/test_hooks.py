@@ -1,11 +1,9 @@
-"""Training hooks (hdd.hooks): Checkpointing saves exactly at multiples of `every`, at the
-last step and when a stop signal arrived; SampleGrid logs a grid of EMA samples at
+"""Training hooks (hdd.hooks): SampleGrid logs a grid of EMA samples at
 multiples of `every` only; FidMonitor needs the weights file when it is built, loads its
 reference once, at first use, and logs fid_<N>samples; from_config builds the hooks the
 train section asks for; with the real FID weights, FID is logged during training."""
 import json
 import os
-import signal
 import types
 
 import jax
@@ -35,16 +33,6 @@ class FakeWriter:
     self.scalars.append((step, values))
 
 
-class FakeManager:
-  """Records orbax saves."""
-
-  def __init__(self):
-    self.saved = []
-
-  def save(self, step, args=None, force=False):
-    self.saved.append((step, args.item, force))
-
-
 @pytest.fixture(scope="module")
 def state():
   """A fresh train state whose EMA parameters differ from the raw ones."""
@@ -54,29 +42,12 @@ def state():
                                                          fresh.params))
 
 
-def test_checkpointing_saves_at_multiples_the_last_step_and_on_a_signal():
-  manager, stop = FakeManager(), types.SimpleNamespace(requested=None)
-  hook = hooks.Checkpointing(manager, 3, 10, stop)   # every=3, last_step=10.
-  state = object()
-  for step in range(1, 11):
-    hook(step, state, FakeWriter())
-  assert [step for step, _, _ in manager.saved] == [3, 6, 9, 10]
-  assert all(item is state and force for _, item, force in manager.saved)
-
-  manager, stop = FakeManager(), types.SimpleNamespace(requested=None)
-  hook = hooks.Checkpointing(manager, 5, 20, stop)
-  for step in range(1, 5):
-    stop.requested = signal.SIGTERM if step == 4 else None
-    hook(step, state, FakeWriter())
-  assert [step for step, _, _ in manager.saved] == [4]
-
-
 def test_sample_grid_logs_ema_samples_at_multiples_only(state):
   config = tiny_sampling_config()
   hook = hooks.SampleGrid(config, every=3)
   writer = FakeWriter()
   for step in range(1, 7):
-    hook(step, state, writer)
+    hook(step, state, writer, float(step))
   assert [step for step, _ in writer.images] == [3, 6] and writer.scalars == []
   grid = writer.images[0][1]["samples"]
   # 16 samples of 8x8 in a 4x4 grid with 2-pixel padding, as one image [1, H, W, C].
@@ -96,7 +67,7 @@ def test_sample_grid_of_a_conditional_model_has_a_row_per_class():
   config.model.num_classes = 3
   state = create_train_state(config, create_model(config))
   writer = FakeWriter()
-  hooks.SampleGrid(config, every=1)(1, state, writer)
+  hooks.SampleGrid(config, every=1)(1, state, writer, 1.0)
   grid = writer.images[0][1]["samples"]
   assert grid.shape == (1, 3 * 10 + 2, 2 * 10 + 2, 1)   # 3 classes, 2 samples each.
 
@@ -129,7 +100,7 @@ def test_fid_monitor_loads_its_reference_once_at_first_use(state, monkeypatch, f
   assert loads == [] and hook.reference is None
   writer = FakeWriter()
   for step in range(1, 5):
-    hook(step, state, writer)
+    hook(step, state, writer, float(step))
   assert len(loads) == 1
   assert loads[0][1:5] == ("test", 8, config.eval.reference_examples, fake_weights)
   assert [step for step, _ in writer.scalars] == [2, 4] and writer.images == []
@@ -185,48 +156,39 @@ def test_fid_is_logged_during_training(stripes_npz, tmp_path):
   assert len(values) == 2 and all(np.isfinite(v) and v > 0 for v in values)
 
 
-def test_fid_monitor_measures_through_the_cascade_and_keeps_a_resumable_clock(
+def test_fid_monitor_measures_through_the_cascade_and_resumes_its_curve(
     tmp_path, monkeypatch, fake_weights):
-  """The hook of a later stage samples from the earlier stages' output (fetched once),
-  and fid_curve.json's train_seconds leave out the measuring and continue across a resume."""
+  """The hook of a later stage samples from the earlier stages' output (fetched once);
+  fid_curve.json records the training seconds the loop gives the hook, and a resumed run
+  drops the points after the step it resumed from."""
   config = stages.stage_config(tiny_cascade(), "stage2")
   config.train.fid_samples, config.sample.batch_size = 4, 4
   config.eval.inception_weights = fake_weights
   state = create_train_state(config, create_model(config))
-  clock = types.SimpleNamespace(t=0.0)
-  monkeypatch.setattr(hooks.time, "perf_counter", lambda: clock.t)
-
-  class SlowReference:   # Measuring takes 3 s of the fake clock.
-    def score(self, samples):
-      clock.t += 3.0
-      return {"fid": float(samples.mean())}
-
-  monkeypatch.setattr(statistics.FidReference, "load", lambda *args: SlowReference())
+  monkeypatch.setattr(statistics.FidReference, "load",
+                      lambda *args: types.SimpleNamespace(
+                          score=lambda samples: {"fid": float(samples.mean())}))
   low_res_calls = []
 
   def low_res(count):
     low_res_calls.append(count)
     return np.full((count, 4, 4, 1), 200, np.uint8)
 
-  def run(hook, times_and_steps):
-    for t, step in times_and_steps:
-      clock.t = t
-      hook(step, state, FakeWriter())
+  def run(hook, steps_and_seconds):
+    for step, seconds in steps_and_seconds:
+      hook(step, state, FakeWriter(), seconds)
 
   hook = hooks.FidMonitor(config, every=2, workdir=str(tmp_path), low_res=low_res)
   assert hook.plan.handover.method == "mix"
-  run(hook, [(0, 1), (10, 2), (20, 3), (30, 4)])
+  run(hook, [(1, 5.0), (2, 10.0), (3, 15.0), (4, 27.0), (5, 30.0), (6, 33.0)])
   assert low_res_calls == [4]
   curve = json.loads((tmp_path / "fid_curve.json").read_text())
-  assert [(row["step"], row["train_seconds"], row["measure_seconds"]) for row in curve] == [
-      (2, 10.0, 3.0), (4, 27.0, 3.0)]   # 30 s since the clock started, less 3 s measuring.
-  # A run killed after a FID at step 6 but resumed from the checkpoint at step 4, whose
-  # 40 s of training included the 6 s of measuring.
-  (tmp_path / "fid_curve.json").write_text(json.dumps(curve + [{**curve[-1], "step": 6}]))
-  (tmp_path / "train_timing.json").write_text(json.dumps({"end_step": 4,
-                                                          "total_train_seconds": 40.0}))
+  assert [(row["step"], row["train_seconds"]) for row in curve] == [(2, 10.0), (4, 27.0),
+                                                                     (6, 33.0)]
+  assert all(row["measure_seconds"] > 0 and row["num_samples"] == 4 for row in curve)
+  # Killed after the FID at step 6, resumed from the checkpoint at step 4.
   resumed = hooks.FidMonitor(config, every=2, workdir=str(tmp_path), low_res=low_res)
-  run(resumed, [(100, 5), (110, 6)])
+  run(resumed, [(5, 29.0), (6, 31.0)])
   curve = json.loads((tmp_path / "fid_curve.json").read_text())
   assert [(row["step"], row["train_seconds"]) for row in curve] == [(2, 10.0), (4, 27.0),
-                                                                     (6, 44.0)]
+                                                                     (6, 31.0)]

@@ -1,0 +1,148 @@
+"""Quality per CPU-minute: the cascade and the full-resolution DDPM trained under the same
+wall-clock budget, in one run, sampled and scored the same way.
+
+  python experiments/budget.py --dataset=mnist --data_path=../shared/data/mnist.npz \
+      --minutes=30 --num_samples=2000 --workdir=runs/budget_mnist
+  python experiments/budget.py --dataset=fashion_mnist --minutes=30 --workdir=runs/budget_fmnist
+
+Models: `configs/hdd_<dataset>.py:budget` (W/hdd/) and `configs/ddpm_<dataset>.py:budget`
+(W/ddpm/), each trained for --minutes of training time (`train.time_budget_minutes`: the
+cosine learning rate runs over the budget; compilation and measuring are not counted).
+--curve_minutes=10,20 also trains the cascade under those budgets (W/hdd_<m>min/), for the
+curve of quality against budget.
+
+For each model: num_samples images in W/<model>/samples/samples.npz (key `images`, uint8
+NHWC) and a grid W/<model>/samples/grid.png (every image >= 64 px); FID and KID against
+the whole test split (reference statistics cached), the classifier distance (FCD, KID in
+the features of evaluation.classifier), training seconds and sampling seconds (the chains
+without compilation, and the wall-clock with it). W/results.json (keys `hdd`, `ddpm`,
+`hdd_<m>min`) and W/results.md; a finished model is reused when the command is run again.
+"""
+import os
+import time
+
+from absl import flags
+
+from common.errors import UserError
+from experiments import study
+
+study.define_common_flags(num_samples=2000)
+study.define_quality_flags()
+flags.DEFINE_float("minutes", 30.0, "Training budget of each model, in minutes.")
+flags.DEFINE_list("curve_minutes", [], "Further budgets (minutes) to train the cascade under.")
+flags.DEFINE_list("models", ["hdd", "ddpm"], "Which of hdd, ddpm to run.")
+FLAGS = flags.FLAGS
+
+
+def budget_configs(minutes: float) -> dict:
+  """{'hdd': the budget cascade, 'ddpm': the budget DDPM}, both trained for `minutes`."""
+  configs = study.model_configs(FLAGS.dataset, FLAGS.data_path, variant="budget")
+  configs["hdd"].time_budget_minutes = minutes
+  configs["ddpm"].train.time_budget_minutes = minutes
+  for config in configs.values():
+    config.sample.num_samples = FLAGS.num_samples
+    config.sample.batch_size = 500
+    config.eval.reference_examples = FLAGS.fid_reference_examples
+    if FLAGS.quick:
+      study.quick_model(config)
+      for model in study.chains(config):
+        model.train.update(checkpoint_every=20, log_every=5)
+  return configs
+
+
+def measure(name: str, config, workdir: str, quality) -> dict:
+  """Trains (or resumes) one model, samples it and scores the samples."""
+  import numpy as np
+  from common import images
+  from hdd import config_checks, reports
+  config_checks.check_config(config)
+  params, train_seconds = study.train_model(config, workdir)
+  start = time.perf_counter()
+  samples, cost = study.sample_model(config, params, FLAGS.num_samples)
+  wall = time.perf_counter() - start
+  images.save_samples_npz(os.path.join(workdir, "samples", "samples.npz"), samples)
+  shown = samples[:100]
+  grid = images.make_grid(shown, columns=10)
+  images.save_png(os.path.join(workdir, "samples", "grid.png"),
+                  reports.for_display(grid, samples.shape[1]))
+  result = {"train_seconds": float(sum(train_seconds)),
+            "train_seconds_per_stage": [float(s) for s in train_seconds],
+            "budget_minutes": (config.time_budget_minutes if "stages" in config
+                               else config.train.time_budget_minutes),
+            "sample_seconds": float(sum(np.atleast_1d(cost["sample_seconds"]))),
+            "sample_wall_seconds": wall,
+            "evaluations_per_image": cost["evaluations"],
+            "num_samples": int(len(samples)),
+            **quality(samples)}
+  result["trained_images"] = trained_images(config, workdir)
+  print(f"{name}: {result}")
+  return result
+
+
+def trained_images(config, workdir: str) -> list[int]:
+  """Images seen in training, per stage (end step x batch)."""
+  import json
+  from hdd import stages
+  names = stages.stage_names(config) if stages.is_cascade(config) else [""]
+  seen = []
+  for name, model in zip(names, study.chains(config)):
+    with open(os.path.join(workdir, name, "train_timing.json")) as f:
+      seen.append(json.load(f)["end_step"] * model.train.batch_size)
+  return seen
+
+
+def markdown(results: dict) -> str:
+  rows = [("hdd", "HDD cascade 14->28"), ("ddpm", "DDPM 28x28")] + [
+      (key, f"HDD cascade, {key.split('_')[1]} budget") for key in sorted(results)
+      if key.startswith("hdd_") and key.endswith("min")]
+  lines = ["| model | budget (min) | trained (s) | images seen | FID | KID x1e3 | FCD | "
+           "sampling (s) | evaluations/image |", "|---|---|---|---|---|---|---|---|---|"]
+  for key, label in rows:
+    if key not in results:
+      continue
+    r = results[key]
+    lines.append(f"| {label} | {r['budget_minutes']:g} | {r['train_seconds']:.0f} | "
+                 f"{sum(r['trained_images']):,} | {study.number(r.get('fid'), 1)} | "
+                 f"{study.number(r.get('inception_kid_x1e3'), 1)} | "
+                 f"{study.number(r.get('fcd'), 2)} | {r['sample_seconds']:.1f} | "
+                 f"{' + '.join(str(e) for e in r['evaluations_per_image'])} |")
+  text = "\n".join(lines) + "\n"
+  if "hdd" in results and "ddpm" in results and results["hdd"].get("fid"):
+    ratio = results["hdd"]["fid"] / results["ddpm"]["fid"]
+    text += (f"\nFID of the cascade / FID of the DDPM at the same budget: {ratio:.2f}x. "
+             f"{results['hdd']['num_samples']} samples each; quality: {results.get('quality')}\n")
+  return text
+
+
+def main(argv):
+  del argv
+  from hdd import run
+  run.configure_runtime()
+  if FLAGS.quick:
+    FLAGS.num_samples, FLAGS.classifier_steps = 16, 4
+    FLAGS.minutes = min(FLAGS.minutes, 0.1)
+    FLAGS.curve_minutes = FLAGS.curve_minutes[:1] and ["0.05"]
+  workdir = FLAGS.workdir
+  os.makedirs(workdir, exist_ok=True)
+  unknown = set(FLAGS.models) - {"hdd", "ddpm"}
+  if unknown:
+    raise UserError(f"--models={','.join(FLAGS.models)}: unknown {sorted(unknown)}; "
+                    "choose from hdd, ddpm")
+  configs = budget_configs(FLAGS.minutes)
+  results = study.Results(workdir)
+  quality = study.Quality(configs["ddpm"].data, workdir, FLAGS.classifier_steps, FLAGS.fid,
+                          FLAGS.fid_reference_examples)
+  results.data["quality"] = quality.description
+  runs = [(name, configs[name], name) for name in FLAGS.models]
+  for minutes in FLAGS.curve_minutes:
+    key = f"hdd_{float(minutes):g}min"
+    runs.append((key, budget_configs(float(minutes))["hdd"], key))
+  for key, config, directory in runs:
+    if key not in results.data:
+      results.data[key] = measure(key, config, os.path.join(workdir, directory), quality)
+      results.save()
+  study.write_markdown(workdir, markdown(results.data))
+
+
+if __name__ == "__main__":
+  study.run(main)

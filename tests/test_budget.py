@@ -1,0 +1,145 @@
+"""Wall-clock training budgets (hdd.budget, train.time_budget_minutes): the clock, the
+budget learning rate against its closed form, and budgeted runs that stop, checkpoint with
+their training seconds and resume with only the time left; a cascade splits its budget."""
+import json
+import math
+import os
+import time
+import types
+
+import jax
+import numpy as np
+import pytest
+
+from common.errors import ConfigError
+from helpers import tiny_cascade, tiny_config
+from hdd import budget, checkpoints, config_checks, stages, train
+
+
+def test_budget_learning_rate_against_its_closed_form():
+  from hdd.optimizer import budget_learning_rate
+  config = tiny_config().train
+  config.update(learning_rate=2e-3, min_learning_rate=1e-5, warmup_steps=10,
+                time_budget_minutes=5.0)
+  for step, fraction in ((0, 0.0), (4, 0.001), (10, 0.0), (50, 0.25), (60, 0.5), (99, 0.9),
+                         (120, 1.0), (130, 1.7)):
+    f = min(fraction, 1.0)
+    cosine = 1e-5 + 0.5 * (2e-3 - 1e-5) * (1 + math.cos(math.pi * f))
+    expected = min(cosine, 2e-3 * step / 10) if step < 10 else cosine
+    assert math.isclose(budget_learning_rate(config, step, fraction), expected, rel_tol=1e-12)
+  config.lr_schedule = "constant"
+  assert budget_learning_rate(config, 50, 0.9) == 2e-3
+  assert math.isclose(budget_learning_rate(config, 5, 0.9), 1e-3, rel_tol=1e-12)
+
+
+def test_clock_leaves_out_excluded_time_and_continues_earlier_runs():
+  now = types.SimpleNamespace(t=100.0)
+  clock = budget.TrainingClock(seconds_before=30.0, budget_seconds=60.0, now=lambda: now.t)
+  assert clock.seconds() == 30.0 and clock.spent_fraction() == 0.5
+  clock.start()
+  now.t = 110.0
+  with clock.excluded():
+    now.t = 125.0               # 15 s in a measuring hook.
+  now.t = 130.0
+  assert clock.seconds() == 45.0 and clock.run_seconds() == 15.0
+  assert clock.excluded_seconds == 15.0 and not clock.budget_spent()
+  now.t = 145.0
+  assert clock.budget_spent() and clock.spent_fraction() == 1.0
+  unbudgeted = budget.TrainingClock(now=lambda: now.t)
+  assert not unbudgeted.budgeted and unbudgeted.spent_fraction() == 0.0
+  assert not unbudgeted.budget_spent()
+
+
+def budgeted_config(data_path: str, minutes: float):
+  config = tiny_config(data_path)
+  config.train.update(time_budget_minutes=minutes, num_steps=1_000_000, checkpoint_every=10**6,
+                      log_every=10**6, min_learning_rate=0.0)
+  return config
+
+
+def timing_of(workdir) -> dict:
+  with open(os.path.join(workdir, "train_timing.json")) as f:
+    return json.load(f)
+
+
+def last_checkpoint(workdir):
+  manager = checkpoints.create_manager(os.path.join(workdir, "checkpoints"))
+  try:
+    step = manager.latest_step()
+    return step, checkpoints.trained_seconds(manager, step)
+  finally:
+    manager.close()
+
+
+def test_a_budget_stops_checkpoints_and_resumes_with_the_time_left(stripes_npz, tmp_path):
+  workdir = str(tmp_path / "run")
+  budget_seconds = 1.5
+  state = train.train_and_evaluate(budgeted_config(stripes_npz, budget_seconds / 60), workdir)
+  timing = timing_of(workdir)
+  assert timing["stopped_by"] == "budget" and timing["budget_seconds"] == budget_seconds
+  steps = timing["end_step"]
+  assert 10 < steps == int(state.step) < 1_000_000
+  step_seconds = timing["train_seconds"] / steps
+  # It stopped at the first step ending past the budget, and checkpointed that step with
+  # its training seconds.
+  assert budget_seconds <= timing["total_train_seconds"] < budget_seconds + 5 * step_seconds + 0.5
+  saved_step, saved_seconds = last_checkpoint(workdir)
+  assert saved_step == steps and budget_seconds <= saved_seconds <= timing["total_train_seconds"]
+  # The cosine has ended: the last step ran at (nearly) the minimum rate.
+  last_rate = float(state.opt_state.hyperparams["learning_rate"])
+  assert 0.0 <= last_rate < 0.01 * 1e-3
+
+  # The same budget again: nothing left to train.
+  again = train.train_and_evaluate(budgeted_config(stripes_npz, budget_seconds / 60), workdir)
+  assert int(again.step) == steps and timing_of(workdir)["end_step"] == steps
+
+  # A doubled budget trains only the half that is left.
+  resumed = train.train_and_evaluate(budgeted_config(stripes_npz, 2 * budget_seconds / 60),
+                                     workdir)
+  timing = timing_of(workdir)
+  assert timing["start_step"] == steps < timing["end_step"] == int(resumed.step)
+  assert 2 * budget_seconds <= timing["total_train_seconds"]
+  assert timing["train_seconds"] < budget_seconds + 5 * step_seconds + 0.5
+  assert timing["total_train_seconds"] == pytest.approx(saved_seconds + timing["train_seconds"],
+                                                        abs=1e-6)
+
+
+def test_measuring_hooks_are_not_training_time(stripes_npz, tmp_path):
+  calls = []
+
+  def slow_hook(step, state, writer, train_seconds):   # Measures for 0.4 s every 20 steps.
+    calls.append(train_seconds)
+    if step % 20 == 0:
+      time.sleep(0.4)
+
+  workdir = str(tmp_path / "run")
+  start = time.perf_counter()
+  train.train_and_evaluate(budgeted_config(stripes_npz, 1.5 / 60), workdir, [slow_hook])
+  wall = time.perf_counter() - start
+  timing = timing_of(workdir)
+  measured = 0.4 * (timing["end_step"] // 20)
+  assert len(calls) == timing["end_step"] >= 40 and timing["hook_seconds"] >= measured
+  assert 1.5 <= timing["total_train_seconds"] < 2.0 and wall > 1.5 + measured
+  # Each hook saw the training seconds up to its step: increasing, and without hook time.
+  assert all(b > a for a, b in zip(calls, calls[1:])) and calls[-1] < 2.0
+
+
+def test_a_cascade_splits_its_budget_by_stage_fraction(stripes_npz):
+  config = tiny_cascade(data_path=stripes_npz)
+  config.time_budget_minutes = 30.0
+  config.stages.stage1.budget_fraction, config.stages.stage2.budget_fraction = 0.3, 0.7
+  config_checks.check_config(config)
+  assert [stages.stage_config(config, name).train.time_budget_minutes
+          for name in ("stage1", "stage2")] == pytest.approx([9.0, 21.0])
+  config.stages.stage2.budget_fraction = 0.6
+  with pytest.raises(ConfigError, match=r"budget_fraction=\[0.3, 0.6\]: .* sum to 1"):
+    config_checks.check_config(config)
+  config.stages.stage2.budget_fraction = 0.7
+  config.stages.stage2.train.time_budget_minutes = 5.0
+  with pytest.raises(ConfigError, match=r"stages.stage2.train.time_budget_minutes=5.0: set "
+                     "either"):
+    config_checks.check_config(config)
+  single = tiny_config(stripes_npz)
+  single.train.time_budget_minutes = -1.0
+  with pytest.raises(ConfigError, match=r"train.time_budget_minutes=-1.0: must be >= 0"):
+    config_checks.check_config(single)
