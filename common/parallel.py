@@ -38,6 +38,15 @@ def is_main_process() -> bool:
   return jax.process_index() == 0
 
 
+def from_main_process(value: float) -> float:
+  """Process 0's value of a host-side number on every process (a collective when there are
+  several): for decisions every process must take alike, such as the end of a time budget."""
+  if jax.process_count() == 1:
+    return value
+  from jax.experimental import multihost_utils
+  return float(multihost_utils.broadcast_one_to_all(np.float32(value)))
+
+
 def to_host(x) -> np.ndarray:
   """A global array as numpy on every process: its local value, or the pieces of all
   processes gathered (a batch split over several processes)."""

@@ -13,6 +13,8 @@ quick: 0.28M-parameter U-Net 16/(1,2,2), 300 steps of 64, DDIM 100-step samples.
        64 samples 24 s) while a test run shared the cores; GPU: about a minute, mostly
        compilation. Expected: garment-like silhouettes on a black background, not yet
        sharp.
+budget: as configs/ddpm_mnist.py:budget, 30 minutes of training: experiments/budget.py
+       --dataset=fashion_mnist.
 cond, cond_quick: class-conditional on the garment class, label dropout 0.1, sampled with
        classifier-free guidance at w = 2, 100 samples shown a row per class.
 """

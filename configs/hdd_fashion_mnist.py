@@ -14,6 +14,8 @@ quick: 0.18M + 0.28M parameters, 150 steps of 64 per stage, DDIM-50 per stage: m
        4.3 min end to end on 2 idle CPU cores with a warm compilation cache (train 35 s +
        162 s, sample 64 images 3 s + 11 s; compiling from scratch adds about 40 s); rough
        garment silhouettes. GPU: about a minute, mostly compilation.
+budget: as configs/hdd_mnist.py:budget, 30 minutes of training in all: experiments/budget.py
+       --dataset=fashion_mnist.
 cond, cond_quick: every stage class-conditional on the garment class, label dropout 0.1, each
        guided at w = 2 (--config.stages.stageK.sample.guidance_scale); a row per class.
 """

@@ -73,7 +73,9 @@ def measure(name: str, config, workdir: str, quality) -> dict:
             "sample_wall_seconds": wall,
             "evaluations_per_image": cost["evaluations"],
             "num_samples": int(len(samples)),
-            **quality(samples)}
+            "fid": None, "kid": None, **quality(samples)}
+  if result.get("inception_kid_x1e3") is not None:
+    result["kid"] = result["inception_kid_x1e3"] / 1e3
   result["trained_images"] = trained_images(config, workdir)
   print(f"{name}: {result}")
   return result
@@ -121,7 +123,7 @@ def main(argv):
   if FLAGS.quick:
     FLAGS.num_samples, FLAGS.classifier_steps = 16, 4
     FLAGS.minutes = min(FLAGS.minutes, 0.1)
-    FLAGS.curve_minutes = FLAGS.curve_minutes[:1] and ["0.05"]
+    FLAGS.curve_minutes = [str(min(float(m), 0.05)) for m in FLAGS.curve_minutes[:1]]
   workdir = FLAGS.workdir
   os.makedirs(workdir, exist_ok=True)
   unknown = set(FLAGS.models) - {"hdd", "ddpm"}
@@ -130,13 +132,20 @@ def main(argv):
                     "choose from hdd, ddpm")
   configs = budget_configs(FLAGS.minutes)
   results = study.Results(workdir)
-  quality = study.Quality(configs["ddpm"].data, workdir, FLAGS.classifier_steps, FLAGS.fid,
-                          FLAGS.fid_reference_examples)
-  results.data["quality"] = quality.description
   runs = [(name, configs[name], name) for name in FLAGS.models]
   for minutes in FLAGS.curve_minutes:
     key = f"hdd_{float(minutes):g}min"
     runs.append((key, budget_configs(float(minutes))["hdd"], key))
+  for key, config, _ in runs:
+    minutes = config.time_budget_minutes if key.startswith("hdd") else (
+        config.train.time_budget_minutes)
+    done = results.data.get(key)
+    if done is not None and done["budget_minutes"] != minutes:
+      raise UserError(f"{workdir} holds a {done['budget_minutes']:g}-minute run of {key}, not "
+                      f"--minutes={minutes:g}: use another --workdir")
+  quality = study.Quality(configs["ddpm"].data, workdir, FLAGS.classifier_steps, FLAGS.fid,
+                          FLAGS.fid_reference_examples)
+  results.data["quality"] = quality.description
   for key, config, directory in runs:
     if key not in results.data:
       results.data[key] = measure(key, config, os.path.join(workdir, directory), quality)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Callable
+from typing import Callable, Optional
 
 
 class TrainingClock:
@@ -50,11 +50,14 @@ class TrainingClock:
   def budgeted(self) -> bool:
     return self.budget_seconds > 0
 
-  def spent_fraction(self) -> float:
-    """The budget's spent fraction in [0, 1] (0 without a budget)."""
+  def spent_fraction(self, seconds: Optional[float] = None) -> float:
+    """The budget's spent fraction in [0, 1] after `seconds` (default: now); 0 without a
+    budget."""
     if not self.budgeted:
       return 0.0
-    return min(self.seconds() / self.budget_seconds, 1.0)
+    return min((self.seconds() if seconds is None else seconds) / self.budget_seconds, 1.0)
 
-  def budget_spent(self) -> bool:
-    return self.budgeted and self.seconds() >= self.budget_seconds
+  def budget_spent(self, seconds: Optional[float] = None) -> bool:
+    """Whether the budget is spent after `seconds` (default: now)."""
+    return self.budgeted and (self.seconds() if seconds is None else seconds) >= (
+        self.budget_seconds)

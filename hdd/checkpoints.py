@@ -86,6 +86,13 @@ def _check_compatible(manager: ocp.CheckpointManager, step: int, target) -> None
     raise _Damaged("no metadata")
   stored = _shapes(metadata.tree)
   expected = _shapes(target)
+  if _budgeted(stored) != _budgeted(expected):
+    raise CheckpointError(f"checkpoint {step} in {manager.directory} was written by a run "
+                          f"{'with' if _budgeted(stored) else 'without'} a time budget, whose "
+                          "optimizer state differs; resume it "
+                          f"{'with' if _budgeted(stored) else 'without'} one "
+                          "(train.time_budget_minutes, or a cascade's time_budget_minutes) or "
+                          "use another --workdir")
   problems = [f"{k}: checkpoint {stored.get(k)} vs config {v}" for k, v in expected.items()
               if stored.get(k) != v]
   problems += [f"{k}: only in checkpoint" for k in stored if k not in expected]
@@ -95,6 +102,12 @@ def _check_compatible(manager: ocp.CheckpointManager, step: int, target) -> None
     raise CheckpointError(f"checkpoint {step} in {manager.directory} was written by a different "
                           f"model configuration ({shown}); use another --workdir or the "
                           "config that wrote it")
+
+
+def _budgeted(shapes: dict) -> bool:
+  """Whether a state's arrays are those of a budgeted run (its learning rate is stored in
+  the optimizer state: `optimizer.create_optimizer`)."""
+  return any("/hyperparams/" in f"/{key}/" for key in shapes)
 
 
 def _quarantine(manager: ocp.CheckpointManager, step: int) -> str:
@@ -237,11 +250,28 @@ def latest_arrays(directory: str) -> tuple[int, dict]:
   return step, {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in flat}
 
 
+def _with_optimizer_of(config: ml_collections.ConfigDict,
+                      manager: ocp.CheckpointManager) -> ml_collections.ConfigDict:
+  """`config`, budgeted or not as the run that wrote the newest checkpoint was."""
+  step = manager.latest_step()
+  try:
+    stored = _shapes(manager.item_metadata(step).tree) if step is not None else {}
+  except Exception:  # noqa: BLE001 (a damaged checkpoint: restore_latest reports it)
+    return config
+  if not stored or _budgeted(stored) == (config.train.time_budget_minutes > 0):
+    return config
+  config = config.copy_and_resolve_references()
+  config.train.time_budget_minutes = 1.0 if _budgeted(stored) else 0.0
+  return config
+
+
 def restore_params(config: ml_collections.ConfigDict, workdir: str, ema: bool = True):
-  """The (EMA) parameters of the latest checkpoint in workdir, for sampling and evaluation."""
-  state = create_train_state(config, create_model(config))
+  """The (EMA) parameters of the latest checkpoint in workdir, for sampling and evaluation,
+  whether or not a time budget trained them (the optimizer state is read as written)."""
   manager = create_manager(os.path.join(workdir, "checkpoints"))
   try:
+    config = _with_optimizer_of(config, manager)
+    state = create_train_state(config, create_model(config))
     step, state = restore_latest(manager, state, read_only=True)
   finally:
     manager.close()

@@ -144,7 +144,7 @@ class ProgressLine(IgnoringWriter):
     text = self.line(step, float(scalars["train_loss"]), now)
     self.last_step, self.last_time = step, now
     done = self.fraction(step)
-    finished = done >= 1.0
+    finished = done >= 1.0 or step >= self.num_steps
     if self.live:
       self.stream.write("\r\x1b[K" + text + ("\n" if finished else ""))
     else:

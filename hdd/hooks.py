@@ -24,7 +24,7 @@ from hdd.handover import Handover
 from hdd.plan import SamplingPlan
 from hdd.train_step import TrainState
 
-Hook = Callable[[int, TrainState, metric_writers.MetricWriter], None]
+Hook = Callable[[int, TrainState, metric_writers.MetricWriter, float], None]
 
 
 class SampleGrid:

@@ -96,35 +96,40 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   name = f"{os.path.basename(os.path.normpath(workdir))} {config.data.image_size}px"
   writer = metric_writers.MultiWriter(
       [writer, console.ProgressLine(name, start_step, tc.num_steps, tc.batch_size, clock=clock)])
-  rate_of = BudgetRate(tc, clock, mesh) if clock.budgeted else learning_rate_fn(tc)
+  learning_rate, replicated = learning_rate_fn(tc), parallel.replicated(mesh)
 
   history, skipped = [], 0
   stop = workdir_guard.current()
   clock.start()
-  step = start_step
+  step, seconds, rate = start_step, clock.seconds_before, None
   try:
     while True:
-      if clock.budgeted:
-        state = rate_of.apply(state, step)
+      if clock.budgeted:   # The rate of this step, from the budget spent before it.
+        rate = budget_learning_rate(tc, step, clock.spent_fraction(seconds))
+        state = with_learning_rate(state, jax.device_put(np.float32(rate), replicated))
       state, metrics = step_fn(state, batch, schedule)
-      if clock.budgeted:   # The clock must see the step done, not only dispatched.
-        metrics = jax.block_until_ready(metrics)
       step += 1
       history.append(metrics)
-      last = step >= tc.num_steps or clock.budget_spent()
-      if not last:
-        batch = next_batch()
+      if step < tc.num_steps:
+        batch = next_batch()   # Prepared while the step runs (a budget's last one unused).
+      if clock.budgeted or hooks:   # The clock must see the step done, not only dispatched.
+        jax.block_until_ready(metrics)
+      # With several processes, a budget's end is process 0's reading of the clock, so that
+      # every process stops (and checkpoints) at the same step.
+      seconds = (parallel.from_main_process(clock.seconds()) if clock.budgeted
+                 else clock.seconds())
+      last = step >= tc.num_steps or clock.budget_spent(seconds)
       progress(step)
       if step % tc.log_every == 0 or last:
         skipped += write_train_metrics(writer, step, jax.device_get(history), tc,
-                                       rate_of(step - 1), skipped)
+                                       learning_rate(step - 1) if rate is None else rate,
+                                       skipped)
         history = []
-      seconds = clock.seconds()
       with clock.excluded():
         for hook in hooks:
           hook(step, state, writer, seconds)
       if last or step % tc.checkpoint_every == 0 or stop.requested:
-        checkpoints.save(manager, step, state, clock.seconds())
+        checkpoints.save(manager, step, state, seconds)
       if last or stop.requested:
         break
   except BaseException:
@@ -153,24 +158,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                timing["train_seconds"], timing["images_per_second"])
   stop.raise_if_requested(f"at step {step} of {tc.num_steps} in {workdir}")
   return state
-
-
-class BudgetRate:
-  """The learning rate of a budgeted run: `apply(state, step)` sets the rate of the step
-  about to run from the budget's spent fraction; calling it gives the rate last set."""
-
-  def __init__(self, train_config: ml_collections.ConfigDict, clock: budget.TrainingClock,
-               mesh):
-    self.train_config, self.clock = train_config, clock
-    self.placement = parallel.replicated(mesh)
-    self.rate = 0.0
-
-  def apply(self, state: TrainState, step: int) -> TrainState:
-    self.rate = budget_learning_rate(self.train_config, step, self.clock.spent_fraction())
-    return with_learning_rate(state, jax.device_put(np.float32(self.rate), self.placement))
-
-  def __call__(self, step: int) -> float:
-    return self.rate
 
 
 def seconds_before(manager, restored_step, workdir: str) -> float:

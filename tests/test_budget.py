@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from common.errors import ConfigError
+from common.errors import CheckpointError, ConfigError
 from helpers import tiny_cascade, tiny_config
 from hdd import budget, checkpoints, config_checks, stages, train
 
@@ -79,13 +79,12 @@ def test_a_budget_stops_checkpoints_and_resumes_with_the_time_left(stripes_npz, 
   assert timing["stopped_by"] == "budget" and timing["budget_seconds"] == budget_seconds
   steps = timing["end_step"]
   assert 10 < steps == int(state.step) < 1_000_000
-  step_seconds = timing["train_seconds"] / steps
-  # It stopped at the first step ending past the budget, and checkpointed that step with
-  # its training seconds.
-  assert budget_seconds <= timing["total_train_seconds"] < budget_seconds + 5 * step_seconds + 0.5
+  # It stopped at the first step ending past the budget (a loaded machine may stretch a
+  # step), and checkpointed that step with its training seconds.
+  assert budget_seconds <= timing["total_train_seconds"] < budget_seconds + 3.0
   saved_step, saved_seconds = last_checkpoint(workdir)
   assert saved_step == steps and budget_seconds <= saved_seconds <= timing["total_train_seconds"]
-  # The cosine has ended: the last step ran at (nearly) the minimum rate.
+  # The cosine has ended: the last step ran at (nearly) the minimum rate, 0.
   last_rate = float(state.opt_state.hyperparams["learning_rate"])
   assert 0.0 <= last_rate < 0.01 * 1e-3
 
@@ -93,15 +92,17 @@ def test_a_budget_stops_checkpoints_and_resumes_with_the_time_left(stripes_npz, 
   again = train.train_and_evaluate(budgeted_config(stripes_npz, budget_seconds / 60), workdir)
   assert int(again.step) == steps and timing_of(workdir)["end_step"] == steps
 
-  # A doubled budget trains only the half that is left.
+  # A doubled budget trains only what is left of it: 2B less the seconds saved with the
+  # checkpoint it resumes from.
+  start = time.perf_counter()
   resumed = train.train_and_evaluate(budgeted_config(stripes_npz, 2 * budget_seconds / 60),
                                      workdir)
+  wall = time.perf_counter() - start
   timing = timing_of(workdir)
   assert timing["start_step"] == steps < timing["end_step"] == int(resumed.step)
-  assert 2 * budget_seconds <= timing["total_train_seconds"]
-  assert timing["train_seconds"] < budget_seconds + 5 * step_seconds + 0.5
-  assert timing["total_train_seconds"] == pytest.approx(saved_seconds + timing["train_seconds"],
-                                                        abs=1e-6)
+  left = 2 * budget_seconds - saved_seconds
+  assert left <= timing["train_seconds"] < left + 3.0 and timing["train_seconds"] < wall
+  assert timing["total_train_seconds"] >= 2 * budget_seconds
 
 
 def test_measuring_hooks_are_not_training_time(stripes_npz, tmp_path):
@@ -119,9 +120,27 @@ def test_measuring_hooks_are_not_training_time(stripes_npz, tmp_path):
   timing = timing_of(workdir)
   measured = 0.4 * (timing["end_step"] // 20)
   assert len(calls) == timing["end_step"] >= 40 and timing["hook_seconds"] >= measured
-  assert 1.5 <= timing["total_train_seconds"] < 2.0 and wall > 1.5 + measured
+  # The budget counted training only: the loop ran on for the hooks' time.
+  assert timing["total_train_seconds"] >= 1.5 and wall >= (
+      timing["total_train_seconds"] + timing["hook_seconds"])
   # Each hook saw the training seconds up to its step: increasing, and without hook time.
-  assert all(b > a for a, b in zip(calls, calls[1:])) and calls[-1] < 2.0
+  assert all(b > a for a, b in zip(calls, calls[1:]))
+  assert calls[-1] == pytest.approx(timing["total_train_seconds"], abs=0.5)
+
+
+def test_a_budget_run_samples_under_any_config_and_resumes_only_under_a_budget(stripes_npz,
+                                                                               tmp_path):
+  workdir = str(tmp_path / "run")
+  budgeted = budgeted_config(stripes_npz, 0.5 / 60)
+  state = train.train_and_evaluate(budgeted, workdir)
+  plain = tiny_config(stripes_npz)
+  params = checkpoints.restore_params(plain, workdir)   # Sampling reads the parameters.
+  for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(state.ema_params)):
+    np.testing.assert_array_equal(a, b)
+  plain.train.num_steps = 10**6
+  with pytest.raises(CheckpointError, match=r"written by a run with a time budget.*resume it "
+                     r"with one \(train.time_budget_minutes"):
+    train.train_and_evaluate(plain, workdir)
 
 
 def test_a_cascade_splits_its_budget_by_stage_fraction(stripes_npz):

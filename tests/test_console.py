@@ -44,6 +44,25 @@ def test_progress_line_of_a_resumed_run_counts_from_where_it_resumed():
   assert stream.getvalue().startswith("run  step 70/100 (70%)  loss 0.5000")
 
 
+def test_progress_line_of_a_budgeted_run_shows_the_budget_spent_and_left():
+  import types
+  from hdd import budget
+  now = types.SimpleNamespace(t=0.0)
+  clock = budget.TrainingClock(seconds_before=60.0, budget_seconds=600.0, now=lambda: now.t)
+  clock.start()
+  stream = io.StringIO()
+  line = console.ProgressLine("stage2 28px", 100, 10**7, 64, stream, clock=clock)
+  for step, t in ((200, 90.0), (300, 200.0), (400, 420.0), (500, 540.0)):
+    now.t = t
+    line.write_scalars(step, {"train_loss": 0.25})
+  shown = stream.getvalue().splitlines()
+  # Resumed at 10% of the budget: the quarters of the remaining 90% are 32.5%, 55%, 77.5%.
+  assert [s.split("  ")[1] for s in shown] == ["step 300 (43% of 10m00s)",
+                                               "step 400 (80% of 10m00s)",
+                                               "step 500 (100% of 10m00s)"]
+  assert shown[0].endswith("left 5m40s") and shown[-1].endswith("left 0s")
+
+
 def test_duration():
   assert [console.duration(s) for s in (0.4, 42, 185, 3720)] == ["0s", "42s", "3m05s", "1h02m"]
 

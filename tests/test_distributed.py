@@ -3,6 +3,7 @@ jax.distributed on 127.0.0.1 trains the same parameters as 1 process with the sa
 batch and seed; both killed with SIGKILL and restarted, they resume where they were.
 Each process reads only its half of every batch; only process 0 writes files (orbax
 writes the checkpoints together)."""
+import json
 import os
 import signal
 import subprocess
@@ -89,7 +90,25 @@ def test_both_processes_killed_and_restarted_resume(single, tmp_path):
   killed_at = max(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints"))
                   if s.isdigit())
   assert 3 <= killed_at < STEPS   # Killed mid-run.
-  outputs = finish(start_processes(workdir, data, "--config.sample.num_samples=0",
-                                   "--config.train.checkpoint_every=1"))
+  outputs = finish(start_processes(workdir, data, "--config.sample.num_samples=0"))
   assert f"Resuming from the checkpoint at step {killed_at}" in outputs[0]
   assert_same_params(final_params(workdir, data, STEPS), final_params(single_dir, data, STEPS))
+
+
+def test_two_processes_end_a_time_budget_at_the_same_step(single, tmp_path):
+  """Process 0's clock decides the end of a budget for both: they stop, checkpoint and
+  finish together (each reading its own clock could leave one waiting in a collective)."""
+  data, _ = single
+  workdir = str(tmp_path / "budget")
+  outputs = finish(start_processes(workdir, data, "--config.train.time_budget_minutes=0.03",
+                                   "--config.train.num_steps=1000000",
+                                   "--config.sample.num_samples=0"))
+  ends = [[line for line in output.splitlines() if "Trained steps 0-" in line]
+          for output in outputs]
+  assert all(len(found) == 1 for found in ends), outputs[0][-2000:]
+  steps = [int(found[0].split("Trained steps 0-")[1].split()[0]) for found in ends]
+  assert steps[0] == steps[1] > 1
+  with open(os.path.join(workdir, "train_timing.json")) as f:
+    timing = json.load(f)
+  assert timing["stopped_by"] == "budget" and timing["end_step"] == steps[0]
+  assert timing["total_train_seconds"] >= 0.03 * 60

@@ -133,8 +133,9 @@ def test_budget_trains_both_models_for_the_budget_and_scores_their_samples(tmp_p
   for key in ("hdd", "ddpm"):
     row = results[key]
     # Each trained its 3 s of training time (stopping at the first step past it).
-    assert row["budget_minutes"] == 0.05 and 3.0 <= row["train_seconds"] < 6.0
+    assert row["budget_minutes"] == 0.05 and 3.0 <= row["train_seconds"] < 8.0
     assert np.isfinite(row["fcd"]) and row["sample_seconds"] > 0 and row["num_samples"] == 16
+    assert row["fid"] is None and row["kid"] is None   # --nofid: not measured.
     with np.load(tmp_path / key / "samples" / "samples.npz") as samples:
       assert samples["images"].shape == (16, 28, 28, 1) and samples["images"].dtype == np.uint8
     with Image.open(tmp_path / key / "samples" / "grid.png") as grid:
@@ -147,3 +148,12 @@ def test_budget_trains_both_models_for_the_budget_and_scores_their_samples(tmp_p
   with open(tmp_path / "hdd" / "stage2" / "config.json") as f:
     assert json.load(f)["diffusion"]["num_steps"] == 400
   assert "| HDD cascade 14->28 | 0.05 |" in out and "| DDPM 28x28 | 0.05 |" in out
+  # The same workdir under another budget is refused before anything trains.
+  env = dict(os.environ, HDD_COMPILATION_CACHE=COMPILATION_CACHE)
+  again = subprocess.run([sys.executable, "experiments/budget.py", f"--workdir={tmp_path}",
+                          f"--data_path={data}", "--nofid", "--minutes=20"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300, env=env)
+  assert again.returncode == 2
+  assert again.stderr.strip().splitlines()[-1] == (
+      f"error: {tmp_path} holds a 0.05-minute run of hdd, not --minutes=20: use another "
+      "--workdir")
