@@ -50,6 +50,13 @@ def budget_configs(minutes: float) -> dict:
   return configs
 
 
+def budget_minutes(config) -> float:
+  """The training budget of a model, or the one a cascade's stages share."""
+  from hdd import stages
+  return (config.time_budget_minutes if stages.is_cascade(config)
+          else config.train.time_budget_minutes)
+
+
 def measure(name: str, config, workdir: str, quality) -> dict:
   """Trains (or resumes) one model, samples it and scores the samples."""
   import numpy as np
@@ -67,8 +74,7 @@ def measure(name: str, config, workdir: str, quality) -> dict:
                   reports.for_display(grid, samples.shape[1]))
   result = {"train_seconds": float(sum(train_seconds)),
             "train_seconds_per_stage": [float(s) for s in train_seconds],
-            "budget_minutes": (config.time_budget_minutes if "stages" in config
-                               else config.train.time_budget_minutes),
+            "budget_minutes": budget_minutes(config),
             "sample_seconds": float(sum(np.atleast_1d(cost["sample_seconds"]))),
             "sample_wall_seconds": wall,
             "evaluations_per_image": cost["evaluations"],
@@ -137,8 +143,7 @@ def main(argv):
     key = f"hdd_{float(minutes):g}min"
     runs.append((key, budget_configs(float(minutes))["hdd"], key))
   for key, config, _ in runs:
-    minutes = config.time_budget_minutes if key.startswith("hdd") else (
-        config.train.time_budget_minutes)
+    minutes = budget_minutes(config)
     done = results.data.get(key)
     if done is not None and done["budget_minutes"] != minutes:
       raise UserError(f"{workdir} holds a {done['budget_minutes']:g}-minute run of {key}, not "
