@@ -40,6 +40,10 @@ def get_config() -> ml_collections.ConfigDict:
   model.dropout = 0.1
   model.norm_groups = 32
   model.num_classes = 0         # > 0: class-conditional (labels from the data)
+  # A cascade's later stage: > 0 (the previous stage's image_size) makes it a conditional
+  # stage that also sees up(x_low) as input channels (Cascaded Diffusion Models); 0 = the
+  # published unconditional stage, which sees x_low only through its chain's start.
+  model.low_res_size = 0
 
   config.diffusion = diffusion = ml_collections.ConfigDict()
   diffusion.schedule = "linear"  # linear | cosine | quadratic
@@ -67,6 +71,9 @@ def get_config() -> ml_collections.ConfigDict:
   train.ema_warmup = True        # decay_t = min(decay, (1 + t) / (10 + t))
   train.mixed_precision = False  # bfloat16 compute, float32 parameters
   train.label_dropout = 0.1      # conditional models: drop labels for classifier-free guidance
+  # Conditional stages (model.low_res_size > 0): the low-res input is noised to a step
+  # s ~ U{0..f (T-1)} of the stage's schedule, and s is a model input (CDM's augmentation).
+  train.low_res_noise_max = 0.5
   train.nonfinite = "stop"       # stop | skip: what a non-finite loss or gradient does
   train.log_every = 50
   train.checkpoint_every = 1000
@@ -136,10 +143,12 @@ def make_cascade(config: ml_collections.ConfigDict, image_sizes) -> ml_collectio
     stage.diffusion = copy.deepcopy(config.diffusion)
     stage.train = copy.deepcopy(config.train)
     stage.sample = ml_collections.ConfigDict({k: config.sample[k] for k in CHAIN_FIELDS})
-    stage.sample.handover = "mix"     # mix | truncate (ignored by stage1)
+    stage.sample.handover = "mix"     # mix | truncate | noise (conditional stages; not stage1)
     stage.sample.gamma = 0.3          # mix: x = gamma up(x_low) + (1 - gamma) z
     stage.sample.start_step = -1      # truncate: t*; -1 = the step with the SNR of gamma
     stage.sample.upsample = "bilinear"  # nearest | bilinear | bicubic
+    # Conditional stages: the low-res input noised to the step f (T-1) at sampling time.
+    stage.sample.low_res_noise = 0.1
     stage.budget_fraction = 1.0 / len(image_sizes)  # its share of config.time_budget_minutes
     config.stages[f"stage{index}"] = stage
   config.data.image_size = image_sizes[-1]

@@ -6,17 +6,21 @@ wall-clock budget, in one run, sampled and scored the same way.
   python experiments/budget.py --dataset=fashion_mnist --minutes=30 --workdir=runs/budget_fmnist
 
 Models: `configs/hdd_<dataset>.py:budget` (W/hdd/) and `configs/ddpm_<dataset>.py:budget`
-(W/ddpm/), each trained for --minutes of training time (`train.time_budget_minutes`: the
-cosine learning rate runs over the budget; compilation and measuring are not counted).
+(W/ddpm/); with --models=...,hdd_cdm also that cascade with a conditional stage 2
+(`configs.common.conditional_stages`, W/hdd_cdm/). Each is trained for --minutes of
+training time (`train.time_budget_minutes`: the cosine learning rate runs over the budget;
+compilation and measuring are not counted).
 --curve_minutes=10,20 also trains the cascade under those budgets (W/hdd_<m>min/), for the
-curve of quality against budget.
+curve of quality against budget. --cascade_set=FIELD=VALUE (repeatable) changes the
+cascades' configs: one lever of an ablation, in a workdir of its own.
 
 For each model: num_samples images in W/<model>/samples/samples.npz (key `images`, uint8
 NHWC) and a grid W/<model>/samples/grid.png (every image >= 64 px); FID and KID against
 the whole test split (reference statistics cached), the classifier distance (FCD, KID in
 the features of evaluation.classifier), training seconds and sampling seconds (the chains
 without compilation, and the wall-clock with it). W/results.json (keys `hdd`, `ddpm`,
-`hdd_<m>min`) and W/results.md; a finished model is reused when the command is run again.
+`hdd_cdm`, `hdd_<m>min`) and W/results.md; a finished model is reused when the command is
+run again.
 """
 import os
 import time
@@ -30,14 +34,44 @@ study.define_common_flags(num_samples=2000)
 study.define_quality_flags()
 flags.DEFINE_float("minutes", 30.0, "Training budget of each model, in minutes.")
 flags.DEFINE_list("curve_minutes", [], "Further budgets (minutes) to train the cascade under.")
-flags.DEFINE_list("models", ["hdd", "ddpm"], "Which of hdd, ddpm to run.")
+MODELS = ("hdd", "ddpm", "hdd_cdm")
+flags.DEFINE_list("models", ["hdd", "ddpm"], "Which of hdd, ddpm, hdd_cdm (the cascade with "
+                  "a conditional stage 2) to run.")
+flags.DEFINE_multi_string("cascade_set", [], "FIELD=VALUE for the cascades' configs (hdd, "
+                          "hdd_cdm, the curve), e.g. stages.stage2.model.attention_resolutions="
+                          "(7,): one lever of an ablation, changed alone.")
 FLAGS = flags.FLAGS
 
 
+def apply_settings(config, settings: list[str]) -> None:
+  """Sets FIELD=VALUE settings (VALUE a Python literal, else a string) on a config,
+  refusing fields it does not have."""
+  import ast
+  for setting in settings:
+    field, sep, text = setting.partition("=")
+    *path, key = field.split(".")
+    section = config
+    for part in path:
+      section = section.get(part) if hasattr(section, "get") else None
+    if not sep or section is None or key not in section:
+      raise UserError(f"--cascade_set={setting}: expected FIELD=VALUE with FIELD a field of "
+                      "the cascade config, e.g. stages.stage2.model.attention_resolutions=(7,)")
+    try:
+      value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      value = text
+    section[key] = value
+
+
 def budget_configs(minutes: float) -> dict:
-  """{'hdd': the budget cascade, 'ddpm': the budget DDPM}, both trained for `minutes`."""
+  """{'hdd': the budget cascade, 'ddpm': the budget DDPM, 'hdd_cdm': the budget cascade
+  with a conditional stage 2}, each trained for `minutes`."""
+  from configs import common
   configs = study.model_configs(FLAGS.dataset, FLAGS.data_path, variant="budget")
-  configs["hdd"].time_budget_minutes = minutes
+  configs["hdd_cdm"] = common.conditional_stages(configs["hdd"].copy_and_resolve_references())
+  for name in ("hdd", "hdd_cdm"):
+    configs[name].time_budget_minutes = minutes
+    apply_settings(configs[name], FLAGS.cascade_set)
   configs["ddpm"].train.time_budget_minutes = minutes
   for config in configs.values():
     config.sample.num_samples = FLAGS.num_samples
@@ -75,6 +109,7 @@ def measure(name: str, config, workdir: str, quality) -> dict:
   result = {"train_seconds": float(sum(train_seconds)),
             "train_seconds_per_stage": [float(s) for s in train_seconds],
             "budget_minutes": budget_minutes(config),
+            "cascade_set": list(FLAGS.cascade_set) if "stages" in config else [],
             "sample_seconds": float(sum(np.atleast_1d(cost["sample_seconds"]))),
             "sample_wall_seconds": wall,
             "evaluations_per_image": cost["evaluations"],
@@ -100,7 +135,8 @@ def trained_images(config, workdir: str) -> list[int]:
 
 
 def markdown(results: dict) -> str:
-  rows = [("hdd", "HDD cascade 14->28"), ("ddpm", "DDPM 28x28")] + [
+  rows = [("hdd", "HDD cascade 14->28"), ("ddpm", "DDPM 28x28"),
+          ("hdd_cdm", "HDD cascade, conditional stage 2")] + [
       (key, f"HDD cascade, {key.split('_')[1]} budget") for key in sorted(results)
       if key.startswith("hdd_") and key.endswith("min")]
   lines = ["| model | budget (min) | trained (s) | images seen | FID | KID x1e3 | FCD | "
@@ -132,10 +168,10 @@ def main(argv):
     FLAGS.curve_minutes = [str(min(float(m), 0.05)) for m in FLAGS.curve_minutes[:1]]
   workdir = FLAGS.workdir
   os.makedirs(workdir, exist_ok=True)
-  unknown = set(FLAGS.models) - {"hdd", "ddpm"}
+  unknown = set(FLAGS.models) - set(MODELS)
   if unknown:
     raise UserError(f"--models={','.join(FLAGS.models)}: unknown {sorted(unknown)}; "
-                    "choose from hdd, ddpm")
+                    f"choose from {', '.join(MODELS)}")
   configs = budget_configs(FLAGS.minutes)
   results = study.Results(workdir)
   runs = [(name, configs[name], name) for name in FLAGS.models]
@@ -145,6 +181,10 @@ def main(argv):
   for key, config, _ in runs:
     minutes = budget_minutes(config)
     done = results.data.get(key)
+    settings = list(FLAGS.cascade_set) if "stages" in config else []
+    if done is not None and done.get("cascade_set", []) != settings:
+      raise UserError(f"{workdir} holds a run of {key} with --cascade_set="
+                      f"{done.get('cascade_set', [])}, not {settings}: use another --workdir")
     if done is not None and done["budget_minutes"] != minutes:
       raise UserError(f"{workdir} holds a {done['budget_minutes']:g}-minute run of {key}, not "
                       f"--minutes={minutes:g}: use another --workdir")

@@ -167,7 +167,8 @@ def build(application: App):
                            elem_id="sampler")
         steps = [gr.Number(value=0, precision=0, label=f"stage{i + 1} steps",
                            elem_id=f"steps{i + 1}") for i in range(MAX_STAGES)]
-        handover = gr.Radio(["mix", "truncate"], value="mix", label="hand-over (later stages)",
+        handover = gr.Radio(list(serving.HANDOVERS), value="mix",
+                            label="hand-over (later stages; noise: conditional stages)",
                             elem_id="handover")
         gamma = gr.Slider(0.0, 1.0, value=0.3, step=0.01, label="gamma (mix weight; truncate: "
                           "the t* with its SNR)", elem_id="gamma")

@@ -14,6 +14,7 @@ def create_model(config: ml_collections.ConfigDict) -> UNet:
               channel_mult=tuple(m.channel_mult), num_res_blocks=m.num_res_blocks,
               attention_resolutions=tuple(m.attention_resolutions), num_heads=m.num_heads,
               dropout=m.dropout, norm_groups=m.norm_groups, num_classes=m.num_classes,
+              low_res_input=m.low_res_size > 0,
               dtype=jnp.bfloat16 if config.train.mixed_precision else jnp.float32)
 
 

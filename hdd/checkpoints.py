@@ -161,6 +161,9 @@ def restore_latest(manager: ocp.CheckpointManager, target,
 # What a checkpoint's numbers mean: the same arrays under another schedule, prediction
 # target, resolution or network wiring are another model. (Dropout only affects training.)
 MEANING_FIELDS = ("diffusion", "model", "data.image_size", "data.channels")
+# Meaning-defining fields added after config.json was first written, with the value that
+# means what their absence meant: an older run's config reads as if it had them.
+ADDED_FIELDS = {"model.low_res_size": 0}
 
 
 def meaning_changes(previous: dict, config: ml_collections.ConfigDict) -> list[str]:
@@ -175,7 +178,7 @@ def meaning_changes(previous: dict, config: ml_collections.ConfigDict) -> list[s
     else:
       yield prefix[:-1], tree
 
-  before, after = dict(leaves(previous)), dict(leaves(now))
+  before, after = {**ADDED_FIELDS, **dict(leaves(previous))}, dict(leaves(now))
   changes = []
   for field in sorted(set(before) | set(after)):
     if field.startswith(MEANING_FIELDS) and field != "model.dropout":

@@ -95,6 +95,8 @@ def _problems(config: ml_collections.ConfigDict) -> list[str]:
   need(t.grad_clip >= 0, "train.grad_clip", "must be >= 0 (0 disables clipping)")
   need(0.0 <= t.ema_decay < 1.0, "train.ema_decay", "must lie in [0, 1)")
   need(0.0 <= t.label_dropout < 1.0, "train.label_dropout", "must lie in [0, 1)")
+  need(0.0 <= t.low_res_noise_max <= 1.0, "train.low_res_noise_max",
+       "must lie in [0, 1] (a fraction of the schedule's T - 1)")
   one_of("train.nonfinite", ("stop", "skip"))
   for field in ("log_every", "checkpoint_every", "keep_checkpoints"):
     need(t[field] >= 1, f"train.{field}", "must be >= 1")
@@ -168,6 +170,20 @@ def _cascade_problems(config: ml_collections.ConfigDict) -> list[str]:
         not 0.0 < s.gamma < 1.0):
       problems.append(f"{prefix}sample.gamma={s.gamma!r}: truncate with start_step=-1 picks "
                       "t* from gamma, which must then lie in (0, 1)")
+    previous_size = config.stages[names[index - 1]].image_size if index else 0
+    if stage.model.low_res_size not in (0, previous_size):
+      problems.append(f"{prefix}model.low_res_size={stage.model.low_res_size!r}: must be 0 "
+                      "(unconditional)" + (f" or the previous stage's image_size "
+                                            f"({previous_size}), to condition on its output"
+                                            if index else "; the first stage has no stage "
+                                            "before it to condition on"))
+    if index and s.handover == "noise" and not stage.model.low_res_size:
+      problems.append(f"{prefix}sample.handover='noise': an unconditional stage would ignore "
+                      f"the stage before; set {prefix}model.low_res_size={previous_size} or "
+                      "use mix or truncate")
+    if not 0.0 <= s.low_res_noise <= 1.0:
+      problems.append(f"{prefix}sample.low_res_noise={s.low_res_noise!r}: must lie in [0, 1] "
+                      "(a fraction of the schedule's T - 1)")
     if index and stage.image_size <= config.stages[names[index - 1]].image_size:
       problems.append(f"{prefix}image_size={stage.image_size!r}: stage resolutions must "
                       f"increase (previous stage: {config.stages[names[index - 1]].image_size})")
@@ -211,6 +227,12 @@ def _leaves(config: ml_collections.ConfigDict, prefix: str = ""):
 
 def check_config(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError listing every problem, one per line."""
-  problems = _cascade_problems(config) if stages.is_cascade(config) else _problems(config)
+  if stages.is_cascade(config):
+    problems = _cascade_problems(config)
+  else:
+    problems = _problems(config)
+    if config.model.low_res_size:
+      problems.append(f"model.low_res_size={config.model.low_res_size!r}: only a cascade's "
+                      "later stages condition on a low-resolution image; set it to 0")
   if problems:
     raise ConfigError("\n".join(f"invalid config: {problem}" for problem in problems))

@@ -23,6 +23,7 @@ import numpy as np
 from common import batching, files, images, parallel
 from hdd import diffusion, stages
 from hdd.build import create_model, create_schedule
+from hdd.handover import LowResInput
 from input_pipeline.pipeline import build_dataset, check_labels, real_images
 from input_pipeline.sources import create_source
 
@@ -34,12 +35,16 @@ def evaluate_loss(config: ml_collections.ConfigDict, params, workdir: str) -> di
   check_labels(source, config.model.num_classes)
   num_examples = min(config.eval.num_examples, source.num_examples)
   model, schedule = create_model(config), create_schedule(config.diffusion)
+  low_res = LowResInput.from_config(config)
   mesh = parallel.create_mesh()
   batch_size = config.eval.batch_size + (-config.eval.batch_size) % mesh.size
 
   @jax.jit
   def batch_losses(params, x0, labels, rng):
-    model_fn = lambda x_t, t: model.apply({"params": params}, x_t, t, labels, train=False)
+    extra = {} if low_res is None else low_res.for_training(schedule, x0,
+                                                            jax.random.fold_in(rng, 1))
+    model_fn = lambda x_t, t: model.apply({"params": params}, x_t, t, labels, train=False,
+                                          **extra)
     return diffusion.denoising_loss(model_fn, schedule, x0, rng, config.diffusion.prediction)
 
   dataset = build_dataset(source, batch_size, seed=config.seed, num_epochs=1)

@@ -34,7 +34,8 @@ def make_sampler(plan: SamplingPlan, mesh, batch_size: int):
 
   Without a hand-over the chain starts from the noise (low_res is None); with one, from the
   previous cascade stage's uint8 images `low_res` [B, h, w, C] handed over by its rule with
-  this noise. The noise is drawn from `rng` unless given (interpolation chooses it).
+  this noise; a conditional stage also sees `low_res`, noised anew, at every step. The
+  noise is drawn from `rng` unless given (interpolation chooses it).
   Labels are class indices [B], or class weights [B, C + 1] (embedding interpolation).
   """
   config = plan.config
@@ -42,15 +43,21 @@ def make_sampler(plan: SamplingPlan, mesh, batch_size: int):
   sharding = parallel.batch_sharded(mesh)
 
   def sample(params, rng, labels, low_res, noise=None):
-    denoise = sampling.model_denoise_fn(plan.model.apply, params, plan.schedule,
-                                        config.diffusion.prediction, labels,
-                                        config.sample.guidance_scale, config.model.num_classes)
     init_rng, chain_rng = jax.random.split(rng)
     if noise is None:
       noise = jax.random.normal(init_rng, shape)
     x_init = jax.lax.with_sharding_constraint(noise, sharding)
+    extra = {}
     if low_res is not None:
-      x_init = plan.handover(plan.schedule, images.from_uint8(low_res), x_init, plan.start_step)
+      low_res = images.from_uint8(low_res)
+      x_init = plan.handover(plan.schedule, low_res, x_init, plan.start_step)
+      if plan.low_res_input is not None:
+        extra = plan.low_res_input.for_sampling(
+            plan.schedule, low_res, jax.random.normal(jax.random.fold_in(init_rng, 1), shape))
+    denoise = sampling.model_denoise_fn(plan.model.apply, params, plan.schedule,
+                                        config.diffusion.prediction, labels,
+                                        config.sample.guidance_scale, config.model.num_classes,
+                                        extra)
     return sampling.run_chain(denoise, plan.schedule, plan.settings, x_init, chain_rng,
                               plan.steps, plan.prev_steps,
                               trajectory_every=config.sample.trajectory_every,

@@ -29,17 +29,27 @@ Hook = Callable[[int, TrainState, metric_writers.MetricWriter, float], None]
 
 class SampleGrid:
   """Logs a grid of EMA samples every `every` steps: 16, or of a conditional model two of
-  each class, a row per class."""
+  each class, a row per class. A cascade stage samples from noise, on its own; a stage
+  conditioned on the stage before (model.low_res_size) cannot, and samples what
+  `low_res(num_images)` hands it over (as in `FidMonitor`)."""
 
-  def __init__(self, config: ml_collections.ConfigDict, every: int):
-    self.plan, self.every = SamplingPlan.create(config), every
+  def __init__(self, config: ml_collections.ConfigDict, every: int,
+               low_res: Optional[Callable[[int], np.ndarray]] = None):
+    num_classes = config.model.num_classes
+    self.count = 2 * num_classes if num_classes else 16
+    self.low_res_fn = low_res if config.model.low_res_size else None
+    self.low_res = None
+    self.plan = SamplingPlan.create(config, Handover.from_config(config.sample)
+                                    if self.low_res_fn is not None else None)
+    self.every = every
 
   def __call__(self, step: int, state: TrainState, writer, train_seconds: float) -> None:
     if step % self.every == 0:
-      num_classes = self.plan.config.model.num_classes
+      if self.low_res is None and self.low_res_fn is not None:
+        self.low_res = self.low_res_fn(self.count)
       samples, info = generate.sample_images(self.plan, state.ema_params,
-                                             parallel.create_mesh(),
-                                             num_images=2 * num_classes if num_classes else 16)
+                                             parallel.create_mesh(), self.count,
+                                             low_res=self.low_res)
       grid = reports.sample_grid(samples, info["labels"], columns=2)
       writer.write_images(step, {"samples": grid[None]})
 
@@ -110,5 +120,5 @@ def from_config(config: ml_collections.ConfigDict, workdir: str = "",
   if config.train.fid_every:
     hooks.append(FidMonitor(config, config.train.fid_every, workdir, low_res))
   if config.train.sample_every:
-    hooks.append(SampleGrid(config, config.train.sample_every))
+    hooks.append(SampleGrid(config, config.train.sample_every, low_res))
   return hooks

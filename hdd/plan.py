@@ -12,7 +12,7 @@ import numpy as np
 
 from hdd import sampling
 from hdd.build import create_model, create_schedule
-from hdd.handover import Handover, gamma_for_start_step
+from hdd.handover import Handover, LowResInput, gamma_for_start_step
 from hdd.schedules import Schedule
 from hdd.unet import UNet
 
@@ -27,6 +27,7 @@ class SamplingPlan:
   start_step: Optional[int]           # t* of a hand-over; None: T - 1
   steps: np.ndarray                   # the steps t the chain visits, noisiest first
   prev_steps: np.ndarray              # the step after each (-1 after the last)
+  low_res_input: Optional[LowResInput] = None  # a conditional stage's extra input
 
   @classmethod
   def create(cls, config: ml_collections.ConfigDict,
@@ -38,7 +39,7 @@ class SamplingPlan:
     steps, prev_steps = sampling.reverse_timesteps(settings, config.diffusion.num_steps,
                                                    start_step)
     return cls(config, create_model(config), schedule, settings, handover, start_step, steps,
-               prev_steps)
+               prev_steps, LowResInput.from_config(config))
 
   @property
   def network_evaluations(self) -> int:
@@ -52,6 +53,8 @@ class SamplingPlan:
       return None
     if self.handover.method == "mix":
       return self.handover.gamma
+    if self.handover.method == "noise":
+      return 0.0
     return gamma_for_start_step(np.asarray(self.schedule.alphas_cumprod), self.start_step)
 
   def describe(self) -> dict:
@@ -64,4 +67,6 @@ class SamplingPlan:
                  "network_evaluations_per_image": self.network_evaluations}
     if self.handover is not None:
       described["gamma"] = self.gamma
+    if self.low_res_input is not None:
+      described["low_res_noise_step"] = self.low_res_input.sample_step
     return described

@@ -110,25 +110,31 @@ def run_chain(denoise_fn: DenoiseFn, schedule: Schedule, settings: SamplerSettin
 
 def model_denoise_fn(apply_fn, params, schedule: Schedule, prediction: str,
                      labels=None, guidance_scale: float = 0.0,
-                     null_label: Optional[int] = None) -> DenoiseFn:
+                     null_label: Optional[int] = None,
+                     extra_inputs: Optional[dict] = None) -> DenoiseFn:
   """Wraps a network into denoise_fn(x_t, t) -> eps.
 
   With labels and guidance_scale w > 0 this is classifier-free guidance (Ho & Salimans
   2022, eq. 6): eps = (1 + w) eps(x, y) - w eps(x, null), one batched evaluation of both.
   Labels are class indices [B] or class weights [B, C + 1] (an interpolated embedding).
+  `extra_inputs` are further per-image network inputs, the same at every step (a
+  conditional cascade stage's low-resolution image, `hdd.handover.LowResInput`).
   """
-  def eps_of(x, t, label):
-    output = apply_fn({"params": params}, x, t, label, train=False)
+  extra_inputs = extra_inputs or {}
+
+  def eps_of(x, t, label, extra):
+    output = apply_fn({"params": params}, x, t, label, train=False, **extra)
     return diffusion.eps_from_model_output(schedule, x, t, output, prediction)
 
   def denoise(x, t):
     if labels is None or guidance_scale == 0.0:
-      return eps_of(x, t, labels)
+      return eps_of(x, t, labels, extra_inputs)
     null = jnp.full(labels.shape[:1], null_label, jnp.int32)
     if labels.ndim == 2:
       null = jax.nn.one_hot(null, labels.shape[1], dtype=labels.dtype)
-    both = eps_of(jnp.concatenate([x, x]), jnp.concatenate([t, t]),
-                  jnp.concatenate([labels, null]))
+    twice = lambda a: jnp.concatenate([a, a])
+    both = eps_of(twice(x), twice(t), jnp.concatenate([labels, null]),
+                  jax.tree_util.tree_map(twice, extra_inputs))
     conditional, unconditional = jnp.split(both, 2)
     return (1.0 + guidance_scale) * conditional - guidance_scale * unconditional
 

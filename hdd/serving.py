@@ -22,7 +22,7 @@ from PIL import Image
 
 from common import images
 from common.errors import UserError
-from hdd import cascade, config_checks, generate, reports, run, stages
+from hdd import cascade, checkpoints, config_checks, generate, reports, run, stages
 from hdd.handover import HANDOVERS
 from hdd.sampling import SAMPLERS
 
@@ -49,7 +49,8 @@ class Request:
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
-  """The config a workdir was trained with (its config.json, lists read back as tuples)."""
+  """The config a workdir was trained with (its config.json, lists read back as tuples,
+  fields added since it was written at the values that mean what their absence did)."""
   path = os.path.join(workdir, "config.json")
   if not os.path.isdir(workdir):
     raise RequestError(f"no directory {workdir}; give the --workdir of a trained model")
@@ -69,6 +70,10 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
 
   if "diffusion" not in tree and "stages" not in tree:
     raise RequestError(f"{path} is not the config of a diffusion model or cascade")
+  for model in tree["stages"].values() if "stages" in tree else [tree]:
+    for field, value in checkpoints.ADDED_FIELDS.items():
+      section, key = field.split(".")
+      model.get(section, {}).setdefault(key, value)
   return ml_collections.ConfigDict(tuples(tree))
 
 

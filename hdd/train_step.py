@@ -7,7 +7,7 @@ one EMA update. The step's randomness is fold_in(rng, step), so resuming is exac
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +17,7 @@ from flax.training import train_state
 
 from common import parallel
 from hdd import diffusion
+from hdd.handover import LowResInput
 from hdd.optimizer import create_optimizer
 from hdd.schedules import Schedule
 from hdd.unet import UNet
@@ -33,9 +34,10 @@ class TrainState(train_state.TrainState):
 def create_train_state(config: ml_collections.ConfigDict, model: UNet) -> TrainState:
   init_rng, rng = jax.random.split(jax.random.PRNGKey(config.seed))
   size, channels = config.data.image_size, config.data.channels
-  variables = jax.jit(model.init)(
-      init_rng, jnp.zeros((1, size, size, channels)), jnp.zeros((1,), jnp.int32),
-      jnp.zeros((1,), jnp.int32) if config.model.num_classes else None)
+  image, step = jnp.zeros((1, size, size, channels)), jnp.zeros((1,), jnp.int32)
+  low_res = {"low_res": image, "low_res_step": step} if model.low_res_input else {}
+  variables = jax.jit(model.init)(init_rng, image, step,
+                                  step if config.model.num_classes else None, **low_res)
   params = variables["params"]
   return TrainState.create(apply_fn=model.apply, params=params, tx=create_optimizer(config.train),
                            ema_params=jax.tree_util.tree_map(jnp.copy, params), rng=rng)
@@ -50,8 +52,12 @@ def ema_decay_at(step, decay: float, warmup: bool):
 
 
 def train_step(state: TrainState, batch: dict, schedule: Schedule, *, prediction: str,
-               num_classes: int, label_dropout: float, ema_decay: float, ema_warmup: bool):
+               num_classes: int, label_dropout: float, ema_decay: float, ema_warmup: bool,
+               low_res: Optional[LowResInput] = None):
   """One optimizer update from batch['image'] of shape [A, B/A, H, W, C] (A micro-batches).
+
+  A conditional cascade stage (`low_res`) also gets each image shrunk to the stage
+  before's size, upsampled and noised, as the input its samples will be conditioned on.
 
   A non-finite loss, gradient or updated parameter leaves parameters, optimizer and EMA
   unchanged (the step counter still advances) and reports finite=False.
@@ -64,10 +70,12 @@ def train_step(state: TrainState, batch: dict, schedule: Schedule, *, prediction
     if num_classes:
       drop = jax.random.bernoulli(label_rng, label_dropout, micro_batch["label"].shape)
       labels = jnp.where(drop, num_classes, micro_batch["label"])
+    extra = ({} if low_res is None else
+             low_res.for_training(schedule, micro_batch["image"], jax.random.fold_in(rng, 1)))
 
     def model_fn(x_t, t):
       return state.apply_fn({"params": params}, x_t, t, labels, train=True,
-                            rngs={"dropout": dropout_rng})
+                            rngs={"dropout": dropout_rng}, **extra)
 
     losses, _ = diffusion.denoising_loss(model_fn, schedule, micro_batch["image"], loss_rng,
                                          prediction)
@@ -108,7 +116,7 @@ def compile_train_step(config: ml_collections.ConfigDict, mesh) -> Callable:
   step_fn = functools.partial(
       train_step, prediction=config.diffusion.prediction, num_classes=config.model.num_classes,
       label_dropout=config.train.label_dropout, ema_decay=config.train.ema_decay,
-      ema_warmup=config.train.ema_warmup)
+      ema_warmup=config.train.ema_warmup, low_res=LowResInput.from_config(config))
   replicated = parallel.replicated(mesh)
   return jax.jit(step_fn, in_shardings=(replicated, parallel.batch_sharded(mesh, 1), replicated),
                  out_shardings=(replicated, replicated), donate_argnums=(0,))

@@ -1,7 +1,8 @@
 """The denoising U-Net (Ho et al. 2020, appendix B; Dhariwal & Nichol 2021 for the options).
 
 Input: a noisy image x_t [B, H, W, C], its step t [B] and optionally a class label [B]
-(or class weights [B, C + 1]).
+(or class weights [B, C + 1]); a conditional cascade stage also takes the noised, upsampled
+low-resolution image [B, H, W, C] and its noise step [B] (`hdd.handover.LowResInput`).
 Output: the same shape as x_t (the eps, x0 or v prediction, by config).
 Each level of `channel_mult` halves the resolution once, except the last one, so an
 image side must be divisible by 2**(len(channel_mult) - 1).
@@ -100,6 +101,9 @@ class UNet(nn.Module):
     num_classes: > 0 adds a label embedding; label == num_classes is the "no label" token
       that classifier-free guidance uses. A label may also be a [B, C + 1] row of class
       weights, which mixes the embeddings (class interpolation).
+    low_res_input: the model also takes `low_res`, stacked on x as channels, and its noise
+      step `low_res_step`, embedded like t and added to the time embedding (Cascaded
+      Diffusion Models, Ho et al. 2022).
     dtype: computation dtype (bfloat16 for mixed precision); parameters stay float32.
   """
   out_channels: int
@@ -111,10 +115,13 @@ class UNet(nn.Module):
   dropout: float = 0.0
   norm_groups: int = 32
   num_classes: int = 0
+  low_res_input: bool = False
   dtype: Dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x, t, label: Optional[jnp.ndarray] = None, train: bool = False):
+  def __call__(self, x, t, label: Optional[jnp.ndarray] = None, train: bool = False,
+               low_res: Optional[jnp.ndarray] = None,
+               low_res_step: Optional[jnp.ndarray] = None):
     levels = len(self.channel_mult)
     factor = 2**(levels - 1)
     if x.shape[1] % factor or x.shape[2] % factor:
@@ -124,6 +131,14 @@ class UNet(nn.Module):
     temb = timestep_embedding(t, self.base_channels)
     temb = nn.Dense(temb_dim, dtype=self.dtype)(temb)
     temb = nn.Dense(temb_dim, dtype=self.dtype)(nn.silu(temb))
+    if self.low_res_input:
+      if low_res is None or low_res_step is None:
+        raise ValueError("this U-Net is conditioned on a low-resolution image: pass low_res "
+                         "and low_res_step")
+      x = jnp.concatenate([x, low_res.astype(x.dtype)], axis=-1)
+      step_embedding = timestep_embedding(low_res_step, self.base_channels)
+      step_embedding = nn.Dense(temb_dim, dtype=self.dtype)(step_embedding)
+      temb = temb + nn.Dense(temb_dim, dtype=self.dtype)(nn.silu(step_embedding))
     if self.num_classes > 0:
       if label is None:
         label = jnp.full(t.shape, self.num_classes, jnp.int32)

@@ -1,6 +1,7 @@
 """The hierarchical cascade (hdd.cascade): network evaluations per stage as advertised,
-the low-resolution filter re-draws exactly the rejected samples, and tiny two- and
-three-stage runs of main.py (train, sample, independent resume, timing table)."""
+the low-resolution filter re-draws exactly the rejected samples, what a conditional stage's
+network is given, and tiny two- and three-stage runs of main.py (train, sample,
+independent resume, timing table, a conditional stage)."""
 import json
 import os
 
@@ -11,7 +12,8 @@ import pytest
 from PIL import Image
 
 from helpers import TemplateDenoiser, half_templates, run_main, save_stripes_npz, tiny_cascade
-from hdd import cascade, handover, plan, stages
+from common import parallel
+from hdd import cascade, checkpoints, evaluate, generate, handover, plan, stages
 from hdd.build import create_model
 
 
@@ -103,6 +105,61 @@ def test_guided_cascade_honours_labels_at_every_stage_and_doubles_evaluations(mo
   np.testing.assert_allclose(fixed["stage2"], (half_templates(8)[[1] * 5] + 1) * 127.5, atol=1)
 
 
+class LowResCopier:
+  """Stands in for a conditional stage's U-Net with x0-prediction: it predicts x0 = the
+  low-resolution input c it is given, so every sampler ends on clip(c), and records the
+  noise steps s and the rows of every evaluation."""
+
+  def __init__(self, calls: list):
+    self.calls = calls
+
+  def apply(self, variables, x, t, labels=None, train=False, low_res=None, low_res_step=None):
+    del variables, labels, train
+    jax.debug.callback(lambda s: self.calls.append((len(s), set(np.asarray(s).tolist()))),
+                       low_res_step)
+    return low_res + 0.0 * x
+
+
+@pytest.mark.parametrize("rule", ["noise", "truncate"])
+def test_conditional_stage_sees_the_noised_low_res_image_at_every_step(monkeypatch, rule):
+  """Under either hand-over, with or without guidance, the stage's network gets
+  c = sqrt(abar_s) up(x_low) + sqrt(1 - abar_s) z at the fixed step s (its standardised
+  residual is N(0, 1)), with noise z of its own, not the noise its chain starts from."""
+  config = tiny_cascade(data_path="unused.npz")
+  stage2 = config.stages.stage2
+  stage2.model.update(low_res_size=4, num_classes=2)
+  stage2.diffusion.prediction = "x0"
+  stage2.sample.update(handover=rule, start_step=19, upsample="nearest", sampler="ddim",
+                       num_steps=5, low_res_noise=8 / 39, trajectory_every=1)
+  config.sample.batch_size = 32
+  calls = []
+  monkeypatch.setattr(plan, "create_model", lambda c: LowResCopier(calls))
+  stage_plan = cascade.stage_plans(config)["stage2"]
+  low = np.random.default_rng(0).integers(64, 192, (64, 4, 4, 1)).astype(np.uint8)
+  up = np.repeat(np.repeat(low / 127.5 - 1.0, 2, 1), 2, 2)
+  alpha_bar = np.prod(1.0 - np.linspace(1e-4, 0.01, 40)[:9])     # abar_8
+  outputs = {}
+  for guidance in (0.0, 2.0):
+    stage_plan.config.sample.guidance_scale = guidance
+    calls.clear()
+    samples, info = generate.sample_images(stage_plan, {}, parallel.create_mesh(), 64, seed=1,
+                                           with_trajectory=True, low_res=low)
+    jax.effects_barrier()
+    assert {frozenset(steps) for _, steps in calls} == {frozenset({8})}
+    assert {rows for rows, _ in calls} == {32 * (2 if guidance else 1)}
+    outputs[guidance] = samples
+  np.testing.assert_allclose(outputs[2.0], outputs[0.0], atol=1)
+  residual = ((outputs[0.0] / 127.5 - 1.0) - np.sqrt(alpha_bar) * up) / np.sqrt(1 - alpha_bar)
+  assert abs(residual.mean()) < 0.05 and abs(residual.std() - 1.0) < 0.05
+  start = info["trajectory"][0] / 127.5 - 1.0      # The chain's first x, of the first 8.
+  correlation = lambda a, b: np.corrcoef(np.ravel(a), np.ravel(b))[0, 1]
+  assert abs(correlation(start, residual[:8])) < 0.15
+  if rule == "noise":
+    assert abs(correlation(start, up[:8])) < 0.15
+  else:
+    assert correlation(start, up[:8]) > 0.3
+
+
 def test_filter_redraws_rejected_low_resolution_samples():
   config = tiny_cascade(data_path="unused.npz")
   config.filter.update(enabled=True, threshold=0.5, max_rounds=4)
@@ -170,18 +227,39 @@ def test_two_stage_train_sample_and_independent_resume(cascade_npz, tmp_path):
   assert stage2_timing["start_step"] == 4 and stage2_timing["end_step"] == 6
 
 
-def test_three_stage_end_to_end(cascade_npz, tmp_path):
+def test_three_stage_end_to_end_with_a_conditional_middle_stage(cascade_npz, tmp_path):
+  """4 -> 8 -> 16 through main.py, stage 2 conditioned on stage 1's output and started
+  from noise (logging sample grids while it trains), stage 3 the published unconditional
+  stage handed over by truncate; then the conditional stage's held-out loss, which needs
+  its low-resolution input too."""
   workdir = str(tmp_path / "hdd3")
+  overrides = {"stages.stage2.model.low_res_size": 4, "stages.stage2.sample.handover": "noise",
+               "stages.stage2.train.sample_every": 2,   # Its grid needs stage 1's output.
+               "stages.stage3.sample.handover": "truncate", "stages.stage3.sample.start_step": 19}
   result = run_cascade("cascade3", f"--config.data.path={cascade_npz}", f"--workdir={workdir}",
-                       "--config.stages.stage3.sample.handover=truncate",
-                       "--config.stages.stage3.sample.start_step=19")
+                       *(f"--config.{field}={value}" for field, value in overrides.items()))
   assert result.returncode == 0, result.stderr[-3000:]
   by_stage = np.load(os.path.join(workdir, "samples", "stages.npz"))
   assert [by_stage[n].shape[1] for n in ("stage1", "stage2", "stage3")] == [4, 8, 16]
   report = json.load(open(os.path.join(workdir, "samples", "timing.json")))
-  # Stage 3 visits 19, then the DDIM steps 16, 8, 0 below it.
+  # Stage 2 runs its whole DDIM-5 chain; stage 3 visits 19, then the steps 16, 8, 0 below it.
   assert [s["network_evaluations_per_image"] for s in report["stages"]] == [5, 5, 4]
+  assert report["stages"][1]["handover"] == "noise"
+  assert report["stages"][1]["low_res_noise_step"] == round(0.1 * 39)
   assert report["stages"][2]["start_step"] == 19
+
+  config = tiny_cascade("cascade3", cascade_npz)
+  for field, value in overrides.items():
+    section = config
+    *path, key = field.split(".")
+    for part in path:
+      section = section[part]
+    section[key] = value
+  stage2 = stages.stage_config(config, "stage2")
+  stage2_dir = stages.stage_workdir(workdir, "stage2")
+  held_out = evaluate.evaluate_loss(stage2, checkpoints.restore_params(stage2, stage2_dir),
+                                    stage2_dir)
+  assert held_out["num_examples"] == 16 and 0.0 < held_out["eval_loss"] < 10.0
 
 
 def test_conditional_cascade_main_samples_labels_interpolates_and_draws_the_processes(

@@ -10,20 +10,21 @@ import pytest
 
 from common.errors import CheckpointError
 from helpers import run_main, tiny_config
-from hdd import checkpoints
+from hdd import checkpoints, serving
 
 
 def test_damaged_latest_checkpoint_falls_back_to_the_previous(stripes_npz, tmp_path):
   workdir = str(tmp_path / "run")
   data = f"--config.data.path={stripes_npz}"
-  first = run_main(data, f"--workdir={workdir}")   # checkpoints at 3 and 6.
+  no_samples = "--config.sample.num_samples=0"
+  first = run_main(data, f"--workdir={workdir}", no_samples)   # checkpoints at 3 and 6.
   assert first.returncode == 0, first.stderr[-3000:]
   latest = os.path.join(workdir, "checkpoints", "6")
   files = [os.path.join(root, name) for root, _, names in os.walk(latest) for name in names]
   biggest = max(files, key=os.path.getsize)
   with open(biggest, "r+b") as f:
     f.truncate(os.path.getsize(biggest) // 2)
-  second = run_main(data, f"--workdir={workdir}", "--config.train.num_steps=8")
+  second = run_main(data, f"--workdir={workdir}", "--config.train.num_steps=8", no_samples)
   assert second.returncode == 0, second.stderr[-3000:]
   assert "Checkpoint 6 in" in second.stderr and "cannot be restored" in second.stderr
   assert "Resuming from the checkpoint at step 3" in second.stderr
@@ -124,3 +125,16 @@ def test_resuming_under_a_config_of_another_meaning_is_refused(tmp_path):
   checkpoints.check_resume_config(changed, str(tmp_path), 3)
   assert os.listdir(tmp_path) == ["config.before-step-3.json"]   # The old one is kept.
   checkpoints.check_resume_config(changed, str(tmp_path / "fresh"), 0)   # No config.json.
+
+
+def test_a_config_json_older_than_a_field_reads_as_the_field_off(tmp_path):
+  """A run's config.json written before model.low_res_size existed resumes under today's
+  config, and is served with the field at 0 (what its absence meant)."""
+  before = json.loads(tiny_config().to_json_best_effort())
+  del before["model"]["low_res_size"]
+  assert checkpoints.meaning_changes(before, tiny_config()) == []
+  conditioned = tiny_config()
+  conditioned.model.low_res_size = 4
+  assert checkpoints.meaning_changes(before, conditioned) == ["model.low_res_size: 0 -> 4"]
+  (tmp_path / "config.json").write_text(json.dumps(before))
+  assert serving.load_config(str(tmp_path)).model.low_res_size == 0

@@ -5,7 +5,7 @@ import importlib
 import pytest
 
 from common.errors import ConfigError
-from helpers import tiny_cascade
+from helpers import tiny_cascade, tiny_config
 from hdd import config_checks
 
 
@@ -27,7 +27,7 @@ def test_invalid_values_are_listed_one_per_line():
     ("stages.stage2.model.channel_mult", (1, 2, 2, 2, 2), "stages.stage2.image_size=8: must be "
      "divisible by 16"),
     ("stages.stage2.sample.handover", "blend", "stages.stage2.sample.handover='blend': must be "
-     "one of ('mix', 'truncate')"),
+     "one of ('mix', 'truncate', 'noise')"),
     ("stages.stage2.sample.gamma", 1.5, "stages.stage2.sample.gamma=1.5: must lie in [0, 1]"),
     ("stages.stage2.sample.start_step", 40, "stages.stage2.sample.start_step=40: must lie in "
      "[0, diffusion.num_steps=40)"),
@@ -44,6 +44,17 @@ def test_invalid_values_are_listed_one_per_line():
     ("stages.stage2.sample.guidance_scale", 2.0, "stages.stage2.sample.guidance_scale=2.0: "
      "needs a class-conditional model (model.num_classes > 0)"),
     ("pictures.interpolation_frames", 1, "pictures.interpolation_frames=1: must lie in [2, 64]"),
+    ("stages.stage1.model.low_res_size", 4, "stages.stage1.model.low_res_size=4: must be 0 "
+     "(unconditional); the first stage has no stage before it"),
+    ("stages.stage2.model.low_res_size", 2, "stages.stage2.model.low_res_size=2: must be 0 "
+     "(unconditional) or the previous stage's image_size (4)"),
+    ("stages.stage2.sample.handover", "noise", "stages.stage2.sample.handover='noise': an "
+     "unconditional stage would ignore the stage before; set "
+     "stages.stage2.model.low_res_size=4"),
+    ("stages.stage2.sample.low_res_noise", 1.5, "stages.stage2.sample.low_res_noise=1.5: must "
+     "lie in [0, 1]"),
+    ("stages.stage2.train.low_res_noise_max", -0.1, "stages.stage2.train.low_res_noise_max=-0.1:"
+     " must lie in [0, 1]"),
     ("pictures.forward_steps", (0, 40), "pictures.forward_steps=(0, 40): must be at most 64 "
      "steps in [0, diffusion.num_steps=40)"),
 ])
@@ -70,4 +81,12 @@ def test_conditional_stages_must_share_their_classes():
   config.stages.stage2.model.num_classes = 3
   with pytest.raises(ConfigError, match=r"stages.\*.model.num_classes=\[2, 3\]: the conditional "
                      "stages of a cascade must share one set of classes"):
+    config_checks.check_config(config)
+
+
+def test_a_single_model_has_no_low_res_input():
+  config = tiny_config()
+  config.model.low_res_size = 4
+  with pytest.raises(ConfigError, match=r"model.low_res_size=4: only a cascade's later stages "
+                     "condition on a low-resolution image; set it to 0"):
     config_checks.check_config(config)

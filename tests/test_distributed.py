@@ -59,20 +59,10 @@ def single(tmp_path_factory):
                     f"--config.train.num_steps={STEPS}", "--config.sample.num_samples=0")
 
 
-def test_two_processes_train_what_one_process_trains(single, tmp_path):
-  data, single_dir = single
-  workdir = str(tmp_path / "two")
-  outputs = finish(start_processes(workdir, data, "--config.sample.num_samples=4"))
-  assert "JAX process 0/2" in outputs[0] and "JAX process 1/2" in outputs[1]
-  assert_same_params(final_params(workdir, data, STEPS), final_params(single_dir, data, STEPS))
-  # Only process 0 wrote files (and its lock); process 1 holds its own lock file.
-  samples = np.load(os.path.join(workdir, "samples", "samples.npz"))["images"]
-  assert samples.shape == (4, 8, 8, 1)   # Gathered from both processes' halves.
-  assert not [name for name in os.listdir(workdir) if ".tmp-" in name]
-  assert "Done: train" in outputs[0] and "Done: train" not in outputs[1]
-
-
-def test_both_processes_killed_and_restarted_resume(single, tmp_path):
+def test_two_processes_killed_and_restarted_train_what_one_process_trains(single, tmp_path):
+  """Killed with SIGKILL mid-run and restarted, the two processes resume where they were
+  and end on the 1-process run's parameters; only process 0 writes files, and the samples
+  are gathered from both processes' halves."""
   data, single_dir = single
   workdir = str(tmp_path / "killed")
   # Checkpoints at every step; kill both processes once step 3's checkpoint is complete.
@@ -90,9 +80,14 @@ def test_both_processes_killed_and_restarted_resume(single, tmp_path):
   killed_at = max(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints"))
                   if s.isdigit())
   assert 3 <= killed_at < STEPS   # Killed mid-run.
-  outputs = finish(start_processes(workdir, data, "--config.sample.num_samples=0"))
+  outputs = finish(start_processes(workdir, data, "--config.sample.num_samples=4"))
+  assert "JAX process 0/2" in outputs[0] and "JAX process 1/2" in outputs[1]
   assert f"Resuming from the checkpoint at step {killed_at}" in outputs[0]
   assert_same_params(final_params(workdir, data, STEPS), final_params(single_dir, data, STEPS))
+  samples = np.load(os.path.join(workdir, "samples", "samples.npz"))["images"]
+  assert samples.shape == (4, 8, 8, 1)
+  assert not [name for name in os.listdir(workdir) if ".tmp-" in name]
+  assert "Done: train" in outputs[0] and "Done: train" not in outputs[1]
 
 
 def test_two_processes_end_a_time_budget_at_the_same_step(single, tmp_path):

@@ -222,7 +222,7 @@ def value_like(value):
                      st.floats(-2.0, 2.0), st.sampled_from([0.0, 1e-4, 0.02, 0.5, 1.0]))
   if isinstance(value, str):
     return st.one_of(st.text(max_size=12), st.sampled_from(
-        ["linear", "cosine", "eps", "v", "x0", "ddim", "ddpm", "mix", "truncate", "npz",
+        ["linear", "cosine", "eps", "v", "x0", "ddim", "ddpm", "mix", "truncate", "noise", "npz",
          "folder", "bbox", "skip", "adamw", "constant", "nearest"]))
   if isinstance(value, tuple):
     return st.lists(st.integers(-2, 16), max_size=4).map(tuple)

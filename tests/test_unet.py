@@ -1,4 +1,5 @@
-"""U-Net shapes for every resolution the project uses, labels, and mixed precision."""
+"""U-Net shapes for every resolution the project uses, labels, mixed precision, and the
+low-resolution input of a conditional cascade stage."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -81,3 +82,24 @@ def test_dropout_is_active_only_in_training():
   b = model.apply(variables, x, t, train=True, rngs={"dropout": jax.random.PRNGKey(2)})
   assert not np.allclose(a, b)
   np.testing.assert_array_equal(model.apply(variables, x, t), model.apply(variables, x, t))
+
+
+def test_a_conditional_stage_sees_the_low_res_image_and_its_noise_step():
+  """low_res_input: the image enters as input channels (the first convolution reads 2C
+  channels), and both it and its noise step change the output; without them it refuses."""
+  model = UNet(out_channels=3, base_channels=8, channel_mult=(1, 2), num_res_blocks=1,
+               norm_groups=4, low_res_input=True)
+  rng = np.random.default_rng(0)
+  x, low_res = (jnp.asarray(rng.normal(size=(2, 8, 8, 3)), jnp.float32) for _ in range(2))
+  t, step = jnp.array([3, 30]), jnp.array([0, 10])
+  variables = model.init(jax.random.PRNGKey(0), x, t, low_res=low_res, low_res_step=step)
+  assert variables["params"]["Conv_0"]["kernel"].shape == (3, 3, 6, 8)
+  variables = _trained_like(variables)
+  out = model.apply(variables, x, t, low_res=low_res, low_res_step=step)
+  assert out.shape == x.shape
+  other_image = model.apply(variables, x, t, low_res=-low_res, low_res_step=step)
+  other_step = model.apply(variables, x, t, low_res=low_res, low_res_step=step + 7)
+  for changed in (other_image, other_step):
+    assert np.all(np.asarray(jnp.abs(out - changed).mean(axis=(1, 2, 3))) > 1e-3)
+  with pytest.raises(ValueError, match="pass low_res and low_res_step"):
+    model.apply(variables, x, t)
