@@ -153,6 +153,12 @@ def published_cascade(config, image_sizes, variant: str, variants=VARIANTS):
   return class_conditional(config) if conditional else config
 
 
+def stage_names(config) -> list:
+  """A cascade's stages in order (stage1, stage2, ..., stage10), as `hdd.stages` orders
+  them (configs import nothing from the model code)."""
+  return sorted(config.stages.keys(), key=lambda name: (len(name), name))
+
+
 def budget_cascade(config, minutes: float = BUDGET_MINUTES):
   """The cascade under one wall-clock budget: 35% of it for the first stage (at 14x14 it
   trains ~3x more images per second), the rest split evenly between the later stages;
@@ -163,7 +169,7 @@ def budget_cascade(config, minutes: float = BUDGET_MINUTES):
   README) and trained only on the steps its chain visits: its schedule is the published one
   cut at t* (T = 400, the same betas)."""
   config.time_budget_minutes = minutes
-  names = sorted(config.stages.keys(), key=lambda name: (len(name), name))
+  names = stage_names(config)
   for index, name in enumerate(names):
     stage = config.stages[name]
     budget_training(stage.train, 0.0)   # The stages share config.time_budget_minutes.
@@ -188,7 +194,7 @@ def conditional_stages(config, handover: str = ""):
   (s ~ U{0..0.5 (T-1)} in training, s = 0.1 (T-1) at sampling), as input channels. Its
   chain still starts by the stage's hand-over rule, or by `handover` when given (noise:
   from pure noise, the CDM way)."""
-  names = sorted(config.stages.keys(), key=lambda name: (len(name), name))
+  names = stage_names(config)
   for before, name in zip(names, names[1:]):
     stage = config.stages[name]
     stage.model.low_res_size = config.stages[before].image_size

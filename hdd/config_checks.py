@@ -172,11 +172,11 @@ def _cascade_problems(config: ml_collections.ConfigDict) -> list[str]:
                       "t* from gamma, which must then lie in (0, 1)")
     previous_size = config.stages[names[index - 1]].image_size if index else 0
     if stage.model.low_res_size not in (0, previous_size):
+      allowed = (f" or the previous stage's image_size ({previous_size}), to condition on "
+                 "its output" if index else "; the first stage has no stage before it to "
+                 "condition on")
       problems.append(f"{prefix}model.low_res_size={stage.model.low_res_size!r}: must be 0 "
-                      "(unconditional)" + (f" or the previous stage's image_size "
-                                            f"({previous_size}), to condition on its output"
-                                            if index else "; the first stage has no stage "
-                                            "before it to condition on"))
+                      f"(unconditional){allowed}")
     if index and s.handover == "noise" and not stage.model.low_res_size:
       problems.append(f"{prefix}sample.handover='noise': an unconditional stage would ignore "
                       f"the stage before; set {prefix}model.low_res_size={previous_size} or "
