@@ -167,7 +167,8 @@ def budget_cascade(config, minutes: float = BUDGET_MINUTES):
   stage 2's speed and 2.8 FID at 30 minutes (README, ablations). A later stage is handed
   over by `truncate` at t* = 0.8 T - 1 (399 of 500: the best t* of the hand-over sweep,
   README) and trained only on the steps its chain visits: its schedule is the published one
-  cut at t* (T = 400, the same betas)."""
+  cut at t* (T = 400, the same betas). Later stages are conditional (`conditional_stages`):
+  at 30 minutes on MNIST this took FID from 20.9 to 17.2 (README, ablations)."""
   config.time_budget_minutes = minutes
   names = stage_names(config)
   for index, name in enumerate(names):
@@ -185,21 +186,17 @@ def budget_cascade(config, minutes: float = BUDGET_MINUTES):
           start_step / (diffusion.num_steps - 1))
       diffusion.num_steps = start_step + 1
       stage.sample.update(handover="truncate", start_step=start_step)
-  return config
+  return conditional_stages(config)
 
 
-def conditional_stages(config, handover: str = ""):
+def conditional_stages(config):
   """Makes every later stage of a cascade a conditional stage (Cascaded Diffusion Models,
   Ho et al. 2022): it also sees up(x_low), noised by its forward process to a step s
   (s ~ U{0..0.5 (T-1)} in training, s = 0.1 (T-1) at sampling), as input channels. Its
-  chain still starts by the stage's hand-over rule, or by `handover` when given (noise:
-  from pure noise, the CDM way)."""
+  chain still starts by the stage's hand-over rule."""
   names = stage_names(config)
   for before, name in zip(names, names[1:]):
-    stage = config.stages[name]
-    stage.model.low_res_size = config.stages[before].image_size
-    if handover:
-      stage.sample.handover = handover
+    config.stages[name].model.low_res_size = config.stages[before].image_size
   return config
 
 

@@ -5,21 +5,21 @@ wall-clock budget, in one run, sampled and scored the same way.
       --minutes=30 --num_samples=2000 --workdir=runs/budget_mnist
   python experiments/budget.py --dataset=fashion_mnist --minutes=30 --workdir=runs/budget_fmnist
 
-Models: `configs/hdd_<dataset>.py:budget` (W/hdd/) and `configs/ddpm_<dataset>.py:budget`
-(W/ddpm/); with --models=...,hdd_cdm also that cascade with a conditional stage 2
-(`configs.common.conditional_stages`, W/hdd_cdm/). Each is trained for --minutes of
-training time (`train.time_budget_minutes`: the cosine learning rate runs over the budget;
+Models: `configs/hdd_<dataset>.py:budget` (W/hdd/: the cascade, its stage 2 conditional) and
+`configs/ddpm_<dataset>.py:budget` (W/ddpm/). Each is trained for --minutes of training
+time (`train.time_budget_minutes`: the cosine learning rate runs over the budget;
 compilation and measuring are not counted).
 --curve_minutes=10,20 also trains the cascade under those budgets (W/hdd_<m>min/), for the
 curve of quality against budget. --cascade_set=FIELD=VALUE (repeatable) changes the
-cascades' configs: one lever of an ablation, in a workdir of its own.
+cascades' configs: one lever of an ablation, in a workdir of its own (e.g.
+stages.stage2.model.low_res_size=0: the published, unconditional stage 2).
 
 For each model: num_samples images in W/<model>/samples/samples.npz (key `images`, uint8
 NHWC) and a grid W/<model>/samples/grid.png (every image >= 64 px); FID and KID against
 the whole test split (reference statistics cached), the classifier distance (FCD, KID in
 the features of evaluation.classifier), training seconds and sampling seconds (the chains
 without compilation, and the wall-clock with it). W/results.json (keys `hdd`, `ddpm`,
-`hdd_cdm`, `hdd_<m>min`) and W/results.md; a finished model is reused when the command is
+`hdd_<m>min`) and W/results.md; a finished model is reused when the command is
 run again.
 """
 import os
@@ -34,12 +34,11 @@ study.define_common_flags(num_samples=2000)
 study.define_quality_flags()
 flags.DEFINE_float("minutes", 30.0, "Training budget of each model, in minutes.")
 flags.DEFINE_list("curve_minutes", [], "Further budgets (minutes) to train the cascade under.")
-MODELS = ("hdd", "ddpm", "hdd_cdm")
-flags.DEFINE_list("models", ["hdd", "ddpm"], "Which of hdd, ddpm, hdd_cdm (the cascade with "
-                  "a conditional stage 2) to run.")
-flags.DEFINE_multi_string("cascade_set", [], "FIELD=VALUE for the cascades' configs (hdd, "
-                          "hdd_cdm, the curve), e.g. stages.stage2.model.attention_resolutions="
-                          "(7,): one lever of an ablation, changed alone.")
+MODELS = ("hdd", "ddpm")
+flags.DEFINE_list("models", list(MODELS), "Which of hdd (the cascade), ddpm to run.")
+flags.DEFINE_multi_string("cascade_set", [], "FIELD=VALUE for the cascades' configs (hdd and "
+                          "the curve), e.g. stages.stage2.model.low_res_size=0: one lever of an "
+                          "ablation, changed alone.")
 FLAGS = flags.FLAGS
 
 
@@ -64,14 +63,10 @@ def apply_settings(config, settings: list[str]) -> None:
 
 
 def budget_configs(minutes: float) -> dict:
-  """{'hdd': the budget cascade, 'ddpm': the budget DDPM, 'hdd_cdm': the budget cascade
-  with a conditional stage 2}, each trained for `minutes`."""
-  from configs import common
+  """{'hdd': the budget cascade, 'ddpm': the budget DDPM}, each trained for `minutes`."""
   configs = study.model_configs(FLAGS.dataset, FLAGS.data_path, variant="budget")
-  configs["hdd_cdm"] = common.conditional_stages(configs["hdd"].copy_and_resolve_references())
-  for name in ("hdd", "hdd_cdm"):
-    configs[name].time_budget_minutes = minutes
-    apply_settings(configs[name], FLAGS.cascade_set)
+  configs["hdd"].time_budget_minutes = minutes
+  apply_settings(configs["hdd"], FLAGS.cascade_set)
   configs["ddpm"].train.time_budget_minutes = minutes
   for config in configs.values():
     config.sample.num_samples = FLAGS.num_samples
@@ -135,8 +130,7 @@ def trained_images(config, workdir: str) -> list[int]:
 
 
 def markdown(results: dict) -> str:
-  rows = [("hdd", "HDD cascade 14->28"), ("ddpm", "DDPM 28x28"),
-          ("hdd_cdm", "HDD cascade, conditional stage 2")] + [
+  rows = [("hdd", "HDD cascade 14->28"), ("ddpm", "DDPM 28x28")] + [
       (key, f"HDD cascade, {key.split('_')[1]} budget") for key in sorted(results)
       if key.startswith("hdd_") and key.endswith("min")]
   lines = ["| model | budget (min) | trained (s) | images seen | FID | KID x1e3 | FCD | "

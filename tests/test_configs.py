@@ -69,8 +69,8 @@ def test_unknown_variant_is_refused():
 @pytest.mark.parametrize("dataset", ["mnist", "fashion_mnist"])
 def test_budget_variants_share_one_budget_and_the_quick_models(dataset):
   """`budget`: the quick U-Nets with attention at 7x7 only, 30 minutes (the cascade's split
-  35/65), DPM-Solver++(2M) with equal evaluations per image; stage 2's schedule is the
-  published one cut at t*."""
+  35/65), DPM-Solver++(2M) with equal evaluations per image; stage 2 is conditional on
+  stage 1's 14x14 output and its schedule is the published one cut at t*."""
   import numpy as np
   from hdd import stages
   cascade = importlib.import_module(f"configs.hdd_{dataset}").get_config("budget")
@@ -84,7 +84,9 @@ def test_budget_variants_share_one_budget_and_the_quick_models(dataset):
   for name in ("stage1", "stage2"):
     model = cascade.stages[name].model.copy_and_resolve_references()
     assert model.attention_resolutions == (7,) == ddpm.model.attention_resolutions
+    assert model.low_res_size == (14 if name == "stage2" else 0)
     model.attention_resolutions = quick.stages[name].model.attention_resolutions
+    model.low_res_size = 0
     assert model == quick.stages[name].model
     assert cascade.stages[name].sample.sampler == "dpm_solver_2m"
   assert ddpm.sample.num_steps == sum(s.sample.num_steps for s in cascade.stages.values())

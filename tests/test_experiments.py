@@ -127,13 +127,11 @@ def test_load_curve_counts_earlier_stages(tmp_path):
 
 
 def test_budget_trains_the_models_for_the_budget_and_scores_their_samples(tmp_path, data):
-  """The DDPM and the budget cascade with a conditional stage 2 (the budget cascade's
-  recipe, plus its conditioning), each for the same budget."""
+  """The DDPM and the budget cascade (its stage 2 conditional), each for the same budget."""
   from PIL import Image
-  out = run_study("budget", tmp_path, f"--data_path={data}", "--nofid", "--minutes=0.05",
-                  "--models=hdd_cdm,ddpm")
+  out = run_study("budget", tmp_path, f"--data_path={data}", "--nofid", "--minutes=0.05")
   results = read_results(tmp_path)
-  for key in ("hdd_cdm", "ddpm"):
+  for key in ("hdd", "ddpm"):
     row = results[key]
     # Each trained its 3 s of training time (stopping at the first step past it).
     assert row["budget_minutes"] == 0.05 and 3.0 <= row["train_seconds"] < 8.0
@@ -144,21 +142,21 @@ def test_budget_trains_the_models_for_the_budget_and_scores_their_samples(tmp_pa
     with Image.open(tmp_path / key / "samples" / "grid.png") as grid:
       assert grid.width >= 10 * 56 and grid.height >= 2 * 56   # 10 x 2 images, >= 56 px each.
   # The cascade's budget split 35% / 65%; stage 2 trained on its chain's 400 steps only.
-  first, second = results["hdd_cdm"]["train_seconds_per_stage"]
+  first, second = results["hdd"]["train_seconds_per_stage"]
   assert first >= 0.35 * 3.0 and second >= 0.65 * 3.0
-  assert results["hdd_cdm"]["evaluations_per_image"][0] == 20 and results["ddpm"][
+  assert results["hdd"]["evaluations_per_image"][0] == 20 and results["ddpm"][
       "evaluations_per_image"] == [40]
-  with open(tmp_path / "hdd_cdm" / "stage2" / "config.json") as f:
+  with open(tmp_path / "hdd" / "stage2" / "config.json") as f:
     stage2 = json.load(f)
   assert stage2["diffusion"]["num_steps"] == 400 and stage2["model"]["low_res_size"] == 14
-  assert "| HDD cascade, conditional stage 2 | 0.05 |" in out and "| DDPM 28x28 | 0.05 |" in out
+  assert "| HDD cascade 14->28 | 0.05 |" in out and "| DDPM 28x28 | 0.05 |" in out
   # The same workdir under another budget is refused before anything trains.
   env = dict(os.environ, HDD_COMPILATION_CACHE=COMPILATION_CACHE)
   again = subprocess.run([sys.executable, "experiments/budget.py", f"--workdir={tmp_path}",
                           f"--data_path={data}", "--nofid", "--minutes=20",
-                          "--models=hdd_cdm"], cwd=ROOT,
+                          "--models=hdd"], cwd=ROOT,
                          capture_output=True, text=True, timeout=300, env=env)
   assert again.returncode == 2
   assert again.stderr.strip().splitlines()[-1] == (
-      f"error: {tmp_path} holds a 0.05-minute run of hdd_cdm, not --minutes=20: use another "
+      f"error: {tmp_path} holds a 0.05-minute run of hdd, not --minutes=20: use another "
       "--workdir")
