@@ -1,16 +1,21 @@
 """Speed on the current machine: train images/s, sampling images/s, the compiled chain
 (lax.scan) against a Python loop of jitted steps, model FLOPs per image (XLA's cost
-analysis) and the achieved FLOP/s next to this machine's float32 matmul FLOP/s.
+analysis) and the achieved FLOP/s next to this machine's float32 matmul FLOP/s; with
+--torch the same U-Net and train step in PyTorch, and the TorchScript FID Inception beside
+ours, timed in the same run (`benchmarks/torch_reference.py`).
 
   python benchmarks/benchmark.py                       # quick-sized models
   python benchmarks/benchmark.py --configs=ddpm_mnist,hdd_mnist   # a cascade: every stage
-  python benchmarks/benchmark.py --configs=ddpm_fashion_mnist --full --steps=5
-  python benchmarks/benchmark.py --configs=ddpm_fashion_mnist --inception_images=200
+  python benchmarks/benchmark.py --configs=ddpm_fashion_mnist --variants=full --steps=5
+  pip install torch==2.14.1    # benchmark-only; then JAX against PyTorch at every size:
+  python benchmarks/benchmark.py --configs=hdd_mnist,ddpm_cifar10 --variants=quick,full \
+      --torch --inception_images=100
 
 Synthetic batches: this measures compute, not the input pipeline.
 """
 import argparse
 import importlib
+import os
 import time
 
 import jax
@@ -22,6 +27,8 @@ from hdd import diffusion, sampling, stages
 from hdd.build import create_model, create_schedule
 from hdd.train_step import compile_train_step, create_train_state
 from hdd.unet import count_params
+
+CPU_THREADS = len(os.sched_getaffinity(0))
 
 
 def timed(fn, repeats):
@@ -45,17 +52,31 @@ def matmul_flops_per_second(n=2048, repeats=5) -> float:
   return 2 * n**3 / timed(lambda: f(a), repeats)
 
 
-def model_configs(name: str, full: bool) -> list:
-  """[(label, single-model config)]: the config itself, or each stage of a cascade."""
-  config = importlib.import_module(f"configs.{name}").get_config("" if full else "quick")
-  label = f"{name}{'' if full else ':quick'}"
+def model_configs(name: str, variant: str) -> list:
+  """[(label, single-model config)]: the config itself, or each stage of a cascade;
+  variant 'full' is the config's default."""
+  variant = "" if variant == "full" else variant
+  config = importlib.import_module(f"configs.{name}").get_config(variant)
+  label = f"{name}:{variant or 'full'}"
   if not stages.is_cascade(config):
     return [(label, config)]
   return [(f"{label}/{stage}", stages.stage_config(config, stage))
           for stage in stages.stage_names(config)]
 
 
-def bench_config(label, config, steps, chain_steps):
+def torch_train_images_per_second(config, params, steps: int) -> float:
+  """The PyTorch U-Net's train images/s, after checking it has every parameter of ours."""
+  import torch_reference
+  network = torch_reference.unet_from_config(config)
+  if torch_reference.parameter_shapes(network) != torch_reference.flax_parameter_shapes(params):
+    raise SystemExit(f"benchmarks/torch_reference.py's U-Net differs from hdd.unet.UNet for "
+                     f"{config.model}")
+  return torch_reference.train_images_per_second(config, steps, CPU_THREADS)
+
+
+def bench_config(label, config, steps, chain_steps, torch: bool = False):
+  """One model's row; with `torch` also the PyTorch train step's images/s, timed right
+  after ours on the same batch size."""
   config.train.grad_accum_steps = 1
   mesh = parallel.create_mesh()
   model, schedule = create_model(config), create_schedule(config.diffusion)
@@ -99,13 +120,18 @@ def bench_config(label, config, steps, chain_steps):
   loop_seconds = timed(python_loop, 1)
   forward = jax.jit(lambda p, x: model.apply({"params": p}, x, jnp.zeros((batch_size,), jnp.int32)))
   forward_flops = flops_of(forward.lower(state.params, x).compile())
-  return {"config": label,
-          "params": count_params(state.params), "size": f"{size}x{size}x{channels}",
-          "batch": batch_size, "train_img_s": batch_size / train_seconds,
-          "train_gflop_s": train_flops / train_seconds / 1e9,
-          "forward_mflop_per_img": forward_flops / batch_size / 1e6,
-          "sample_img_s_per_step": batch_size * chain_steps / chain_seconds,
-          "scan_vs_loop": loop_seconds / chain_seconds}
+  row = {"config": label,
+         "params": count_params(state.params), "size": f"{size}x{size}x{channels}",
+         "dtype": "bf16" if config.train.mixed_precision else "f32",
+         "batch": batch_size, "train_img_s": batch_size / train_seconds,
+         "train_gflop_s": train_flops / train_seconds / 1e9,
+         "forward_mflop_per_img": forward_flops / batch_size / 1e6,
+         "sample_img_s_per_step": batch_size * chain_steps / chain_seconds,
+         "scan_vs_loop": loop_seconds / chain_seconds}
+  if torch:
+    row["torch_train_img_s"] = torch_train_images_per_second(config, state.params, steps)
+    row["jax_vs_torch"] = row["train_img_s"] / row["torch_train_img_s"]
+  return row
 
 
 def bench_inception(weights_path: str, images: int, batch_size: int = 50) -> dict:
@@ -125,24 +151,36 @@ def bench_inception(weights_path: str, images: int, batch_size: int = 50) -> dic
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--configs", default="ddpm_fashion_mnist,ddpm_cifar10")
-  parser.add_argument("--full", action="store_true", help="full-size models, not quick ones")
+  parser.add_argument("--variants", default="quick",
+                      help="comma-separated config variants: quick, full (the default config)")
   parser.add_argument("--steps", type=int, default=5, help="timed train steps")
   parser.add_argument("--chain_steps", type=int, default=20, help="DDIM steps in the chain timing")
   parser.add_argument("--inception_images", type=int, default=0,
                       help="> 0: also time FID Inception features on this many images")
+  parser.add_argument("--torch", action="store_true",
+                      help="also time the same U-Net and train step in PyTorch and the "
+                      "TorchScript FID Inception (pip install torch==2.14.1)")
   args = parser.parse_args()
+  if args.torch:
+    try:
+      import torch  # noqa: F401
+    except ImportError:
+      raise SystemExit("--torch needs PyTorch: pip install torch==2.14.1 (benchmark-only)")
   peak = matmul_flops_per_second()
   print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}; "
-        f"XLA float32 matmul: {peak / 1e9:.1f} GFLOP/s")
-  header = ("config", "params", "size", "batch", "train_img_s", "train_gflop_s",
-            "forward_mflop_per_img", "sample_img_s_per_step", "scan_vs_loop")
+        f"XLA float32 matmul: {peak / 1e9:.1f} GFLOP/s; {CPU_THREADS} CPU threads")
+  header = ["config", "params", "size", "dtype", "batch", "train_img_s", "train_gflop_s",
+            "forward_mflop_per_img", "sample_img_s_per_step", "scan_vs_loop"]
+  header += ["torch_train_img_s", "jax_vs_torch"] if args.torch else []
   print("| " + " | ".join(header) + " | % of matmul |")
   print("|" + "---|" * (len(header) + 1))
   for label, config in [c for name in args.configs.split(",")
-                        for c in model_configs(name, args.full)]:
-    row = bench_config(label, config, args.steps, args.chain_steps)
+                        for variant in args.variants.split(",")
+                        for c in model_configs(name, variant)]:
+    row = bench_config(label, config, args.steps, args.chain_steps, args.torch)
     cells = [f"{row[k]:.2f}" if isinstance(row[k], float) else str(row[k]) for k in header]
-    print("| " + " | ".join(cells) + f" | {100 * row['train_gflop_s'] * 1e9 / peak:.0f}% |")
+    print("| " + " | ".join(cells) + f" | {100 * row['train_gflop_s'] * 1e9 / peak:.0f}% |",
+          flush=True)
   if args.inception_images:
     from evaluation import weights
     row = bench_inception(weights.default_path(), args.inception_images)
@@ -150,6 +188,12 @@ def main():
           f"{row['gflop_per_img']:.2f} GFLOP/img, {row['gflop_s']:.1f} GFLOP/s "
           f"({100 * row['gflop_s'] * 1e9 / peak:.0f}% of matmul); 10k images: "
           f"{10_000 / row['img_s'] / 60:.0f} min")
+    if args.torch:
+      import torch_reference
+      torch_img_s = torch_reference.inception_images_per_second(
+          weights.default_path(), args.inception_images, CPU_THREADS)
+      print(f"TorchScript FID Inception (the same weights), same input: {torch_img_s:.2f} "
+            f"img/s; ours / TorchScript: {row['img_s'] / torch_img_s:.2f}x")
 
 
 if __name__ == "__main__":

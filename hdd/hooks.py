@@ -27,6 +27,24 @@ from hdd.train_step import TrainState
 Hook = Callable[[int, TrainState, metric_writers.MetricWriter, float], None]
 
 
+class HookSampler:
+  """Samples a model for a hook: on its own, from noise, or, given `low_res(num_images)`
+  (the uint8 output of the cascade's earlier stages, drawn once, at first use), handed
+  over by the stage's own rule, so the samples are the cascade's."""
+
+  def __init__(self, config: ml_collections.ConfigDict,
+               low_res: Optional[Callable[[int], np.ndarray]] = None):
+    self.low_res_fn, self.low_res = low_res, None
+    self.plan = SamplingPlan.create(config, Handover.from_config(config.sample)
+                                    if low_res is not None else None)
+
+  def __call__(self, params, count: int) -> tuple[np.ndarray, dict]:
+    if self.low_res is None and self.low_res_fn is not None:
+      self.low_res = self.low_res_fn(count)
+    return generate.sample_images(self.plan, params, parallel.create_mesh(), count,
+                                  low_res=self.low_res)
+
+
 class SampleGrid:
   """Logs a grid of EMA samples every `every` steps: 16, or of a conditional model two of
   each class, a row per class. A cascade stage samples from noise, on its own; a stage
@@ -37,19 +55,12 @@ class SampleGrid:
                low_res: Optional[Callable[[int], np.ndarray]] = None):
     num_classes = config.model.num_classes
     self.count = 2 * num_classes if num_classes else 16
-    self.low_res_fn = low_res if config.model.low_res_size else None
-    self.low_res = None
-    self.plan = SamplingPlan.create(config, Handover.from_config(config.sample)
-                                    if self.low_res_fn is not None else None)
+    self.sample = HookSampler(config, low_res if config.model.low_res_size else None)
     self.every = every
 
   def __call__(self, step: int, state: TrainState, writer, train_seconds: float) -> None:
     if step % self.every == 0:
-      if self.low_res is None and self.low_res_fn is not None:
-        self.low_res = self.low_res_fn(self.count)
-      samples, info = generate.sample_images(self.plan, state.ema_params,
-                                             parallel.create_mesh(), self.count,
-                                             low_res=self.low_res)
+      samples, info = self.sample(state.ema_params, self.count)
       grid = reports.sample_grid(samples, info["labels"], columns=2)
       writer.write_images(step, {"samples": grid[None]})
 
@@ -61,9 +72,8 @@ class FidMonitor:
   train_seconds, measure_seconds}, for curves of FID against training time. A resumed run
   keeps the points before the step it resumed from.
 
-  `low_res(num_images)` gives, for a later stage of a cascade, the uint8 output of the
-  stages before it (sampled once, at first use): the samples are then the cascade's, handed
-  over by this stage's rule, so the FID is measured through the cascade, not stage by stage.
+  `low_res(num_images)` gives, for a later stage of a cascade, the output of the stages
+  before it (`HookSampler`): the FID is measured through the cascade, not stage by stage.
   The weights must exist when the hook is built; they and the reference statistics load
   once, at first use."""
 
@@ -75,9 +85,7 @@ class FidMonitor:
       raise CheckpointError(f"train.fid_every={every} needs the FID Inception weights, not "
                             f"found at {self.weights_path!r}: {weights.WEIGHTS_HELP}")
     self.config, self.every, self.workdir, self.reference = config, every, workdir, None
-    self.low_res_fn, self.low_res = low_res, None
-    self.plan = SamplingPlan.create(config, Handover.from_config(config.sample)
-                                    if low_res is not None else None)
+    self.sample = HookSampler(config, low_res)
     self.curve = None
 
   def _load_curve(self, step: int) -> list:
@@ -99,10 +107,7 @@ class FidMonitor:
       self.reference = FidReference.load(config.data, config.data.eval_split,
                                          config.data.image_size, config.eval.reference_examples,
                                          self.weights_path, config.eval.stats_dir)
-      if self.low_res_fn is not None:
-        self.low_res = self.low_res_fn(count)
-    samples, _ = generate.sample_images(self.plan, state.ema_params, parallel.create_mesh(),
-                                        count, low_res=self.low_res)
+    samples, _ = self.sample(state.ema_params, count)
     fid = self.reference.score(samples)["fid"]
     writer.write_scalars(step, {f"fid_{count}samples": fid})
     self.curve.append({"step": step, "fid": fid, "train_seconds": train_seconds,

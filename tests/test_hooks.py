@@ -179,7 +179,7 @@ def test_fid_monitor_measures_through_the_cascade_and_resumes_its_curve(
       hook(step, state, FakeWriter(), seconds)
 
   hook = hooks.FidMonitor(config, every=2, workdir=str(tmp_path), low_res=low_res)
-  assert hook.plan.handover.method == "mix"
+  assert hook.sample.plan.handover.method == "mix"
   run(hook, [(1, 5.0), (2, 10.0), (3, 15.0), (4, 27.0), (5, 30.0), (6, 33.0)])
   assert low_res_calls == [4]
   curve = json.loads((tmp_path / "fid_curve.json").read_text())
