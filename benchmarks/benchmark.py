@@ -56,7 +56,12 @@ def model_configs(name: str, variant: str) -> list:
   """[(label, single-model config)]: the config itself, or each stage of a cascade;
   variant 'full' is the config's default."""
   variant = "" if variant == "full" else variant
-  config = importlib.import_module(f"configs.{name}").get_config(variant)
+  try:
+    config = importlib.import_module(f"configs.{name}").get_config(variant)
+  except ModuleNotFoundError:
+    raise SystemExit(f"--configs={name}: there is no configs/{name}.py")
+  except ValueError as error:   # An unknown variant, named by the config.
+    raise SystemExit(f"--variants={variant}: {error}")
   label = f"{name}:{variant or 'full'}"
   if not stages.is_cascade(config):
     return [(label, config)]
@@ -64,19 +69,20 @@ def model_configs(name: str, variant: str) -> list:
           for stage in stages.stage_names(config)]
 
 
-def torch_train_images_per_second(config, params, steps: int) -> float:
+def torch_train_images_per_second(config, params, schedule, steps: int) -> float:
   """The PyTorch U-Net's train images/s, after checking it has every parameter of ours."""
   import torch_reference
   network = torch_reference.unet_from_config(config)
   if torch_reference.parameter_shapes(network) != torch_reference.flax_parameter_shapes(params):
     raise SystemExit(f"benchmarks/torch_reference.py's U-Net differs from hdd.unet.UNet for "
                      f"{config.model}")
-  return torch_reference.train_images_per_second(config, steps, CPU_THREADS)
+  return torch_reference.train_images_per_second(config, schedule.alphas_cumprod, steps,
+                                                 CPU_THREADS)
 
 
-def bench_config(label, config, steps, chain_steps, torch: bool = False):
-  """One model's row; with `torch` also the PyTorch train step's images/s, timed right
-  after ours on the same batch size."""
+def bench_config(label, config, steps, chain_steps, compare_torch: bool = False):
+  """One model's row; with `compare_torch` also the PyTorch train step's images/s, timed
+  right after ours on the same batch size and schedule."""
   config.train.grad_accum_steps = 1
   mesh = parallel.create_mesh()
   model, schedule = create_model(config), create_schedule(config.diffusion)
@@ -128,8 +134,9 @@ def bench_config(label, config, steps, chain_steps, torch: bool = False):
          "forward_mflop_per_img": forward_flops / batch_size / 1e6,
          "sample_img_s_per_step": batch_size * chain_steps / chain_seconds,
          "scan_vs_loop": loop_seconds / chain_seconds}
-  if torch:
-    row["torch_train_img_s"] = torch_train_images_per_second(config, state.params, steps)
+  if compare_torch:
+    row["torch_train_img_s"] = torch_train_images_per_second(config, state.params, schedule,
+                                                             steps)
     row["jax_vs_torch"] = row["train_img_s"] / row["torch_train_img_s"]
   return row
 

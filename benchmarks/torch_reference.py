@@ -3,8 +3,8 @@ step written in PyTorch, and the TorchScript FID Inception that our weights come
 
 torch is a benchmark-only dependency (`pip install torch==2.14.1`): nothing under hdd/,
 common/ or evaluation/ imports it. The U-Net here is the same architecture, layer for
-layer (`same_architecture` checks every parameter shape against the Flax model), so a
-ratio of images/s compares the frameworks, not the networks.
+layer (the benchmark compares `parameter_shapes` with `flax_parameter_shapes` before it
+times anything), so a ratio of images/s compares the frameworks, not the networks.
 """
 from __future__ import annotations
 
@@ -161,17 +161,16 @@ def flax_parameter_shapes(params) -> list:
   return sorted(shapes)
 
 
-def train_images_per_second(config, steps: int, threads: int) -> float:
+def train_images_per_second(config, alphas_cumprod, steps: int, threads: int) -> float:
   """Images/s of the PyTorch train step that `hdd.train_step` computes: eps-prediction
-  loss at uniform steps, global-norm clipping, Adam, EMA; the batch of the config."""
+  loss at uniform steps of the schedule `alphas_cumprod` (the config's, from
+  `hdd.build.create_schedule`), global-norm clipping, Adam, EMA; the batch of the config."""
   torch.set_num_threads(threads)
   torch.manual_seed(0)
   model = unet_from_config(config).train()
   ema = [p.detach().clone() for p in model.parameters()]
   optimizer = torch.optim.Adam(model.parameters(), lr=config.train.learning_rate)
-  betas = np.linspace(config.diffusion.beta_start, config.diffusion.beta_end,
-                      config.diffusion.num_steps)
-  alpha_bar = torch.tensor(np.cumprod(1.0 - betas), dtype=torch.float32)
+  alpha_bar = torch.tensor(np.asarray(alphas_cumprod), dtype=torch.float32)
   size, channels, batch = (config.data.image_size, config.data.channels,
                            config.train.batch_size)
   images = torch.rand(batch, channels, size, size) * 2 - 1
