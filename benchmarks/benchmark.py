@@ -175,7 +175,8 @@ def main():
       raise SystemExit("--torch needs PyTorch: pip install torch==2.14.1 (benchmark-only)")
   peak = matmul_flops_per_second()
   print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}; "
-        f"XLA float32 matmul: {peak / 1e9:.1f} GFLOP/s; {CPU_THREADS} CPU threads")
+        f"XLA float32 matmul: {peak / 1e9:.1f} GFLOP/s; {CPU_THREADS} CPU threads; "
+        f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r} (common/xla_flags.py)")
   header = ["config", "params", "size", "dtype", "batch", "train_img_s", "train_gflop_s",
             "forward_mflop_per_img", "sample_img_s_per_step", "scan_vs_loop"]
   header += ["torch_train_img_s", "jax_vs_torch"] if args.torch else []
