@@ -12,11 +12,11 @@ from typing import MutableMapping
 
 DEFAULT_FLAGS = {
     # jax 0.10.2 hands convolutions and dots to YNNPACK fusions, which ran on one core of
-    # our 2-core machines. With no YNNPACK fusion they run in XLA's Eigen kernels on every
-    # core (2026-12-01, `python benchmarks/benchmark.py --configs=hdd_mnist --torch ...`
-    # with and without the flag, one process each): FID Inception 8.1 -> 18.2 img/s,
-    # features within 1e-6 relative; the 6.5M-parameter 28x28 train step 12.8 -> 21.5
-    # img/s, the quick 28x28 one 146 -> 192 img/s. The flag's empty value means "none".
+    # our 2-core machines (a jax.profiler trace of the FID Inception). With no YNNPACK
+    # fusion they run in XLA's Eigen kernels on every core. One-off probes, one process
+    # per setting (2026-12-01, README "Speed"): FID Inception 8.1 -> 18.2 img/s, features
+    # within 1e-6 relative; train img/s 12.8 -> 21.5 for the 6.5M-parameter 28x28 U-Net,
+    # 140 -> 199 for the quick 28x28 one; the same training losses. Empty value: "none".
     "--xla_cpu_experimental_ynn_fusion_type": "",
 }
 
