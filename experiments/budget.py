@@ -18,9 +18,12 @@ For each model: num_samples images in W/<model>/samples/samples.npz (key `images
 NHWC) and a grid W/<model>/samples/grid.png (every image >= 64 px); FID and KID against
 the whole test split (reference statistics cached), the classifier distance (FCD, KID in
 the features of evaluation.classifier), training seconds and sampling seconds (the chains
-without compilation, and the wall-clock with it). W/results.json (keys `hdd`, `ddpm`,
-`hdd_<m>min`) and W/results.md; a finished model is reused when the command is
-run again.
+without compilation, and the wall-clock with it). For the cascade also the scores of its
+last stage handed real training images shrunk to the size before it, in place of the
+earlier stages' samples (`given_real_low_res`; --noreal_low_res skips it): the gap to the
+cascade's own scores is what better earlier stages could gain. W/results.json (keys
+`hdd`, `ddpm`, `hdd_<m>min`) and W/results.md; a finished model is reused when the
+command is run again.
 """
 import os
 import time
@@ -36,6 +39,8 @@ flags.DEFINE_float("minutes", 30.0, "Training budget of each model, in minutes."
 flags.DEFINE_list("curve_minutes", [], "Further budgets (minutes) to train the cascade under.")
 MODELS = ("hdd", "ddpm")
 flags.DEFINE_list("models", list(MODELS), "Which of hdd (the cascade), ddpm to run.")
+flags.DEFINE_bool("real_low_res", True, "Also score the cascade's last stage fed real images "
+                  "shrunk to the size before it, in place of the earlier stages' samples.")
 flags.DEFINE_multi_string("cascade_set", [], "FIELD=VALUE for the cascades' configs (hdd and "
                           "the curve), e.g. stages.stage2.model.low_res_size=0: one lever of an "
                           "ablation, changed alone.")
@@ -113,8 +118,32 @@ def measure(name: str, config, workdir: str, quality) -> dict:
   if result.get("inception_kid_x1e3") is not None:
     result["kid"] = result["inception_kid_x1e3"] / 1e3
   result["trained_images"] = trained_images(config, workdir)
+  if FLAGS.real_low_res and "stages" in config:
+    result["given_real_low_res"] = score_given_real_low_res(config, params, quality)
   print(f"{name}: {result}")
   return result
+
+
+def score_given_real_low_res(config, params, quality) -> dict:
+  """The scores of the cascade's last stage handed real training images, shrunk to the
+  previous stage's size as that stage trains on them, in place of its samples: the
+  cascade with perfect earlier stages. Its gap to the cascade's own scores is the part
+  that better earlier stages could remove; the rest is the last stage's."""
+  from common import parallel
+  from hdd import cascade, generate, stages
+  from input_pipeline.pipeline import real_images
+  plans = cascade.stage_plans(config)
+  names = stages.stage_names(config)
+  size = config.stages[names[-2]].image_size
+  low_res, _ = real_images(config.data, "train", size, limit=FLAGS.num_samples)
+  # The same seed and noise stream as the last stage has in `cascade.sample_cascade`.
+  samples, _ = generate.sample_images(plans[names[-1]], params[names[-1]],
+                                      parallel.create_mesh(), len(low_res),
+                                      seed=config.sample.seed, stream=len(names) - 1,
+                                      low_res=low_res)
+  scores = quality(samples)
+  print(f"{names[-1]} given real {size}x{size} images: {scores}")
+  return scores
 
 
 def trained_images(config, workdir: str) -> list[int]:
@@ -144,6 +173,13 @@ def markdown(results: dict) -> str:
                  f"{study.number(r.get('inception_kid_x1e3'), 1)} | "
                  f"{study.number(r.get('fcd'), 2)} | {r['sample_seconds']:.1f} | "
                  f"{' + '.join(str(e) for e in r['evaluations_per_image'])} |")
+  for key, label in rows:
+    given = results.get(key, {}).get("given_real_low_res")
+    if given:
+      lines.append(f"| {label}, last stage given real low-resolution images | | | | "
+                   f"{study.number(given.get('fid'), 1)} | "
+                   f"{study.number(given.get('inception_kid_x1e3'), 1)} | "
+                   f"{study.number(given.get('fcd'), 2)} | | |")
   text = "\n".join(lines) + "\n"
   if "hdd" in results and "ddpm" in results and results["hdd"].get("fid"):
     ratio = results["hdd"]["fid"] / results["ddpm"]["fid"]

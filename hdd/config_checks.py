@@ -92,6 +92,7 @@ def _problems(config: ml_collections.ConfigDict) -> list[str]:
        "must lie in [0, train.learning_rate]")
   need(t.warmup_steps >= 0, "train.warmup_steps", "must be >= 0")
   need(t.weight_decay >= 0, "train.weight_decay", "must be >= 0")
+  need(t.min_snr_gamma >= 0, "train.min_snr_gamma", "must be >= 0 (0 = the simple loss)")
   need(t.grad_clip >= 0, "train.grad_clip", "must be >= 0 (0 disables clipping)")
   need(0.0 <= t.ema_decay < 1.0, "train.ema_decay", "must lie in [0, 1)")
   need(0.0 <= t.label_dropout < 1.0, "train.label_dropout", "must lie in [0, 1)")

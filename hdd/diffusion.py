@@ -162,9 +162,31 @@ def ddim_timesteps(num_train_steps: int, num_sample_steps: int) -> np.ndarray:
   return np.arange(num_sample_steps) * (num_train_steps // num_sample_steps)
 
 
-def denoising_loss(model_fn: Callable, schedule: Schedule, x0, rng, prediction: str):
-  """The simple DDPM objective (Ho et al. 2020, eq. 14) for any parameterisation:
-  t ~ U{0..T-1}, eps ~ N(0, I), loss = ||model(x_t, t) - target||^2 averaged per example.
+def min_snr_weight(schedule: Schedule, t, prediction: str, gamma: float):
+  """The Min-SNR-gamma loss weight of step t (Hang et al. 2023): with SNR_t = ab_t / (1 - ab_t), every parameterisation's loss becomes the x0 loss
+  weighted by min(SNR_t, gamma), i.e. min(SNR_t, gamma) / SNR_t for eps and
+  min(SNR_t, gamma) / (SNR_t + 1) for v. It caps the weight of the nearly clean steps,
+  whose gradients conflict with the noisy ones'. gamma = 0: weight 1 (the simple loss)."""
+  if gamma <= 0:
+    return jnp.ones(t.shape, jnp.float32)
+  # From the square roots, which the schedule computed in float64: 1 - ab in float32
+  # loses digits at the clean end (ab = 0.9999).
+  snr = jnp.square(schedule.sqrt_alphas_cumprod[t] / schedule.sqrt_one_minus_alphas_cumprod[t])
+  clipped = jnp.minimum(snr, gamma)
+  if prediction == "eps":
+    return clipped / snr
+  if prediction == "x0":
+    return clipped
+  if prediction == "v":
+    return clipped / (snr + 1.0)
+  raise ValueError(f"unknown prediction {prediction!r}; expected one of {PREDICTIONS}")
+
+
+def denoising_loss(model_fn: Callable, schedule: Schedule, x0, rng, prediction: str,
+                   min_snr_gamma: float = 0.0):
+  """The DDPM objective for any parameterisation: t ~ U{0..T-1}, eps ~ N(0, I),
+  loss = w(t) ||model(x_t, t) - target||^2 averaged per example, with w = 1 (the simple
+  loss, Ho et al. 2020, eq. 14) or the Min-SNR-gamma weight (`min_snr_weight`).
 
   model_fn(x_t, t) -> network output. Returns (per-example loss [B], t [B]).
   """
@@ -173,4 +195,5 @@ def denoising_loss(model_fn: Callable, schedule: Schedule, x0, rng, prediction: 
   noise = jax.random.normal(noise_rng, x0.shape, x0.dtype)
   output = model_fn(q_sample(schedule, x0, t, noise), t)
   target = training_target(schedule, x0, t, noise, prediction)
-  return jnp.mean(jnp.square(output - target), axis=tuple(range(1, x0.ndim))), t
+  squared_error = jnp.mean(jnp.square(output - target), axis=tuple(range(1, x0.ndim)))
+  return min_snr_weight(schedule, t, prediction, min_snr_gamma) * squared_error, t

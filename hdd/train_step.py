@@ -52,12 +52,15 @@ def ema_decay_at(step, decay: float, warmup: bool):
 
 
 def train_step(state: TrainState, batch: dict, schedule: Schedule, *, prediction: str,
-               num_classes: int, label_dropout: float, ema_decay: float, ema_warmup: bool,
-               low_res: Optional[LowResInput] = None):
+               min_snr_gamma: float, num_classes: int, label_dropout: float, ema_decay: float,
+               ema_warmup: bool, low_res: Optional[LowResInput] = None):
   """One optimizer update from batch['image'] of shape [A, B/A, H, W, C] (A micro-batches).
 
   A conditional cascade stage (`low_res`) also gets each image shrunk to the stage
   before's size, upsampled and noised, as the input its samples will be conditioned on.
+
+  The loss is weighted per example by Min-SNR-gamma when min_snr_gamma > 0
+  (`diffusion.min_snr_weight`).
 
   A non-finite loss, gradient or updated parameter leaves parameters, optimizer and EMA
   unchanged (the step counter still advances) and reports finite=False.
@@ -78,7 +81,7 @@ def train_step(state: TrainState, batch: dict, schedule: Schedule, *, prediction
                             rngs={"dropout": dropout_rng}, **extra)
 
     losses, _ = diffusion.denoising_loss(model_fn, schedule, micro_batch["image"], loss_rng,
-                                         prediction)
+                                         prediction, min_snr_gamma)
     return jnp.mean(losses)
 
   # A Python loop, unrolled at trace time: XLA:CPU runs gradients inside lax.scan ~25x
@@ -114,7 +117,8 @@ def train_step(state: TrainState, batch: dict, schedule: Schedule, *, prediction
 def compile_train_step(config: ml_collections.ConfigDict, mesh) -> Callable:
   """train_step bound to the config and jitted over the mesh (state replicated, batch split)."""
   step_fn = functools.partial(
-      train_step, prediction=config.diffusion.prediction, num_classes=config.model.num_classes,
+      train_step, prediction=config.diffusion.prediction,
+      min_snr_gamma=config.train.min_snr_gamma, num_classes=config.model.num_classes,
       label_dropout=config.train.label_dropout, ema_decay=config.train.ema_decay,
       ema_warmup=config.train.ema_warmup, low_res=LowResInput.from_config(config))
   replicated = parallel.replicated(mesh)

@@ -34,6 +34,8 @@ def test_invalid_values_are_listed_one_per_line():
     ("stages.stage1.diffusion.beta_end", 2.0, "stages.stage1.diffusion.beta_start=0.0001"),
     ("stages.stage1.sample.upsample", "lanczos", "stages.stage1.sample.upsample='lanczos'"),
     ("stage", 3, "stage=3: must lie in [0, 2]"),
+    ("stages.stage1.train.min_snr_gamma", -5.0, "stages.stage1.train.min_snr_gamma=-5.0: must "
+     "be >= 0 (0 = the simple loss)"),
     # Sizes that become loops or host arrays are bounded: found by tests/test_fuzz.py, where
     # num_res_blocks=536870913 hung the model's construction.
     ("stages.stage2.model.num_res_blocks", 536870913,

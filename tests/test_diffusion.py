@@ -168,3 +168,38 @@ def test_denoising_loss_is_zero_for_the_oracle(schedule):
   assert float(losses.max()) < 1e-8
   losses, _ = diffusion.denoising_loss(lambda x_t, t: jnp.zeros_like(x_t), schedule, x0, rng, "eps")
   assert abs(float(losses.mean()) - 1.0) < 0.05
+
+
+@pytest.mark.parametrize("prediction", ["eps", "x0", "v"])
+def test_min_snr_weight_closed_form(schedule, prediction):
+  """Hang et al. (2023): the weighted loss of every parameterisation is the x0 loss times
+  min(SNR, gamma). With x0-loss = ||x0_hat - x0||^2, an eps error e is an x0 error
+  e sqrt(1-ab)/sqrt(ab) (eq. 4 inverted), so w_eps = min(SNR, gamma) (1 - ab) / ab."""
+  t = np.array([0, 5, 40, 120, 199])
+  ab = ALPHA_BAR[t]
+  snr = ab / (1 - ab)
+  x0_weight = np.minimum(snr, 5.0)
+  # The squared x0 error per unit squared error of each output (closed forms, float64).
+  x0_error_per_output = {"eps": (1 - ab) / ab, "x0": np.ones_like(ab), "v": 1 - ab}[prediction]
+  expected = x0_weight * x0_error_per_output
+  got = diffusion.min_snr_weight(schedule, jnp.asarray(t), prediction, 5.0)
+  np.testing.assert_allclose(got, expected, rtol=1e-5)
+  # Steps with SNR below gamma keep weight 1 for eps: the noisy end of the chain.
+  if prediction == "eps":
+    assert np.all(np.asarray(got)[snr < 5.0] == pytest.approx(1.0))
+  np.testing.assert_array_equal(
+      diffusion.min_snr_weight(schedule, jnp.asarray(t), prediction, 0.0), np.ones(len(t)))
+
+
+def test_denoising_loss_applies_the_min_snr_weight(schedule):
+  """A model returning zeros for eps has squared error E[eps^2] = 1 per example, so the
+  weighted per-example loss is the weight of its step."""
+  x0 = jnp.zeros((4096, 2, 2, 1))
+  zeros = lambda x_t, t: jnp.zeros_like(x_t)
+  rng = jax.random.PRNGKey(5)
+  weighted, t = diffusion.denoising_loss(zeros, schedule, x0, rng, "eps", min_snr_gamma=5.0)
+  plain, t_plain = diffusion.denoising_loss(zeros, schedule, x0, rng, "eps")
+  np.testing.assert_array_equal(t, t_plain)
+  ab = ALPHA_BAR[np.asarray(t)]
+  expected = np.minimum(ab / (1 - ab), 5.0) / (ab / (1 - ab))
+  np.testing.assert_allclose(weighted, expected * np.asarray(plain), rtol=1e-5)

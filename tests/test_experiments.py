@@ -150,6 +150,11 @@ def test_budget_trains_the_models_for_the_budget_and_scores_their_samples(tmp_pa
     stage2 = json.load(f)
   assert stage2["diffusion"]["num_steps"] == 400 and stage2["model"]["low_res_size"] == 14
   assert "| HDD cascade 14->28 | 0.05 |" in out and "| DDPM 28x28 | 0.05 |" in out
+  # Stage 2 also scored on real 14x14 images in place of stage 1's samples: with the same
+  # seed and noise stream, only the different input can change its scores.
+  given = results["hdd"]["given_real_low_res"]
+  assert np.isfinite(given["fcd"]) and given["fcd"] != results["hdd"]["fcd"]
+  assert "given real low-resolution images" in out and "given_real_low_res" not in results["ddpm"]
   # The same workdir under another budget is refused before anything trains.
   env = dict(os.environ, HDD_COMPILATION_CACHE=COMPILATION_CACHE)
   again = subprocess.run([sys.executable, "experiments/budget.py", f"--workdir={tmp_path}",

@@ -267,8 +267,8 @@ def test_a_non_finite_update_is_not_applied():
   state = state.replace(opt_state=state.tx.init(state.params))
   batch = train_step.split_micro_batches(stripes_batch(16, 0), 1)
   step = jax.jit(lambda s, b, sch: train_step.train_step(
-      s, b, sch, prediction="eps", num_classes=0, label_dropout=0.0, ema_decay=0.9,
-      ema_warmup=True))
+      s, b, sch, prediction="eps", min_snr_gamma=0.0, num_classes=0, label_dropout=0.0,
+      ema_decay=0.9, ema_warmup=True))
   new_state, metrics = step(state, batch, create_schedule(config.diffusion))
   assert np.isfinite(float(metrics["loss"])) and np.isfinite(float(metrics["grad_norm"]))
   assert not bool(metrics["finite"])

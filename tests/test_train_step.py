@@ -26,8 +26,9 @@ def _stripes_batch(batch_size, step, num_micro=1):
 def _step_fn(config):
   return jax.jit(functools.partial(
       train_step.train_step, prediction=config.diffusion.prediction,
-      num_classes=config.model.num_classes, label_dropout=config.train.label_dropout,
-      ema_decay=config.train.ema_decay, ema_warmup=config.train.ema_warmup))
+      min_snr_gamma=config.train.min_snr_gamma, num_classes=config.model.num_classes,
+      label_dropout=config.train.label_dropout, ema_decay=config.train.ema_decay,
+      ema_warmup=config.train.ema_warmup))
 
 
 def test_loss_drops_and_ema_tracks_on_a_tiny_dataset():
@@ -46,6 +47,18 @@ def test_loss_drops_and_ema_tracks_on_a_tiny_dataset():
   ema_gap = jax.tree_util.tree_leaves(jax.tree_util.tree_map(
       lambda e, p: float(jnp.max(jnp.abs(e - p))), state.ema_params, state.params))
   assert 0 < max(ema_gap)
+
+
+def test_min_snr_gamma_reaches_the_loss():
+  """The same state, batch and randomness: per-example errors are equal, and Min-SNR
+  weights are <= 1, far below it for every step whose SNR exceeds a small gamma."""
+  config = tiny_config()
+  state = train_step.create_train_state(config, create_model(config))
+  schedule, batch = create_schedule(config.diffusion), _stripes_batch(16, 0)
+  _, plain = _step_fn(config)(state, batch, schedule)
+  config.train.min_snr_gamma = 0.01
+  _, weighted = _step_fn(config)(state, batch, schedule)
+  assert 0 < float(weighted["loss"]) < 0.5 * float(plain["loss"])
 
 
 def test_non_finite_step_changes_nothing_but_the_step():
