@@ -163,10 +163,11 @@ def ddim_timesteps(num_train_steps: int, num_sample_steps: int) -> np.ndarray:
 
 
 def min_snr_weight(schedule: Schedule, t, prediction: str, gamma: float):
-  """The Min-SNR-gamma loss weight of step t (Hang et al. 2023): with SNR_t = ab_t / (1 - ab_t), every parameterisation's loss becomes the x0 loss
-  weighted by min(SNR_t, gamma), i.e. min(SNR_t, gamma) / SNR_t for eps and
-  min(SNR_t, gamma) / (SNR_t + 1) for v. It caps the weight of the nearly clean steps,
-  whose gradients conflict with the noisy ones'. gamma = 0: weight 1 (the simple loss)."""
+  """The Min-SNR-gamma loss weight of step t (Hang et al. 2023): with SNR_t = ab_t /
+  (1 - ab_t), every parameterisation's loss becomes the x0 loss weighted by
+  min(SNR_t, gamma), i.e. min(SNR_t, gamma) / SNR_t for eps and min(SNR_t, gamma) /
+  (SNR_t + 1) for v. It caps the weight of the nearly clean steps, whose gradients
+  conflict with the noisy ones'. gamma = 0: weight 1 (the simple loss)."""
   if gamma <= 0:
     return jnp.ones(t.shape, jnp.float32)
   # From the square roots, which the schedule computed in float64: 1 - ab in float32
