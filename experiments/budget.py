@@ -12,7 +12,8 @@ compilation and measuring are not counted).
 --curve_minutes=10,20 also trains the cascade under those budgets (W/hdd_<m>min/), for the
 curve of quality against budget. --cascade_set=FIELD=VALUE (repeatable) changes the
 cascades' configs: one lever of an ablation, in a workdir of its own (e.g.
-stages.stage2.model.low_res_size=0: the published, unconditional stage 2).
+stages.stage2.model.low_res_size=0: the published, unconditional stage 2); --ddpm_set the
+DDPM's (e.g. sample.eta=1.0).
 
 For each model: num_samples images in W/<model>/samples/samples.npz (key `images`, uint8
 NHWC) and a grid W/<model>/samples/grid.png (every image >= 64 px); FID and KID against
@@ -44,12 +45,22 @@ flags.DEFINE_bool("real_low_res", True, "Also score the cascade's last stage fed
 flags.DEFINE_multi_string("cascade_set", [], "FIELD=VALUE for the cascades' configs (hdd and "
                           "the curve), e.g. stages.stage2.model.low_res_size=0: one lever of an "
                           "ablation, changed alone.")
+flags.DEFINE_multi_string("ddpm_set", [], "FIELD=VALUE for the DDPM's config, e.g. "
+                          "sample.eta=1.0, as --cascade_set for the cascade.")
 FLAGS = flags.FLAGS
 
 
-def apply_settings(config, settings: list[str]) -> None:
-  """Sets FIELD=VALUE settings (VALUE a Python literal, else a string) on a config,
-  refusing fields it does not have."""
+def settings_of(config) -> tuple[str, list[str]]:
+  """(flag name, FIELD=VALUE settings) that change `config`: --cascade_set for a cascade,
+  --ddpm_set for the DDPM."""
+  if "stages" in config:
+    return "cascade_set", list(FLAGS.cascade_set)
+  return "ddpm_set", list(FLAGS.ddpm_set)
+
+
+def apply_settings(config, flag: str, settings: list[str]) -> None:
+  """Sets FIELD=VALUE settings (VALUE a Python literal, else a string) of --`flag` on a
+  config, refusing fields it does not have."""
   import ast
   for setting in settings:
     field, sep, text = setting.partition("=")
@@ -58,8 +69,10 @@ def apply_settings(config, settings: list[str]) -> None:
     for part in path:
       section = section.get(part) if hasattr(section, "get") else None
     if not sep or section is None or key not in section:
-      raise UserError(f"--cascade_set={setting}: expected FIELD=VALUE with FIELD a field of "
-                      "the cascade config, e.g. stages.stage2.model.attention_resolutions=(7,)")
+      example = ("stages.stage2.model.attention_resolutions=(7,)" if flag == "cascade_set"
+                 else "sample.eta=1.0")
+      raise UserError(f"--{flag}={setting}: expected FIELD=VALUE with FIELD a field of the "
+                      f"{'cascade' if flag == 'cascade_set' else 'DDPM'} config, e.g. {example}")
     try:
       value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
@@ -71,9 +84,9 @@ def budget_configs(minutes: float) -> dict:
   """{'hdd': the budget cascade, 'ddpm': the budget DDPM}, each trained for `minutes`."""
   configs = study.model_configs(FLAGS.dataset, FLAGS.data_path, variant="budget")
   configs["hdd"].time_budget_minutes = minutes
-  apply_settings(configs["hdd"], FLAGS.cascade_set)
   configs["ddpm"].train.time_budget_minutes = minutes
   for config in configs.values():
+    apply_settings(config, *settings_of(config))
     config.sample.num_samples = FLAGS.num_samples
     config.sample.batch_size = 500
     config.eval.reference_examples = FLAGS.fid_reference_examples
@@ -109,7 +122,7 @@ def measure(name: str, config, workdir: str, quality) -> dict:
   result = {"train_seconds": float(sum(train_seconds)),
             "train_seconds_per_stage": [float(s) for s in train_seconds],
             "budget_minutes": budget_minutes(config),
-            "cascade_set": list(FLAGS.cascade_set) if "stages" in config else [],
+            settings_of(config)[0]: settings_of(config)[1],
             "sample_seconds": float(sum(np.atleast_1d(cost["sample_seconds"]))),
             "sample_wall_seconds": wall,
             "evaluations_per_image": cost["evaluations"],
@@ -211,10 +224,10 @@ def main(argv):
   for key, config, _ in runs:
     minutes = budget_minutes(config)
     done = results.data.get(key)
-    settings = list(FLAGS.cascade_set) if "stages" in config else []
-    if done is not None and done.get("cascade_set", []) != settings:
-      raise UserError(f"{workdir} holds a run of {key} with --cascade_set="
-                      f"{done.get('cascade_set', [])}, not {settings}: use another --workdir")
+    flag, settings = settings_of(config)
+    if done is not None and done.get(flag, []) != settings:
+      raise UserError(f"{workdir} holds a run of {key} with --{flag}="
+                      f"{done.get(flag, [])}, not {settings}: use another --workdir")
     if done is not None and done["budget_minutes"] != minutes:
       raise UserError(f"{workdir} holds a {done['budget_minutes']:g}-minute run of {key}, not "
                       f"--minutes={minutes:g}: use another --workdir")

@@ -165,3 +165,14 @@ def test_budget_trains_the_models_for_the_budget_and_scores_their_samples(tmp_pa
   assert again.stderr.strip().splitlines()[-1] == (
       f"error: {tmp_path} holds a 0.05-minute run of hdd, not --minutes=20: use another "
       "--workdir")
+  # So is the DDPM under other --ddpm_set settings, and a field the DDPM's config lacks.
+  for settings, message in [
+      ("sample.eta=1.0", f"error: {tmp_path} holds a run of ddpm with --ddpm_set=[], not "
+       "['sample.eta=1.0']: use another --workdir"),
+      ("sample.etta=1.0", "error: --ddpm_set=sample.etta=1.0: expected FIELD=VALUE with FIELD "
+       "a field of the DDPM config, e.g. sample.eta=1.0")]:
+    again = subprocess.run([sys.executable, "experiments/budget.py", f"--workdir={tmp_path}",
+                            f"--data_path={data}", "--nofid", "--minutes=0.05", "--quick",
+                            "--models=ddpm", f"--ddpm_set={settings}"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=300, env=env)
+    assert again.returncode == 2 and again.stderr.strip().splitlines()[-1] == message
