@@ -50,6 +50,11 @@ flags.DEFINE_multi_string("ddpm_set", [], "FIELD=VALUE for the DDPM's config, e.
 FLAGS = flags.FLAGS
 
 
+# What each settings flag changes, and an example of a setting, for its error message.
+SETTINGS_EXAMPLES = {"cascade_set": ("cascade", "stages.stage2.model.attention_resolutions=(7,)"),
+                     "ddpm_set": ("DDPM", "sample.eta=1.0")}
+
+
 def settings_of(config) -> tuple[str, list[str]]:
   """(flag name, FIELD=VALUE settings) that change `config`: --cascade_set for a cascade,
   --ddpm_set for the DDPM."""
@@ -69,10 +74,9 @@ def apply_settings(config, flag: str, settings: list[str]) -> None:
     for part in path:
       section = section.get(part) if hasattr(section, "get") else None
     if not sep or section is None or key not in section:
-      example = ("stages.stage2.model.attention_resolutions=(7,)" if flag == "cascade_set"
-                 else "sample.eta=1.0")
+      model, example = SETTINGS_EXAMPLES[flag]
       raise UserError(f"--{flag}={setting}: expected FIELD=VALUE with FIELD a field of the "
-                      f"{'cascade' if flag == 'cascade_set' else 'DDPM'} config, e.g. {example}")
+                      f"{model} config, e.g. {example}")
     try:
       value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
@@ -119,10 +123,11 @@ def measure(name: str, config, workdir: str, quality) -> dict:
   grid = images.make_grid(shown, columns=10)
   images.save_png(os.path.join(workdir, "samples", "grid.png"),
                   reports.for_display(grid, samples.shape[1]))
+  flag, settings = settings_of(config)
   result = {"train_seconds": float(sum(train_seconds)),
             "train_seconds_per_stage": [float(s) for s in train_seconds],
             "budget_minutes": budget_minutes(config),
-            settings_of(config)[0]: settings_of(config)[1],
+            flag: settings,
             "sample_seconds": float(sum(np.atleast_1d(cost["sample_seconds"]))),
             "sample_wall_seconds": wall,
             "evaluations_per_image": cost["evaluations"],
