@@ -28,5 +28,5 @@ def get_config(variant: str = ""):
     common.apply_quick(config)
   if variant == "budget":
     common.budget_training(config.train)
-    common.budget_sampler(config.sample, 40)   # The cascade's evaluations per image.
+    common.budget_sampler(config.sample, 100)   # The cascade's evaluations per image.
   return common.class_conditional(config) if conditional else config

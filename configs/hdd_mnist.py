@@ -14,10 +14,10 @@ full:  stage 1 4.0M, stage 2 6.5M parameters, 10k steps of 128 each. CPU (2 core
 quick: 0.18M + 0.28M parameters, 150 steps of 64 each, DDIM-50 per stage: about 5 minutes
        on 2 CPU cores (a third of it compilation); blurry digit-like strokes.
 budget: the quick U-Nets, attention at 7x7 only, trained for config.time_budget_minutes =
-       30 minutes in all (35% stage 1), DPM-Solver++(2M) with 20 steps per stage, stage 2
-       by truncate at t* = 399, trained on those 400 steps only and conditional on up(x_14)
-       (configs.common.conditional_stages): experiments/budget.py (which also trains
-       configs/ddpm_mnist.py:budget).
+       30 minutes in all (35% stage 1, its loss weighted by Min-SNR-5), stochastic DDIM
+       (eta = 1) with 50 steps per stage, stage 2 by truncate at t* = 399, trained on those
+       400 steps only and conditional on up(x_14) (configs.common.conditional_stages):
+       experiments/budget.py (which also trains configs/ddpm_mnist.py:budget).
 cond, cond_quick: every stage class-conditional on the digit, label dropout 0.1, each
        guided at w = 2 (--config.stages.stageK.sample.guidance_scale); a row per class.
        FID and class accuracy against w: experiments/guidance.py.

@@ -88,8 +88,13 @@ def test_budget_variants_share_one_budget_and_the_quick_models(dataset):
     model.attention_resolutions = quick.stages[name].model.attention_resolutions
     model.low_res_size = 0
     assert model == quick.stages[name].model
-    assert cascade.stages[name].sample.sampler == "dpm_solver_2m"
+  # Every chain stochastic DDIM; the DDPM gets the cascade's evaluations per image.
+  for sample in [ddpm.sample] + [s.sample for s in cascade.stages.values()]:
+    assert sample.sampler == "ddim" and sample.eta == 1.0
   assert ddpm.sample.num_steps == sum(s.sample.num_steps for s in cascade.stages.values())
+  # Min-SNR-5 in the first stage only: it hurt the 28x28 stage.
+  assert [cascade.stages[n].train.min_snr_gamma for n in ("stage1", "stage2")] == [5.0, 0.0]
+  assert ddpm.train.min_snr_gamma == 0.0
   stage2, published = cascade.stages.stage2, quick.stages.stage2
   assert stage2.sample.handover == "truncate" and stage2.sample.start_step == 399
   assert stage2.diffusion.num_steps == 400 and stage2.diffusion.schedule == "linear"

@@ -144,8 +144,8 @@ def test_budget_trains_the_models_for_the_budget_and_scores_their_samples(tmp_pa
   # The cascade's budget split 35% / 65%; stage 2 trained on its chain's 400 steps only.
   first, second = results["hdd"]["train_seconds_per_stage"]
   assert first >= 0.35 * 3.0 and second >= 0.65 * 3.0
-  assert results["hdd"]["evaluations_per_image"][0] == 20 and results["ddpm"][
-      "evaluations_per_image"] == [40]
+  assert results["hdd"]["evaluations_per_image"][0] == 50 and results["ddpm"][
+      "evaluations_per_image"] == [100]
   with open(tmp_path / "hdd" / "stage2" / "config.json") as f:
     stage2 = json.load(f)
   assert stage2["diffusion"]["num_steps"] == 400 and stage2["model"]["low_res_size"] == 14
