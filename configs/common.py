@@ -171,11 +171,11 @@ def budget_cascade(config, minutes: float = BUDGET_MINUTES):
   while in the 28x28 stage it cost 10.7 (README, which stage limits the cascade). Every U-Net
   has attention only at its lowest resolution (7x7 at 14 and 28 px): at 28 px, attention at
   14x14 as well cost a quarter of stage 2's speed and 2.8 FID at 30 minutes (README,
-  ablations). A later stage is handed
-  over by `truncate` at t* = 0.8 T - 1 (399 of 500: the best t* of the hand-over sweep,
-  README) and trained only on the steps its chain visits: its schedule is the published one
-  cut at t* (T = 400, the same betas). Later stages are conditional (`conditional_stages`):
-  at 30 minutes on MNIST this took FID from 20.9 to 17.2 (README, ablations)."""
+  ablations). A later stage is handed over by `truncate` at t* = 0.8 T - 1 (399 of 500: the
+  best t* of the hand-over sweep, README) and trained only on the steps its chain visits:
+  its schedule is the published one cut at t* (T = 400, the same betas). Later stages are
+  conditional (`conditional_stages`): at 30 minutes on MNIST this took FID from 20.9 to 17.2
+  (README, ablations)."""
   config.time_budget_minutes = minutes
   names = stage_names(config)
   for index, name in enumerate(names):

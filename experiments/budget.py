@@ -13,7 +13,7 @@ compilation and measuring are not counted).
 curve of quality against budget. --cascade_set=FIELD=VALUE (repeatable) changes the
 cascades' configs: one lever of an ablation, in a workdir of its own (e.g.
 stages.stage2.model.low_res_size=0: the published, unconditional stage 2); --ddpm_set the
-DDPM's (e.g. sample.eta=1.0).
+DDPM's (e.g. sample.num_steps=50).
 
 For each model: num_samples images in W/<model>/samples/samples.npz (key `images`, uint8
 NHWC) and a grid W/<model>/samples/grid.png (every image >= 64 px); FID and KID against
@@ -46,13 +46,13 @@ flags.DEFINE_multi_string("cascade_set", [], "FIELD=VALUE for the cascades' conf
                           "the curve), e.g. stages.stage2.model.low_res_size=0: one lever of an "
                           "ablation, changed alone.")
 flags.DEFINE_multi_string("ddpm_set", [], "FIELD=VALUE for the DDPM's config, e.g. "
-                          "sample.eta=1.0, as --cascade_set for the cascade.")
+                          "sample.num_steps=50, as --cascade_set for the cascade.")
 FLAGS = flags.FLAGS
 
 
 # What each settings flag changes, and an example of a setting, for its error message.
 SETTINGS_EXAMPLES = {"cascade_set": ("cascade", "stages.stage2.model.attention_resolutions=(7,)"),
-                     "ddpm_set": ("DDPM", "sample.eta=1.0")}
+                     "ddpm_set": ("DDPM", "sample.num_steps=50")}
 
 
 def settings_of(config) -> tuple[str, list[str]]:

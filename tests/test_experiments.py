@@ -167,10 +167,10 @@ def test_budget_trains_the_models_for_the_budget_and_scores_their_samples(tmp_pa
       "--workdir")
   # So is the DDPM under other --ddpm_set settings, and a field the DDPM's config lacks.
   for settings, message in [
-      ("sample.eta=1.0", f"error: {tmp_path} holds a run of ddpm with --ddpm_set=[], not "
-       "['sample.eta=1.0']: use another --workdir"),
-      ("sample.etta=1.0", "error: --ddpm_set=sample.etta=1.0: expected FIELD=VALUE with FIELD "
-       "a field of the DDPM config, e.g. sample.eta=1.0")]:
+      ("sample.num_steps=50", f"error: {tmp_path} holds a run of ddpm with --ddpm_set=[], not "
+       "['sample.num_steps=50']: use another --workdir"),
+      ("sample.num_stepz=50", "error: --ddpm_set=sample.num_stepz=50: expected FIELD=VALUE "
+       "with FIELD a field of the DDPM config, e.g. sample.num_steps=50")]:
     again = subprocess.run([sys.executable, "experiments/budget.py", f"--workdir={tmp_path}",
                             f"--data_path={data}", "--nofid", "--minutes=0.05", "--quick",
                             "--models=ddpm", f"--ddpm_set={settings}"], cwd=ROOT,
