@@ -9,6 +9,7 @@ image side must be divisible by 2**(len(channel_mult) - 1).
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Optional, Sequence
 
@@ -35,6 +36,43 @@ def _groups(channels: int, max_groups: int) -> int:
   return math.gcd(channels, max_groups)
 
 
+class GroupNorm(nn.Module):
+  """Group normalisation (Wu & He 2018, eq. 1) of [B, ..., C] over pixels and the channels
+  of each group: y = (x - mean) / sqrt(var + epsilon) * scale + bias.
+
+  The parameters (`scale`, `bias`), the float32 statistics and var = E[x^2] - E[x]^2 are
+  those of flax.linen.GroupNorm, so checkpoints load in either. The means over a group are
+  matrix products (pixels with a weights vector, channels with a [C, G] membership matrix)
+  rather than reductions: on XLA:CPU that made the whole train step 1.03-1.11x faster
+  than flax's GroupNorm (README "Speed"). HIGHEST precision keeps GPUs and TPUs from
+  summing in bfloat16 or TF32.
+  """
+  num_groups: int
+  epsilon: float = 1e-6
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    channels = x.shape[-1]
+    if channels % self.num_groups:
+      raise ValueError(f"{channels} channels cannot form {self.num_groups} equal groups")
+    scale = self.param("scale", nn.initializers.ones, (channels,))
+    bias = self.param("bias", nn.initializers.zeros, (channels,))
+    flat = x.reshape(x.shape[0], -1, channels).astype(jnp.float32)          # [B, P, C]
+    count = flat.shape[1] * (channels // self.num_groups)
+    weights = jnp.full((flat.shape[1],), 1.0 / count, jnp.float32)   # mean over a group
+    dot = functools.partial(jnp.einsum, precision=jax.lax.Precision.HIGHEST)
+    membership = jnp.repeat(jnp.eye(self.num_groups, dtype=jnp.float32),
+                            channels // self.num_groups, axis=0)                # [C, G]
+    group_mean = lambda values: dot("bc,cg->bg", dot("bpc,p->bc", values, weights), membership)
+    mean, mean_of_squares = group_mean(flat), group_mean(flat * flat)
+    variance = jnp.maximum(mean_of_squares - mean * mean, 0.0)
+    multiplier = dot("bg,cg->bc", jax.lax.rsqrt(variance + self.epsilon), membership) * scale
+    shift = bias - dot("bg,cg->bc", mean, membership) * multiplier
+    y = flat * multiplier[:, None, :] + shift[:, None, :]
+    return y.reshape(x.shape).astype(self.dtype)
+
+
 class ResBlock(nn.Module):
   """GroupNorm-SiLU-Conv twice, with the time embedding added in between and dropout."""
   out_channels: int
@@ -44,10 +82,10 @@ class ResBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x, temb, train: bool):
-    h = nn.GroupNorm(_groups(x.shape[-1], self.norm_groups), dtype=self.dtype)(x)
+    h = GroupNorm(_groups(x.shape[-1], self.norm_groups), dtype=self.dtype)(x)
     h = nn.Conv(self.out_channels, (3, 3), dtype=self.dtype)(nn.silu(h))
     h = h + nn.Dense(self.out_channels, dtype=self.dtype)(nn.silu(temb))[:, None, None, :]
-    h = nn.GroupNorm(_groups(self.out_channels, self.norm_groups), dtype=self.dtype)(h)
+    h = GroupNorm(_groups(self.out_channels, self.norm_groups), dtype=self.dtype)(h)
     h = nn.Dropout(self.dropout, deterministic=not train)(nn.silu(h))
     h = nn.Conv(self.out_channels, (3, 3), dtype=self.dtype,
                 kernel_init=nn.initializers.zeros)(h)
@@ -65,7 +103,7 @@ class AttentionBlock(nn.Module):
   @nn.compact
   def __call__(self, x):
     batch, height, width, channels = x.shape
-    h = nn.GroupNorm(_groups(channels, self.norm_groups), dtype=self.dtype)(x)
+    h = GroupNorm(_groups(channels, self.norm_groups), dtype=self.dtype)(x)
     h = h.reshape(batch, height * width, channels)
     h = nn.MultiHeadDotProductAttention(
         num_heads=self.num_heads, dtype=self.dtype, out_kernel_init=nn.initializers.zeros)(h)
@@ -175,7 +213,7 @@ class UNet(nn.Module):
       if level != 0:
         h = Upsample(dtype=self.dtype)(h)
 
-    h = nn.silu(nn.GroupNorm(_groups(h.shape[-1], self.norm_groups), dtype=self.dtype)(h))
+    h = nn.silu(GroupNorm(_groups(h.shape[-1], self.norm_groups), dtype=self.dtype)(h))
     h = nn.Conv(self.out_channels, (3, 3), dtype=self.dtype, kernel_init=nn.initializers.zeros)(h)
     return h.astype(jnp.float32)
 

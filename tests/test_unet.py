@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hdd.unet import UNet, count_params, timestep_embedding
+from hdd.unet import GroupNorm, UNet, count_params, timestep_embedding
 
 
 @pytest.mark.parametrize("size,channel_mult,channels", [
@@ -103,3 +103,59 @@ def test_a_conditional_stage_sees_the_low_res_image_and_its_noise_step():
     assert np.all(np.asarray(jnp.abs(out - changed).mean(axis=(1, 2, 3))) > 1e-3)
   with pytest.raises(ValueError, match="pass low_res and low_res_step"):
     model.apply(variables, x, t)
+
+
+def _group_norm_float64(x, scale, bias, groups, upstream, eps=1e-6):
+  """GroupNorm (Wu & He 2018, eq. 1) and its gradients in float64: y, dL/dx, dL/dscale,
+  dL/dbias for L = sum(y * upstream), with the standard closed-form backward
+  dL/dx = (g - mean(g) - x_hat * mean(g * x_hat)) / sigma, g = upstream * scale, means over
+  each group's pixels and channels."""
+  b, h, w, c = x.shape
+  grouped = lambda a: a.reshape(b, h * w, groups, c // groups)
+  xg = grouped(x)
+  mean = xg.mean(axis=(1, 3), keepdims=True)
+  sigma = np.sqrt(xg.var(axis=(1, 3), keepdims=True) + eps)
+  x_hat = ((xg - mean) / sigma).reshape(x.shape)
+  y = x_hat * scale + bias
+  g = grouped(upstream * scale)
+  xh = grouped(x_hat)
+  dx = (g - g.mean(axis=(1, 3), keepdims=True)
+        - xh * (g * xh).mean(axis=(1, 3), keepdims=True)) / sigma
+  return (y, dx.reshape(x.shape), (upstream * x_hat).sum(axis=(0, 1, 2)),
+          upstream.sum(axis=(0, 1, 2)))
+
+
+@pytest.mark.parametrize("shape,groups", [((3, 7, 7, 12), 4), ((2, 14, 14, 32), 8),
+                                          ((2, 4, 4, 6), 6)])
+def test_group_norm_against_float64_closed_form(shape, groups):
+  """The U-Net's GroupNorm (statistics as matrix products) against float64 numpy, output
+  and every gradient, on inputs with a large mean (where E[x^2] - E[x]^2 loses digits)."""
+  rng = np.random.default_rng(0)
+  x = rng.normal(3.0, 2.0, shape)
+  scale, bias = rng.normal(size=shape[-1]), rng.normal(size=shape[-1])
+  upstream = rng.normal(size=shape)
+  expected = _group_norm_float64(x, scale, bias, groups, upstream)
+  f32 = lambda a: jnp.asarray(a, jnp.float32)
+  params = {"params": {"scale": f32(scale), "bias": f32(bias)}}
+  norm = GroupNorm(groups)
+  assert jax.tree_util.tree_map(jnp.shape, norm.init(jax.random.PRNGKey(0), f32(x))) == {
+      "params": {"scale": shape[-1:], "bias": shape[-1:]}}
+  loss = lambda p, x: jnp.sum(norm.apply(p, x) * f32(upstream))
+  grad_params, grad_x = jax.grad(loss, argnums=(0, 1))(params, f32(x))
+  got = (norm.apply(params, f32(x)), grad_x, grad_params["params"]["scale"],
+         grad_params["params"]["bias"])
+  for value, reference in zip(got, expected):
+    np.testing.assert_allclose(value, reference, rtol=1e-4, atol=1e-4 * np.abs(reference).max())
+
+
+def test_group_norm_computes_in_float32_and_returns_its_dtype():
+  x = jnp.asarray(np.random.default_rng(1).normal(5.0, 1.0, (2, 4, 4, 8)), jnp.bfloat16)
+  norm = GroupNorm(2, dtype=jnp.bfloat16)
+  params = norm.init(jax.random.PRNGKey(0), x)
+  y = norm.apply(params, x)
+  assert y.dtype == jnp.bfloat16
+  reference = _group_norm_float64(np.asarray(x, np.float64), np.ones(8), np.zeros(8), 2,
+                                  np.zeros((2, 4, 4, 8)))[0]
+  np.testing.assert_allclose(np.asarray(y, np.float64), reference, atol=0.02)
+  with pytest.raises(ValueError, match="8 channels cannot form 3 equal groups"):
+    GroupNorm(3).init(jax.random.PRNGKey(0), x)
