@@ -40,12 +40,14 @@ class GroupNorm(nn.Module):
   """Group normalisation (Wu & He 2018, eq. 1) of [B, ..., C] over pixels and the channels
   of each group: y = (x - mean) / sqrt(var + epsilon) * scale + bias.
 
-  The parameters (`scale`, `bias`), the float32 statistics and var = E[x^2] - E[x]^2 are
-  those of flax.linen.GroupNorm, so checkpoints load in either. The means over a group are
-  matrix products (pixels with a weights vector, channels with a [C, G] membership matrix)
-  rather than reductions: on XLA:CPU that made the whole train step 1.03-1.11x faster
-  than flax's GroupNorm (README "Speed"). HIGHEST precision keeps GPUs and TPUs from
-  summing in bfloat16 or TF32.
+  The parameters (float32 `scale` and `bias`), epsilon and the float32 arithmetic
+  (var = E[x^2] - E[x]^2, then (x - mean) * scale / sigma + bias) are those of
+  flax.linen.GroupNorm, so checkpoints load in either; `dtype` is the output's (flax
+  infers it from the input when not given). The group means are matrix products (pixels
+  with a weights vector, channels with a [C, G] membership matrix) rather than reductions:
+  on XLA:CPU that made the train step 1.03-1.11x faster (medians of alternating rounds,
+  README "Speed"); it is not measured on GPUs or TPUs. HIGHEST precision keeps them from
+  rounding the operands to bfloat16 or TF32.
   """
   num_groups: int
   epsilon: float = 1e-6
@@ -56,8 +58,8 @@ class GroupNorm(nn.Module):
     channels = x.shape[-1]
     if channels % self.num_groups:
       raise ValueError(f"{channels} channels cannot form {self.num_groups} equal groups")
-    scale = self.param("scale", nn.initializers.ones, (channels,))
-    bias = self.param("bias", nn.initializers.zeros, (channels,))
+    scale = self.param("scale", nn.initializers.ones, (channels,), jnp.float32)
+    bias = self.param("bias", nn.initializers.zeros, (channels,), jnp.float32)
     flat = x.reshape(x.shape[0], -1, channels).astype(jnp.float32)          # [B, P, C]
     count = flat.shape[1] * (channels // self.num_groups)
     weights = jnp.full((flat.shape[1],), 1.0 / count, jnp.float32)   # mean over a group
@@ -67,9 +69,9 @@ class GroupNorm(nn.Module):
     group_mean = lambda values: dot("bc,cg->bg", dot("bpc,p->bc", values, weights), membership)
     mean, mean_of_squares = group_mean(flat), group_mean(flat * flat)
     variance = jnp.maximum(mean_of_squares - mean * mean, 0.0)
-    multiplier = dot("bg,cg->bc", jax.lax.rsqrt(variance + self.epsilon), membership) * scale
-    shift = bias - dot("bg,cg->bc", mean, membership) * multiplier
-    y = flat * multiplier[:, None, :] + shift[:, None, :]
+    per_channel = lambda per_group: dot("bg,cg->bc", per_group, membership)[:, None, :]
+    multiplier = per_channel(jax.lax.rsqrt(variance + self.epsilon)) * scale
+    y = (flat - per_channel(mean)) * multiplier + bias
     return y.reshape(x.shape).astype(self.dtype)
 
 
