@@ -24,9 +24,16 @@ from hdd.train_step import create_train_state
 
 
 def create_manager(directory: str, keep: int = 3) -> ocp.CheckpointManager:
+  """orbax's manager of `directory`; a step whose metadata orbax cannot parse (orbax reads
+  every step's metadata here) is refused with one line, and nothing is changed on disk."""
   options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
-  return ocp.CheckpointManager(os.path.abspath(directory), options=options,
-                               item_handlers=ocp.StandardCheckpointHandler())
+  try:
+    return ocp.CheckpointManager(os.path.abspath(directory), options=options,
+                                 item_handlers=ocp.StandardCheckpointHandler())
+  except ValueError as error:
+    raise CheckpointError(f"{directory}: a checkpoint's metadata is damaged "
+                          f"({' '.join(str(error).split())}); move the damaged step folder "
+                          f"out of {directory} or use another --workdir") from error
 
 
 def _key_name(key) -> str:

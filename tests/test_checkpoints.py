@@ -138,3 +138,27 @@ def test_a_config_json_older_than_a_field_reads_as_the_field_off(tmp_path):
   assert checkpoints.meaning_changes(before, conditioned) == ["model.low_res_size: 0 -> 4"]
   (tmp_path / "config.json").write_text(json.dumps(before))
   assert serving.load_config(str(tmp_path)).model.low_res_size == 0
+
+
+def test_a_step_with_unparsable_metadata_is_refused_in_one_line(tmp_path):
+  """A damaged metadata key (found by tests/test_fuzz.py) makes orbax's manager raise
+  ValueError while it lists the steps: a one-line CheckpointError, and nothing moved."""
+  from hdd import train_step
+  from hdd.build import create_model
+  config = tiny_config()
+  state = train_step.create_train_state(config, create_model(config))
+  directory = str(tmp_path / "checkpoints")
+  manager = checkpoints.create_manager(directory)
+  checkpoints.save(manager, 1, state.replace(step=1), train_seconds=1.0)
+  checkpoints.finish(manager)
+  path = os.path.join(directory, "1", "_CHECKPOINT_METADATA")
+  with open(path) as f:
+    metadata = json.load(f)
+  metadata["letrics"] = metadata.pop("metrics")
+  metadata["custom_metadata"] = metadata.get("custom_metadata") or {"note": 1}
+  with open(path, "w") as f:
+    json.dump(metadata, f)
+  with pytest.raises(CheckpointError, match="metadata is damaged.*letrics") as error:
+    checkpoints.create_manager(directory)
+  assert "\n" not in str(error.value)
+  assert os.listdir(directory) == ["1"]
