@@ -10,7 +10,8 @@ import pytest
 
 from common.errors import CheckpointError
 from helpers import run_main, tiny_config
-from hdd import checkpoints, serving
+from hdd import checkpoints, serving, train_step
+from hdd.build import create_model
 
 
 def test_damaged_latest_checkpoint_falls_back_to_the_previous(stripes_npz, tmp_path):
@@ -143,8 +144,6 @@ def test_a_config_json_older_than_a_field_reads_as_the_field_off(tmp_path):
 def test_a_step_with_unparsable_metadata_is_refused_in_one_line(tmp_path):
   """A damaged metadata key (found by tests/test_fuzz.py) makes orbax's manager raise
   ValueError while it lists the steps: a one-line CheckpointError, and nothing moved."""
-  from hdd import train_step
-  from hdd.build import create_model
   config = tiny_config()
   state = train_step.create_train_state(config, create_model(config))
   directory = str(tmp_path / "checkpoints")
