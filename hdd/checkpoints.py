@@ -1,15 +1,20 @@
 """Checkpoints under WORKDIR/checkpoints/ with orbax: periodic, keep-last-N, atomic.
 
-A checkpoint directory becomes visible only once orbax has finalised it, so a run killed
-mid-write leaves the previous checkpoints intact. Restoring checks every array's shape
-against the model built from the current config first and names the ones that differ.
-`restore_params` gives sampling and evaluation the (EMA) parameters of the latest one.
+A checkpoint becomes visible only once orbax has finalised it (its temporary folder is
+renamed to the step number), so a run killed mid-save leaves the earlier checkpoints intact.
+Listing a directory reads no step's metadata: each step is judged on its own when it is
+restored, newest first. A damaged step (no folder, metadata that is missing, not JSON,
+refused by orbax or with impossible training seconds, undecodable arrays) is moved aside
+to <step>.damaged-<time> by training and passed over by sampling, evaluation and the app;
+a checkpoint of another model configuration is refused naming the arrays that differ.
 """
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import re
 import time
 from typing import Any, Optional
 
@@ -22,18 +27,35 @@ from common.errors import CheckpointError
 from hdd.build import create_model
 from hdd.train_step import create_train_state
 
+STEP_METADATA = "_CHECKPOINT_METADATA"   # orbax's per-step metadata file
+
 
 def create_manager(directory: str, keep: int = 3) -> ocp.CheckpointManager:
-  """orbax's manager of `directory`; a step whose metadata orbax cannot parse (orbax reads
-  every step's metadata here) is refused with one line, and nothing is changed on disk."""
-  options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
+  """orbax's manager that saves into `directory` (training, which holds the workdir's
+  lock): its listing reads no step's metadata, and the temporary folders of saves that a
+  killed run left behind are removed."""
+  options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                         lightweight_initialize=True,
+                                         cleanup_tmp_directories=True)
+  return ocp.CheckpointManager(os.path.abspath(directory), options=options,
+                               item_handlers=ocp.StandardCheckpointHandler())
+
+
+def _reader(directory: str) -> ocp.CheckpointManager:
+  """A manager that only reads `directory`: it creates, deletes and cleans up nothing."""
+  options = ocp.CheckpointManagerOptions(create=False, lightweight_initialize=True)
+  return ocp.CheckpointManager(os.path.abspath(directory), options=options,
+                               item_handlers=ocp.StandardCheckpointHandler())
+
+
+def step_names(directory: str) -> list[int]:
+  """The steps in `directory`, newest first: every entry named by a number, whatever it
+  holds (a file of that name too, which a save must not silently replace)."""
   try:
-    return ocp.CheckpointManager(os.path.abspath(directory), options=options,
-                                 item_handlers=ocp.StandardCheckpointHandler())
-  except ValueError as error:
-    raise CheckpointError(f"{directory}: a checkpoint's metadata is damaged "
-                          f"({' '.join(str(error).split())}); move the damaged step folder "
-                          f"out of {directory} or use another --workdir") from error
+    names = os.listdir(directory)
+  except FileNotFoundError:
+    return []
+  return sorted((int(name) for name in names if name.isdigit()), reverse=True)
 
 
 def _key_name(key) -> str:
@@ -57,12 +79,15 @@ class _Damaged(Exception):
 # TensorStore status codes that mean the bytes on disk are wrong, not that reading them
 # failed for now (RESOURCE_EXHAUSTED, UNAVAILABLE, PERMISSION_DENIED, ... are transient).
 _DAMAGE_STATUSES = ("OUT_OF_RANGE", "DATA_LOSS", "INVALID_ARGUMENT", "NOT_FOUND")
+_TENSORSTORE_STATUS = re.compile(r"\s*[A-Z][A-Z_]+: ")
 
 
 def damage_of(error: BaseException) -> Optional[str]:
   """Why a failed restore proves the checkpoint damaged (unparsable metadata, undecodable
   or missing arrays), or None when it may be transient (an OS error such as EMFILE or
   EACCES, or anything not recognised): such a checkpoint must not be moved aside."""
+  if isinstance(error, _Damaged):
+    return str(error)
   chain = []
   while error is not None and len(chain) < 20:
     chain.append(error)
@@ -80,26 +105,63 @@ def damage_of(error: BaseException) -> Optional[str]:
   return None
 
 
-def _check_compatible(manager: ocp.CheckpointManager, step: int, target) -> None:
-  """Raises CheckpointError naming the arrays whose shapes differ from `target`, or
-  _Damaged when the checkpoint's metadata cannot be parsed."""
+def _step_metadata(directory: str, step: int) -> dict:
+  """The step's own metadata file, parsed and checked here before orbax reads it, or
+  _Damaged saying what is wrong with it (so orbax never logs or raises over it)."""
+  path = os.path.join(directory, str(step))
+  if not os.path.isdir(path):
+    raise _Damaged("not a checkpoint folder")
+  try:
+    with open(os.path.join(path, STEP_METADATA), encoding="utf-8") as f:
+      metadata = json.loads(f.read())
+  except FileNotFoundError:
+    raise _Damaged(f"no {STEP_METADATA}") from None
+  except ValueError as e:   # Not JSON (or not UTF-8): truncated or garbled.
+    raise _Damaged(f"{STEP_METADATA} is not valid JSON ({e})") from None
+  if not (isinstance(metadata, dict) and isinstance(metadata.get("custom_metadata") or {}, dict)):
+    raise _Damaged(f"{STEP_METADATA} is not the JSON object orbax writes")
+  seconds = (metadata.get("custom_metadata") or {}).get("train_seconds")
+  if seconds is not None and not (type(seconds) in (int, float) and math.isfinite(seconds)
+                                  and seconds >= 0):
+    raise _Damaged(f"its training seconds {seconds!r} are not a finite number >= 0")
+  return metadata
+
+
+def _item_metadata(manager: ocp.CheckpointManager, step: int):
+  """orbax's reading of the step's metadata (the arrays' shapes): a refusal of metadata
+  that is valid JSON (an unknown key, a field of the wrong type) is damage."""
   try:
     metadata = manager.item_metadata(step)
-  except (OSError, ValueError):
-    raise  # damage_of tells a transient error from unparsable (JSON) metadata.
-  except Exception as e:  # noqa: BLE001 (orbax raises various errors for bad metadata)
-    raise _Damaged(f"unreadable metadata: {type(e).__name__}: {e}") from None
-  if metadata is None:
-    raise _Damaged("no metadata")
-  stored = _shapes(metadata.tree)
+  except (ValueError, TypeError, KeyError, AttributeError) as e:
+    if _TENSORSTORE_STATUS.match(str(e)):
+      raise   # TensorStore's own status: damage_of tells damage from a transient failure.
+    raise _Damaged(f"metadata orbax refuses: {type(e).__name__}: "
+                   f"{' '.join(str(e).split())[:200]}") from None
+  if metadata is None or getattr(metadata, "tree", None) is None:
+    raise _Damaged("no metadata of its arrays")
+  return metadata
+
+
+class BudgetMismatch(CheckpointError):
+  """A checkpoint written with (or without) a time budget restored into a state without
+  (or with) one: their optimizer states differ. `budgeted` says how it was written."""
+
+  def __init__(self, message: str, budgeted: bool):
+    super().__init__(message)
+    self.budgeted = budgeted
+
+
+def _check_compatible(manager: ocp.CheckpointManager, step: int, target) -> None:
+  """Raises CheckpointError naming the arrays whose shapes differ from `target`, or
+  _Damaged when orbax refuses the checkpoint's metadata."""
+  stored = _shapes(_item_metadata(manager, step).tree)
   expected = _shapes(target)
   if _budgeted(stored) != _budgeted(expected):
-    raise CheckpointError(f"checkpoint {step} in {manager.directory} was written by a run "
-                          f"{'with' if _budgeted(stored) else 'without'} a time budget, whose "
-                          "optimizer state differs; resume it "
-                          f"{'with' if _budgeted(stored) else 'without'} one "
-                          "(train.time_budget_minutes, or a cascade's time_budget_minutes) or "
-                          "use another --workdir")
+    written = "with" if _budgeted(stored) else "without"
+    raise BudgetMismatch(f"checkpoint {step} in {manager.directory} was written by a run "
+                         f"{written} a time budget, whose optimizer state differs; resume it "
+                         f"{written} one (train.time_budget_minutes, or a cascade's "
+                         "time_budget_minutes) or use another --workdir", _budgeted(stored))
   problems = [f"{k}: checkpoint {stored.get(k)} vs config {v}" for k, v in expected.items()
               if stored.get(k) != v]
   problems += [f"{k}: only in checkpoint" for k in stored if k not in expected]
@@ -117,51 +179,70 @@ def _budgeted(shapes: dict) -> bool:
   return any("/hyperparams/" in f"/{key}/" for key in shapes)
 
 
-def _quarantine(manager: ocp.CheckpointManager, step: int) -> str:
-  """Moves a damaged checkpoint aside (kept for inspection, out of the way of new saves)."""
-  source = os.path.join(manager.directory, str(step))
+def _quarantine(directory: str, step: int) -> str:
+  """Moves a damaged step aside (kept for inspection, out of the way of new saves); in a
+  multi-process run process 0 moves it and the others pass it over."""
+  from common import parallel
+  source = os.path.join(directory, str(step))
   target = f"{source}.damaged-{int(time.time())}"
-  os.replace(source, target)
-  manager.reload()
+  if parallel.is_main_process():
+    os.replace(source, target)
   return target
 
 
-def restore_latest(manager: ocp.CheckpointManager, target,
-                   read_only: bool = False) -> tuple[Optional[int], Any]:
-  """Restores the newest checkpoint that reads back, into the structure of `target`.
+def restore_latest(directory: str, target, read_only: bool = False
+                   ) -> tuple[Optional[int], Any]:
+  """Restores the newest step of `directory` that reads back, into the structure of
+  `target`; (None, target) when there is none.
 
-  A checkpoint proven damaged (`damage_of`) is reported and the one before it tried;
-  training moves it aside to <step>.damaged-<time>, read-only uses (sampling,
-  evaluation) leave it in place. Any other failure to read (too many open files, no
-  permission) is an error that changes nothing, and so is a checkpoint of another
-  model configuration. Returns (step, state), or (None, target) if there is none.
+  Each step is judged on its own, newest first. A step proven damaged (`damage_of`) is
+  reported and the one before it tried: training (which holds the workdir) moves it aside
+  to <step>.damaged-<time>; read-only uses (sampling, evaluation, the app) leave it in
+  place, and pass over a step that a running training removed while they read it. Any
+  other failure to read (too many open files, no permission) is an error that changes
+  nothing, and so is a checkpoint of another model configuration.
   """
-  steps = sorted(manager.all_steps(), reverse=True)
+  if not os.path.isdir(directory):
+    return None, target
   abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, target)
-  for step in steps:
-    try:
-      _check_compatible(manager, step, target)
-      return step, manager.restore(step, args=ocp.args.StandardRestore(abstract))
-    except CheckpointError:
-      raise
-    except Exception as e:  # noqa: BLE001 (sorted by damage_of)
-      damage = damage_of(e)
-      summary = " ".join(str(e).split())[:200]
-      if damage is None:
-        raise CheckpointError(f"cannot read checkpoint {step} in {manager.directory} "
-                              f"({type(e).__name__}: {summary}); nothing was changed. Fix the "
-                              "cause and re-run; if the checkpoint is damaged, move it out of "
-                              "the directory") from None
-      if read_only:
-        logging.error("Checkpoint %d in %s is damaged (%s); using an older one.", step,
-                      manager.directory, damage)
-        continue
-      moved = _quarantine(manager, step)
-      logging.error("Checkpoint %d in %s cannot be restored (%s); moved it to %s and trying an "
-                    "older one.", step, manager.directory, damage, moved)
-  if steps:
-    raise CheckpointError(f"no checkpoint in {manager.directory} could be restored (tried "
-                          f"steps {steps}, all damaged); move the directory away to start over")
+  manager = _reader(directory)
+  tried, damaged = [], []
+  try:
+    while (step := next((s for s in step_names(directory) if s not in tried), None)) is not None:
+      tried.append(step)
+      try:
+        _step_metadata(directory, step)
+        _check_compatible(manager, step, target)
+        return step, manager.restore(step, args=ocp.args.StandardRestore(abstract))
+      except CheckpointError:
+        raise
+      except Exception as e:  # noqa: BLE001 (sorted by damage_of)
+        if read_only and not os.path.lexists(os.path.join(directory, str(step))):
+          logging.info("Checkpoint %d in %s was removed while being read (a run is training "
+                       "there); trying the next one.", step, directory)
+          continue
+        damage = damage_of(e)
+        if damage is None:
+          summary = " ".join(str(e).split())[:200]
+          raise CheckpointError(f"cannot read checkpoint {step} in {directory} "
+                                f"({type(e).__name__}: {summary}); nothing was changed. Fix "
+                                "the cause and re-run; if the checkpoint is damaged, move it "
+                                "out of the directory") from None
+        damaged.append(step)
+        if read_only:
+          logging.error("Checkpoint %d in %s is damaged (%s); using an older one.", step,
+                        directory, damage)
+          continue
+        moved = _quarantine(directory, step)
+        logging.error("Checkpoint %d in %s cannot be restored (%s); moved it to %s and trying "
+                      "an older one.", step, directory, damage, moved)
+  finally:
+    manager.close()
+  if damaged:
+    advice = ("re-train with --mode=train, which moves damaged steps aside" if read_only else
+              "they were moved aside as <step>.damaged-<time>: re-run to train from the start")
+    raise CheckpointError(f"no checkpoint in {directory} could be restored (tried steps "
+                          f"{damaged}, all damaged); {advice}")
   return None, target
 
 
@@ -227,14 +308,13 @@ def save(manager: ocp.CheckpointManager, step: int, state, train_seconds: float)
                custom_metadata={"train_seconds": float(train_seconds)})
 
 
-def trained_seconds(manager: ocp.CheckpointManager, step: Optional[int]) -> Optional[float]:
-  """The training seconds recorded with the checkpoint at `step`; None without a step or for
-  a checkpoint written before they were recorded."""
+def trained_seconds(directory: str, step: Optional[int]) -> Optional[float]:
+  """The training seconds recorded with the checkpoint at `step` of `directory`; None
+  without a step or for a checkpoint written before they were recorded."""
   if step is None:
     return None
-  metadata = manager.metadata(step)
-  value = (getattr(metadata, "custom_metadata", None) or {}).get("train_seconds")
-  return None if value is None else float(value)
+  seconds = (_step_metadata(directory, step).get("custom_metadata") or {}).get("train_seconds")
+  return None if seconds is None else float(seconds)
 
 
 def finish(manager: ocp.CheckpointManager, raise_errors: bool = True) -> None:
@@ -260,34 +340,21 @@ def latest_arrays(directory: str) -> tuple[int, dict]:
   return step, {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in flat}
 
 
-def _with_optimizer_of(config: ml_collections.ConfigDict,
-                      manager: ocp.CheckpointManager) -> ml_collections.ConfigDict:
-  """`config`, budgeted or not as the run that wrote the newest checkpoint was."""
-  step = manager.latest_step()
-  try:
-    stored = _shapes(manager.item_metadata(step).tree) if step is not None else {}
-  except Exception:  # noqa: BLE001 (a damaged checkpoint: restore_latest reports it)
-    return config
-  if not stored or _budgeted(stored) == (config.train.time_budget_minutes > 0):
-    return config
-  config = config.copy_and_resolve_references()
-  config.train.time_budget_minutes = 1.0 if _budgeted(stored) else 0.0
-  return config
-
-
 def restore_params(config: ml_collections.ConfigDict, workdir: str, ema: bool = True):
   """The (EMA) parameters of the latest checkpoint in workdir, for sampling and evaluation,
   whether or not a time budget trained them (the optimizer state is read as written)."""
-  manager = create_manager(os.path.join(workdir, "checkpoints"))
+  directory = os.path.join(workdir, "checkpoints")
   try:
-    config = _with_optimizer_of(config, manager)
-    state = create_train_state(config, create_model(config))
-    step, state = restore_latest(manager, state, read_only=True)
-  finally:
-    manager.close()
+    step, state = restore_latest(directory, create_train_state(config, create_model(config)),
+                                 read_only=True)
+  except BudgetMismatch as mismatch:
+    config = config.copy_and_resolve_references()
+    config.train.time_budget_minutes = 1.0 if mismatch.budgeted else 0.0
+    step, state = restore_latest(directory, create_train_state(config, create_model(config)),
+                                 read_only=True)
   if step is None:
-    raise CheckpointError(f"no checkpoint in {manager.directory}; train first with "
+    raise CheckpointError(f"no checkpoint in {directory}; train first with "
                           f"--mode=train --workdir={workdir}")
   logging.info("Restored the %s parameters of step %d from %s.", "EMA" if ema else "raw", step,
-               manager.directory)
+               directory)
   return state.ema_params if ema else state.params

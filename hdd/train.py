@@ -54,15 +54,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   # Parameters, EMA and two Adam moments in float32, for each kept checkpoint and one more.
   workdir_guard.check_free_space(workdir, 16 * count_params(state.params) *
                                  (tc.keep_checkpoints + 1) + 2**20)
-  workdir_guard.check_writable(os.path.join(workdir, "checkpoints"))
-  manager = checkpoints.create_manager(os.path.join(workdir, "checkpoints"), tc.keep_checkpoints)
-  restored_step, state = checkpoints.restore_latest(manager, state)
+  checkpoint_dir = os.path.join(workdir, "checkpoints")
+  workdir_guard.check_writable(checkpoint_dir)
+  restored_step, state = checkpoints.restore_latest(checkpoint_dir, state)
+  manager = checkpoints.create_manager(checkpoint_dir, tc.keep_checkpoints)
   start_step = int(state.step)
-  clock = budget.TrainingClock(seconds_before(manager, restored_step, workdir),
+  clock = budget.TrainingClock(seconds_before(checkpoint_dir, restored_step, workdir),
                                60.0 * tc.time_budget_minutes)
   if restored_step is not None:
     checkpoints.check_resume_config(config, workdir, start_step)
-    logging.info("Resuming from the checkpoint at step %d in %s.", start_step, manager.directory)
+    logging.info("Resuming from the checkpoint at step %d in %s.", start_step, checkpoint_dir)
   if start_step >= tc.num_steps or clock.budget_spent():
     logging.info("Training already finished (step %d of %d, %.0f s trained%s).", start_step,
                  tc.num_steps, clock.seconds(),
@@ -160,13 +161,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   return state
 
 
-def seconds_before(manager, restored_step, workdir: str) -> float:
+def seconds_before(checkpoint_dir: str, restored_step, workdir: str) -> float:
   """The training seconds of the runs a resumed run continues: recorded with its checkpoint,
   or for a checkpoint written before they were, those of a train_timing.json that ended at
   that step (else 0)."""
   if restored_step is None:
     return 0.0
-  recorded = checkpoints.trained_seconds(manager, restored_step)
+  recorded = checkpoints.trained_seconds(checkpoint_dir, restored_step)
   if recorded is not None:
     return recorded
   timing_path = os.path.join(workdir, "train_timing.json")

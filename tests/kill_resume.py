@@ -1,7 +1,13 @@
-"""Kills a training run with SIGKILL at random moments, resumes it each time with the same
-command, and checks the end result is bit for bit that of an uninterrupted run.
+"""Kills a training run with SIGKILL, resumes it each time with the same command, and
+checks the end result is bit for bit that of an uninterrupted run.
 
   python tests/kill_resume.py --kills=20 [--workdir=/tmp/kill_resume]
+  python tests/kill_resume.py --kills=100 --in_saves --num_steps=120
+
+By default each kill comes at a random moment once a first checkpoint exists. With
+--in_saves each kill comes at a chosen point inside a checkpoint save (tests/save_faults.py:
+among the array files, before the commit, around the rename, while deleting an old step),
+the points taken in turn, and every restart must resume from the newest committed step.
 
 Compared: every array of the final checkpoint (parameters, EMA, optimizer state, step,
 RNG) and the samples written after training. tests/test_reliability.py runs a few kills.
@@ -9,17 +15,19 @@ RNG) and the samples written after training. tests/test_reliability.py runs a fe
 import argparse
 import os
 import random
+import re
 import subprocess
 import sys
 import time
 
 import numpy as np
 
+import save_faults
 from helpers import ROOT
 
 
-def command(data_path: str, workdir: str, num_steps: int):
-  return [sys.executable, "main.py", "--config=tests/tiny_configs.py",
+def command(data_path: str, workdir: str, num_steps: int, script: str = "main.py"):
+  return [sys.executable, script, "--config=tests/tiny_configs.py",
           f"--config.data.path={data_path}", f"--workdir={workdir}",
           f"--config.train.num_steps={num_steps}", "--config.train.checkpoint_every=1",
           "--config.train.log_every=1"]
@@ -59,6 +67,46 @@ def run_with_kills(data_path, workdir, num_steps, kills, env, seed=0):
     return killed
 
 
+def committed_steps(workdir: str) -> list[int]:
+  """The steps a restart may resume from: step folders holding orbax's commit marker."""
+  directory = os.path.join(workdir, "checkpoints")
+  names = os.listdir(directory) if os.path.isdir(directory) else []
+  return sorted(int(n) for n in names if n.isdigit() and os.path.exists(
+      os.path.join(directory, n, "commit_success.txt")))
+
+
+def run_with_save_kills(data_path, workdir, num_steps, kills, env, seed=0):
+  """Runs, SIGKILLed at the points of tests/save_faults.py in turn (in the first or second
+  save of each run, chosen at random), until `kills` kills have landed, then lets it finish.
+  Checks that every restart resumes from the newest committed step; returns the count of
+  kills at each point."""
+  rng = random.Random(seed)
+  landed = {point: 0 for point in save_faults.POINTS}
+  while True:
+    newest = max(committed_steps(workdir), default=None)
+    point = save_faults.POINTS[sum(landed.values()) % len(save_faults.POINTS)]
+    planted = dict(env, HDD_SAVE_KILL=f"{point}:{rng.randint(1, 2)}")
+    done = sum(landed.values()) >= kills
+    result = subprocess.run(command(data_path, workdir, num_steps,
+                                    "main.py" if done else "tests/save_faults.py"),
+                            cwd=ROOT, env=env if done else planted, capture_output=True,
+                            text=True, timeout=900)
+    resumed = re.search(r"Resuming from the checkpoint at step (\d+)", result.stderr)
+    if newest is not None and (resumed is None or int(resumed.group(1)) != newest):
+      raise RuntimeError(f"after a kill, the newest committed step was {newest} but the "
+                         f"restart said {resumed.group(0) if resumed else 'nothing'}:\n"
+                         f"{result.stderr[-3000:]}")
+    if result.returncode == -9:
+      landed[point] += 1
+      continue
+    if result.returncode != 0:
+      raise RuntimeError(f"a run failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
+    if done:
+      return landed
+    raise RuntimeError(f"training ended before {kills} kills landed ({landed}); give more "
+                       "steps")
+
+
 def final_arrays(workdir: str) -> dict:
   """{path: array} of the newest checkpoint, plus the samples."""
   from hdd import checkpoints
@@ -81,19 +129,23 @@ def main():
   parser.add_argument("--kills", type=int, default=20)
   parser.add_argument("--num_steps", type=int, default=30)
   parser.add_argument("--workdir", default="/tmp/hdd_kill_resume")
+  parser.add_argument("--in_saves", action="store_true",
+                      help="kill at the points of tests/save_faults.py inside saves")
   args = parser.parse_args()
-  from helpers import make_stripes
+  from helpers import save_stripes_npz
   os.makedirs(args.workdir, exist_ok=True)
-  images, labels = make_stripes()
-  data = os.path.join(args.workdir, "stripes.npz")
-  np.savez(data, x_train=images, y_train=labels, x_test=images[:16], y_test=labels[:16])
+  data = save_stripes_npz(os.path.join(args.workdir, "stripes.npz"))
   env = dict(os.environ)
   reference_dir = os.path.join(args.workdir, f"reference_{time.time_ns()}")
   resumed_dir = os.path.join(args.workdir, f"resumed_{time.time_ns()}")
   if run(data, reference_dir, args.num_steps, env).returncode != 0:
     sys.exit("the uninterrupted run failed")
   start = time.time()
-  killed = run_with_kills(data, resumed_dir, args.num_steps, args.kills, env)
+  if args.in_saves:
+    landed = run_with_save_kills(data, resumed_dir, args.num_steps, args.kills, env)
+    killed = f"{sum(landed.values())} ({', '.join(f'{k} {v}' for k, v in landed.items())})"
+  else:
+    killed = run_with_kills(data, resumed_dir, args.num_steps, args.kills, env)
   differ = compare(final_arrays(reference_dir), final_arrays(resumed_dir))
   print(f"{killed} SIGKILLs, {time.time() - start:.0f} s; arrays that differ from the "
         f"uninterrupted run: {differ if differ else 'none (bitwise identical)'}")

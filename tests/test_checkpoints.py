@@ -4,6 +4,7 @@ of another configuration is refused naming the arrays, damaged checkpoints are s
 before a damaged latest), and resuming under a config of another meaning is refused."""
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -14,24 +15,32 @@ from hdd import checkpoints, serving, train_step
 from hdd.build import create_model
 
 
-def test_damaged_latest_checkpoint_falls_back_to_the_previous(stripes_npz, tmp_path):
+def test_a_damaged_latest_step_is_passed_over_by_sample_and_moved_aside_by_train(stripes_npz,
+                                                                                  tmp_path):
+  """The user's case: steps 2, 4 and 6, and an unknown key in step 6's metadata. Sampling
+  uses step 4 and leaves step 6 in place; training resumes from step 4 and moves step 6
+  to 6.damaged-<time>; each says so in one line naming the step."""
   workdir = str(tmp_path / "run")
   data = f"--config.data.path={stripes_npz}"
-  no_samples = "--config.sample.num_samples=0"
-  first = run_main(data, f"--workdir={workdir}", no_samples)   # checkpoints at 3 and 6.
+  first = run_main(data, f"--workdir={workdir}", "--config.train.checkpoint_every=2",
+                   "--config.sample.num_samples=0")
   assert first.returncode == 0, first.stderr[-3000:]
-  latest = os.path.join(workdir, "checkpoints", "6")
-  files = [os.path.join(root, name) for root, _, names in os.walk(latest) for name in names]
-  biggest = max(files, key=os.path.getsize)
-  with open(biggest, "r+b") as f:
-    f.truncate(os.path.getsize(biggest) // 2)
-  second = run_main(data, f"--workdir={workdir}", "--config.train.num_steps=8", no_samples)
+  directory = os.path.join(workdir, "checkpoints")
+  _damage_metadata(os.path.join(directory, "6"), "unknown key")
+  sampled = run_main(data, f"--workdir={workdir}", "--mode=sample",
+                     "--config.sample.num_samples=4", "--config.sample.batch_size=4")
+  assert sampled.returncode == 0, sampled.stderr[-3000:]
+  assert "Checkpoint 6 in" in sampled.stderr and "letrics" in sampled.stderr
+  assert "Restored the EMA parameters of step 4" in sampled.stderr
+  assert sorted(os.listdir(directory)) == ["2", "4", "6"]
+  second = run_main(data, f"--workdir={workdir}", "--config.train.num_steps=8",
+                    "--config.train.checkpoint_every=2", "--config.sample.num_samples=0")
   assert second.returncode == 0, second.stderr[-3000:]
   assert "Checkpoint 6 in" in second.stderr and "cannot be restored" in second.stderr
-  assert "Resuming from the checkpoint at step 3" in second.stderr
-  names = os.listdir(os.path.join(workdir, "checkpoints"))
+  assert "Resuming from the checkpoint at step 4" in second.stderr
+  names = os.listdir(directory)
   assert any(name.startswith("6.damaged-") for name in names)
-  assert {"3", "6", "8"} <= set(names)
+  assert {"4", "6", "8"} <= set(names)
 
 
 def tree(scale):
@@ -50,20 +59,19 @@ def saved_manager(directory, steps, keep=2):
 
 def test_restore_latest_round_trips_and_keeps_the_last_n(tmp_path):
   directory = str(tmp_path / "checkpoints")
-  empty = checkpoints.create_manager(directory)
   target = tree(0)
-  assert checkpoints.restore_latest(empty, target) == (None, target)
+  assert checkpoints.restore_latest(directory, target) == (None, target)
+  assert not os.path.exists(directory)   # Reading creates nothing.
   manager = saved_manager(directory, [1, 2, 3], keep=2)
   assert sorted(manager.all_steps()) == [2, 3]
   assert sorted(os.listdir(directory)) == ["2", "3"]
-  step, restored = checkpoints.restore_latest(checkpoints.create_manager(directory), target)
+  step, restored = checkpoints.restore_latest(directory, target)
   assert step == 3
   np.testing.assert_array_equal(restored["params"]["w"], np.arange(6).reshape(2, 3) * 3)
   np.testing.assert_array_equal(restored["params"]["b"], [3, 3, 3])
   assert int(restored["step"]) == 3
   # Each checkpoint carries the training seconds up to it (what a resumed budget continues).
-  reopened = checkpoints.create_manager(directory)
-  assert [checkpoints.trained_seconds(reopened, s) for s in (2, 3, None)] == [5.0, 7.5, None]
+  assert [checkpoints.trained_seconds(directory, s) for s in (2, 3, None)] == [5.0, 7.5, None]
 
 
 def test_another_configuration_is_refused_by_name(tmp_path):
@@ -73,7 +81,7 @@ def test_another_configuration_is_refused_by_name(tmp_path):
   wider["params"]["w"] = np.zeros((2, 4), np.float32)
   wider["params"]["extra"] = np.zeros((1,), np.float32)
   with pytest.raises(CheckpointError) as error:
-    checkpoints.restore_latest(checkpoints.create_manager(directory), wider)
+    checkpoints.restore_latest(directory, wider)
   message = str(error.value)
   assert "different model configuration" in message
   assert "params/w: checkpoint (2, 3) vs config (2, 4)" in message
@@ -89,11 +97,10 @@ def test_damaged_checkpoints_are_moved_aside(tmp_path):
       with open(os.path.join(root, name), "r+b") as f:
         f.truncate(0)
   # Sampling and evaluation (read-only) fall back but leave the damaged one in place.
-  step, restored = checkpoints.restore_latest(checkpoints.create_manager(directory), tree(0),
-                                              read_only=True)
+  step, restored = checkpoints.restore_latest(directory, tree(0), read_only=True)
   assert step == 1 and int(restored["step"]) == 1
   assert sorted(os.listdir(directory)) == ["1", "2"]
-  step, restored = checkpoints.restore_latest(checkpoints.create_manager(directory), tree(0))
+  step, restored = checkpoints.restore_latest(directory, tree(0))
   assert step == 1 and int(restored["step"]) == 1
   names = sorted(os.listdir(directory))
   assert names[0] == "1" and len(names) == 2 and names[1].startswith("2.damaged-")
@@ -103,7 +110,7 @@ def test_damaged_checkpoints_are_moved_aside(tmp_path):
         f.truncate(0)
   with pytest.raises(CheckpointError, match=r"no checkpoint in .* could be restored \(tried "
                      r"steps \[1\]"):
-    checkpoints.restore_latest(checkpoints.create_manager(directory), tree(0))
+    checkpoints.restore_latest(directory, tree(0))
 
 
 def test_resuming_under_a_config_of_another_meaning_is_refused(tmp_path):
@@ -141,23 +148,103 @@ def test_a_config_json_older_than_a_field_reads_as_the_field_off(tmp_path):
   assert serving.load_config(str(tmp_path)).model.low_res_size == 0
 
 
-def test_a_step_with_unparsable_metadata_is_refused_in_one_line(tmp_path):
-  """A damaged metadata key (found by tests/test_fuzz.py) makes orbax's manager raise
-  ValueError while it lists the steps: a one-line CheckpointError, and nothing moved."""
-  config = tiny_config()
-  state = train_step.create_train_state(config, create_model(config))
-  directory = str(tmp_path / "checkpoints")
-  manager = checkpoints.create_manager(directory)
-  checkpoints.save(manager, 1, state.replace(step=1), train_seconds=1.0)
-  checkpoints.finish(manager)
-  path = os.path.join(directory, "1", "_CHECKPOINT_METADATA")
-  with open(path) as f:
-    metadata = json.load(f)
-  metadata["letrics"] = metadata.pop("metrics")
-  metadata["custom_metadata"] = metadata.get("custom_metadata") or {"note": 1}
-  with open(path, "w") as f:
+def _damage_metadata(path: str, how: str) -> None:
+  """Damages the step folder `path` the way `how` says."""
+  metadata_path = os.path.join(path, checkpoints.STEP_METADATA)
+  with open(metadata_path) as f:
+    text = f.read()
+  metadata = json.loads(text)
+  if how == "empty folder":
+    shutil.rmtree(path)
+    os.mkdir(path)
+    return
+  if how == "a file":
+    shutil.rmtree(path)
+    with open(path, "w") as f:
+      f.write("not a checkpoint")
+    return
+  if how == "truncated JSON":
+    with open(metadata_path, "w") as f:
+      f.write(text[:len(text) // 2])
+    return
+  if how == "unknown key":   # orbax's ValueError (what test_fuzz found)
+    metadata["letrics"] = metadata.pop("metrics")
+  elif how == "unknown statistic":   # orbax's TypeError
+    metadata["performance_metrics"] = {"bogus": 1.0}
+  elif how == "seconds not a number":
+    metadata["custom_metadata"]["train_seconds"] = "abc"
+  elif how == "seconds NaN":
+    metadata["custom_metadata"]["train_seconds"] = float("nan")
+  elif how == "seconds negative":
+    metadata["custom_metadata"]["train_seconds"] = -1.0
+  with open(metadata_path, "w") as f:
     json.dump(metadata, f)
-  with pytest.raises(CheckpointError, match="metadata is damaged.*letrics") as error:
-    checkpoints.create_manager(directory)
-  assert "\n" not in str(error.value)
-  assert os.listdir(directory) == ["1"]
+
+
+DAMAGES = ["unknown key", "unknown statistic", "truncated JSON", "seconds not a number",
+           "seconds NaN", "seconds negative", "empty folder", "a file"]
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+def test_a_step_with_damaged_metadata_is_passed_over_like_any_damaged_step(tmp_path, caplog,
+                                                                          how):
+  """Listing reads no step's metadata, so one step orbax would refuse blocks nothing:
+  read-only use restores the newest good step and leaves the damaged one in place;
+  training moves it aside (its bytes kept) and resumes from the newest good step. orbax
+  never gets to log about it: the only report is ours, once."""
+  directory = str(tmp_path / "checkpoints")
+  checkpoints.finish(saved_manager(directory, [2, 4, 6], keep=3))
+  _damage_metadata(os.path.join(directory, "6"), how)
+  damaged = {name: open(os.path.join(root, name), "rb").read()
+             for root, _, names in os.walk(os.path.join(directory, "6")) for name in names}
+  caplog.set_level("INFO")
+  step, restored = checkpoints.restore_latest(directory, tree(0), read_only=True)
+  assert (step, int(restored["step"])) == (4, 4)
+  assert sorted(os.listdir(directory)) == ["2", "4", "6"]
+  step, restored = checkpoints.restore_latest(directory, tree(0))
+  assert (step, int(restored["step"])) == (4, 4)
+  assert checkpoints.trained_seconds(directory, step) == 10.0
+  names = sorted(os.listdir(directory))
+  assert names[:2] == ["2", "4"] and names[2].startswith("6.damaged-") and len(names) == 3
+  moved = os.path.join(directory, names[2])
+  assert {name: open(os.path.join(root, name), "rb").read()
+          for root, _, names in os.walk(moved) for name in names} == damaged or how == "a file"
+  reports = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+  assert len(reports) == 2 and all(r.startswith("Checkpoint 6 in ") for r in reports), reports
+  assert "\n" not in reports[1] and "moved it to" in reports[1]
+  # A new save of the same step number is not blocked by what was moved aside.
+  manager = checkpoints.create_manager(directory)
+  checkpoints.save(manager, 6, tree(6), train_seconds=15.0)
+  checkpoints.finish(manager)
+  assert checkpoints.restore_latest(directory, tree(0))[0] == 6
+
+
+def test_every_step_damaged_is_one_line_naming_them(tmp_path):
+  directory = str(tmp_path / "checkpoints")
+  checkpoints.finish(saved_manager(directory, [1, 2]))
+  for step in ("1", "2"):
+    _damage_metadata(os.path.join(directory, step), "unknown key")
+  with pytest.raises(CheckpointError, match=r"tried steps \[2, 1\], all damaged\); re-train"):
+    checkpoints.restore_latest(directory, tree(0), read_only=True)
+  assert sorted(os.listdir(directory)) == ["1", "2"]
+
+
+def test_a_step_removed_while_read_is_not_damage(tmp_path, monkeypatch, caplog):
+  """A run training in the directory deletes old steps and adds new ones while the app or
+  sampling reads it: a step that vanishes mid-read is passed over without a word of damage,
+  and nothing is moved."""
+  directory = str(tmp_path / "checkpoints")
+  checkpoints.finish(saved_manager(directory, [1, 2, 3], keep=3))
+  restore = checkpoints.ocp.CheckpointManager.restore
+
+  def removed_by_the_trainer(self, step, *args, **kwargs):
+    if step == 3:
+      shutil.rmtree(os.path.join(directory, "3"))   # as orbax's deletion of an old step
+    return restore(self, step, *args, **kwargs)
+
+  monkeypatch.setattr(checkpoints.ocp.CheckpointManager, "restore", removed_by_the_trainer)
+  caplog.set_level("INFO")
+  step, restored = checkpoints.restore_latest(directory, tree(0), read_only=True)
+  assert (step, int(restored["step"])) == (2, 2)
+  assert sorted(os.listdir(directory)) == ["1", "2"]
+  assert not [r for r in caplog.records if r.levelname == "ERROR"]

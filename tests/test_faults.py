@@ -25,6 +25,7 @@ import zipfile
 import jax
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 import pytest
 from PIL import Image
 
@@ -107,11 +108,12 @@ def test_tensor_views_outside_their_storage_are_refused():
 def _two_checkpoints(tmp_path):
   config = tiny_config()
   state = train_step.create_train_state(config, create_model(config))
-  manager = checkpoints.create_manager(str(tmp_path / "checkpoints"))
+  directory = str(tmp_path / "checkpoints")
+  manager = checkpoints.create_manager(directory)
   for step in (1, 2):
     checkpoints.save(manager, step, state.replace(step=step), train_seconds=float(step))
-  manager.wait_until_finished()
-  return manager, state
+  checkpoints.finish(manager)
+  return directory, state
 
 
 @pytest.mark.parametrize("error", [
@@ -119,17 +121,18 @@ def _two_checkpoints(tmp_path):
     ValueError("RESOURCE_EXHAUSTED: cannot open file"),
     RuntimeError("something unexpected"),
 ])
-def test_a_transient_restore_error_moves_nothing(tmp_path, monkeypatch, error):
-  manager, state = _two_checkpoints(tmp_path)
-  before = sorted(os.listdir(manager.directory))
+@pytest.mark.parametrize("where", ["item_metadata", "restore"])
+def test_a_transient_restore_error_moves_nothing(tmp_path, monkeypatch, error, where):
+  directory, state = _two_checkpoints(tmp_path)
+  before = sorted(os.listdir(directory))
 
   def fail(*args, **kwargs):
     raise error
 
-  monkeypatch.setattr(manager, "restore", fail)
+  monkeypatch.setattr(ocp.CheckpointManager, where, fail)
   with pytest.raises(CheckpointError, match="nothing was changed"):
-    checkpoints.restore_latest(manager, state)
-  assert sorted(os.listdir(manager.directory)) == before == ["1", "2"]
+    checkpoints.restore_latest(directory, state)
+  assert sorted(os.listdir(directory)) == before == ["1", "2"]
 
 
 def _truncate_biggest_file(directory):
@@ -140,13 +143,12 @@ def _truncate_biggest_file(directory):
 
 
 def test_read_only_restores_leave_a_damaged_checkpoint_in_place(tmp_path):
-  manager, state = _two_checkpoints(tmp_path)
-  _truncate_biggest_file(os.path.join(manager.directory, "2"))
-  step, _ = checkpoints.restore_latest(manager, state, read_only=True)
-  assert step == 1 and sorted(os.listdir(manager.directory)) == ["1", "2"]
-  step, _ = checkpoints.restore_latest(manager, state)   # Training moves it aside.
-  assert step == 1 and any(name.startswith("2.damaged-") for name in os.listdir(
-      manager.directory))
+  directory, state = _two_checkpoints(tmp_path)
+  _truncate_biggest_file(os.path.join(directory, "2"))
+  step, _ = checkpoints.restore_latest(directory, state, read_only=True)
+  assert step == 1 and sorted(os.listdir(directory)) == ["1", "2"]
+  step, _ = checkpoints.restore_latest(directory, state)   # Training moves it aside.
+  assert step == 1 and any(name.startswith("2.damaged-") for name in os.listdir(directory))
 
 
 def test_failed_restore_is_one_line_without_event_loop_noise(stripes_npz, tmp_path):

@@ -192,13 +192,7 @@ def test_checkpoint_files(tmp_path_factory, saved_checkpoints, data):
     original = f.read()
   with open(victim, "wb") as f:
     f.write(data.draw(either(original)))
-  manager = expect_success_or_user_error(lambda: checkpoints.create_manager(directory))
-  restored = None
-  if manager is not None:
-    try:
-      restored = expect_success_or_user_error(lambda: checkpoints.restore_latest(manager, state))
-    finally:
-      manager.close()
+  restored = expect_success_or_user_error(lambda: checkpoints.restore_latest(directory, state))
   if restored is not None:
     assert restored[0] in (1, 2, None)
   kept = {name.split(".")[0] for name in os.listdir(directory) if name[0].isdigit()}
