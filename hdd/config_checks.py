@@ -18,6 +18,9 @@ from hdd.sampling import SAMPLERS
 from hdd.schedules import SCHEDULE_KINDS
 from input_pipeline.sources import CROPS, SOURCES
 
+# A wall-clock budget beyond this is a typo; 1e308 minutes overflowed the first log line.
+MAX_BUDGET_MINUTES = 365 * 24 * 60
+
 
 def _problems(config: ml_collections.ConfigDict) -> list[str]:
   problems = []
@@ -79,6 +82,8 @@ def _problems(config: ml_collections.ConfigDict) -> list[str]:
        f"need 0 < beta_start < beta_end < 1 (beta_end={f.beta_end})")
   need(t.num_steps >= 1, "train.num_steps", "must be >= 1")
   need(t.time_budget_minutes >= 0, "train.time_budget_minutes", "must be >= 0 (0 = no budget)")
+  need(t.time_budget_minutes <= MAX_BUDGET_MINUTES, "train.time_budget_minutes",
+       f"must be a finite number of minutes, at most {MAX_BUDGET_MINUTES} (a year)")
   need(t.batch_size >= 1, "train.batch_size", "must be >= 1")
   need(t.grad_accum_steps >= 1 and t.batch_size % t.grad_accum_steps == 0,
        "train.grad_accum_steps", f"must be >= 1 and divide train.batch_size={t.batch_size}")
@@ -150,6 +155,8 @@ def _cascade_problems(config: ml_collections.ConfigDict) -> list[str]:
     prefix = f"stages.{name}."
     for problem in _problems(stages.stage_config(config, name)):
       field = problem.split("=", 1)[0]
+      if field == "train.time_budget_minutes" and config.time_budget_minutes > 0:
+        continue  # A share of the cascade's budget, which is checked below.
       section, _, key = field.partition(".")
       if section in ("model", "diffusion", "train") or (section == "sample" and
                                                          key in stage.sample):
@@ -188,6 +195,12 @@ def _cascade_problems(config: ml_collections.ConfigDict) -> list[str]:
     if index and stage.image_size <= config.stages[names[index - 1]].image_size:
       problems.append(f"{prefix}image_size={stage.image_size!r}: stage resolutions must "
                       f"increase (previous stage: {config.stages[names[index - 1]].image_size})")
+    final_size = config.stages[names[-1]].image_size
+    if (isinstance(stage.image_size, int) and isinstance(final_size, int) and
+        stage.image_size >= 1 and final_size >= 1 and final_size % stage.image_size):
+      # Pictures show every stage at the final size by repeating pixels (reports.enlarge).
+      problems.append(f"{prefix}image_size={stage.image_size!r}: must divide the last stage's "
+                      f"image_size ({final_size}){_divisors_below(final_size)}")
   classes = {config.stages[name].model.num_classes for name in names} - {0}
   if len(classes) > 1:
     problems.append(f"stages.*.model.num_classes={sorted(classes)}: the conditional stages of "
@@ -198,6 +211,9 @@ def _cascade_problems(config: ml_collections.ConfigDict) -> list[str]:
   if config.time_budget_minutes < 0:
     problems.append(f"time_budget_minutes={config.time_budget_minutes!r}: must be >= 0 (0 = "
                     "no budget, or the stages' own train.time_budget_minutes)")
+  if not config.time_budget_minutes <= MAX_BUDGET_MINUTES:
+    problems.append(f"time_budget_minutes={config.time_budget_minutes!r}: must be a finite "
+                    f"number of minutes, at most {MAX_BUDGET_MINUTES} (a year)")
   if config.time_budget_minutes > 0:
     fractions = [config.stages[name].budget_fraction for name in names]
     if not all(0.0 < f <= 1.0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
@@ -217,6 +233,18 @@ def _cascade_problems(config: ml_collections.ConfigDict) -> list[str]:
   return list(dict.fromkeys(problems))
 
 
+def _divisors_below(size: int) -> str:
+  """': one of 4, 8, 16': the sizes an earlier stage may have, >= 4 (as data.image_size must
+  be), below `size` and dividing it; '' for sizes too large to list quickly."""
+  if size > 2**24:
+    return ""
+  small = [d for d in range(1, math.isqrt(size) + 1) if size % d == 0]
+  sizes = sorted(d for d in set(small + [size // d for d in small]) if 4 <= d < size)
+  if not sizes:
+    return "; no smaller size >= 4 does, so use one stage or change the sizes"
+  return ": one of " + ", ".join(map(str, sizes))
+
+
 def _leaves(config: ml_collections.ConfigDict, prefix: str = ""):
   """(dotted field name, value) of every leaf of a config."""
   for key, value in config.items():
@@ -226,8 +254,9 @@ def _leaves(config: ml_collections.ConfigDict, prefix: str = ""):
       yield prefix + key, value
 
 
-def check_config(config: ml_collections.ConfigDict) -> None:
-  """Raises ConfigError listing every problem, one per line."""
+def check_config(config: ml_collections.ConfigDict, mode: str = "train") -> None:
+  """Raises ConfigError listing every problem, one per line, of running `mode` (a mode of
+  main.py) with this config."""
   if stages.is_cascade(config):
     problems = _cascade_problems(config)
   else:
@@ -235,5 +264,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     if config.model.low_res_size:
       problems.append(f"model.low_res_size={config.model.low_res_size!r}: only a cascade's "
                       "later stages condition on a low-resolution image; set it to 0")
+  # 0 means "no sampling after training", which --mode=sample cannot honour (< 0 is refused
+  # for every mode).
+  if mode == "sample" and config.sample.num_samples == 0:
+    problems.append(f"sample.num_samples={config.sample.num_samples!r}: must be >= 1 for "
+                    "--mode=sample")
   if problems:
     raise ConfigError("\n".join(f"invalid config: {problem}" for problem in problems))

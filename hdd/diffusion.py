@@ -156,9 +156,14 @@ def dpm_solver_2m_step(schedule: Schedule, x_t, t, t_prev, eps, x0_before, lambd
 
 
 def ddim_timesteps(num_train_steps: int, num_sample_steps: int) -> np.ndarray:
-  """The strided sub-sequence [0, k, 2k, ...] with k = T // S, as in the DDIM code."""
+  """The strided sub-sequence [0, k, 2k, ..., (S - 1) k] with k = T // S, as in the DDIM code
+  (diffusers' 'leading' spacing). One step is [T - 1]: the chain's first step must start
+  from noise, and leading's [0] would take pure noise for a clean image (diffusers'
+  'trailing' and 'linspace' spacings give [T - 1] too)."""
   if not 1 <= num_sample_steps <= num_train_steps:
     raise ValueError(f"DDIM needs 1 <= steps <= T={num_train_steps}, got {num_sample_steps}")
+  if num_sample_steps == 1:
+    return np.array([num_train_steps - 1])
   return np.arange(num_sample_steps) * (num_train_steps // num_sample_steps)
 
 

@@ -13,6 +13,7 @@ import ml_collections
 import numpy as np
 
 from common import batching, files, images, parallel
+from common.errors import ConfigError
 from hdd import reports, sampling, stages, workdir as workdir_guard
 from hdd.plan import SamplingPlan
 
@@ -89,6 +90,8 @@ def sample_images(plan: SamplingPlan, params, mesh, num_images: int,
   config = plan.config
   if (plan.handover is None) != (low_res is None):
     raise ValueError("low_res images are needed exactly when the plan has a hand-over")
+  if num_images < 1:   # Found out now, not by a division after compiling an empty batch.
+    raise ConfigError(f"sample.num_samples={num_images}: must be >= 1 to sample")
   seed = config.sample.seed if seed is None else seed
   batch_size = min(config.sample.batch_size, num_images)
   batch_size += (-batch_size) % mesh.size  # Every device gets an equal share.

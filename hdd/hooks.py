@@ -86,18 +86,12 @@ class FidMonitor:
                             f"found at {self.weights_path!r}: {weights.WEIGHTS_HELP}")
     self.config, self.every, self.workdir, self.reference = config, every, workdir, None
     self.sample = HookSampler(config, low_res)
+    self.saved_curve = read_fid_curve(workdir) if workdir else []
     self.curve = None
-
-  def _load_curve(self, step: int) -> list:
-    curve_path = os.path.join(self.workdir, "fid_curve.json")
-    if not self.workdir or not os.path.exists(curve_path):
-      return []
-    with open(curve_path) as f:
-      return [row for row in json.load(f) if row["step"] < step]
 
   def __call__(self, step: int, state: TrainState, writer, train_seconds: float) -> None:
     if self.curve is None:
-      self.curve = self._load_curve(step)
+      self.curve = [row for row in self.saved_curve if row["step"] < step]
     if step % self.every:
       return
     measure_start = time.perf_counter()
@@ -115,6 +109,26 @@ class FidMonitor:
                        "num_samples": count})
     if self.workdir:   # (Only process 0 writes it: common.files.)
       files.write_json(os.path.join(self.workdir, "fid_curve.json"), self.curve)
+
+
+def read_fid_curve(workdir: str) -> list[dict]:
+  """The points of WORKDIR/fid_curve.json ([] if there is none), read when the hook is
+  built: a damaged file is refused before anything compiles or trains."""
+  path = os.path.join(workdir, "fid_curve.json")
+  if not os.path.lexists(path):
+    return []
+  try:
+    with open(path) as f:
+      curve = json.load(f)
+  except (OSError, ValueError) as e:   # Unreadable, not UTF-8, not JSON.
+    problem = getattr(e, "strerror", None) or str(e).splitlines()[0]
+  else:
+    if isinstance(curve, list) and all(isinstance(row, dict) and isinstance(
+        row.get("step"), int) for row in curve):
+      return curve
+    problem = "expected a list of {step, fid, ...} points"
+  raise CheckpointError(f"{path} is damaged ({problem}); remove it (its FID points are lost) "
+                        "or use another --workdir")
 
 
 def from_config(config: ml_collections.ConfigDict, workdir: str = "",

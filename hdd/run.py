@@ -31,7 +31,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str,
   configure_runtime(compilation_cache)
   logging.info("JAX process %d/%d, local devices: %s", jax.process_index(), jax.process_count(),
                jax.local_devices())
-  config_checks.check_config(config)
+  config_checks.check_config(config, mode)
   with workdir_guard.exclusive(workdir), workdir_guard.StopSignal():
     try:
       {"train": train_mode, "sample": sample_mode, "eval": eval_mode,

@@ -9,6 +9,7 @@ import logging
 import os
 import shutil
 import signal
+import stat
 import tempfile
 
 from common.errors import Stopped, UserError
@@ -27,29 +28,46 @@ def exclusive(workdir: str):
   name = ".lock" if jax.process_index() == 0 else f".lock-process{jax.process_index()}"
   try:
     os.makedirs(workdir, exist_ok=True)
-    handle = open(os.path.join(workdir, name), "a+")
   except OSError as e:
     raise WorkdirError(f"cannot use --workdir={workdir}: {e.strerror}; choose a writable "
                        "directory") from None
+  fd = _open_lock_file(workdir, os.path.join(workdir, name))
   try:
-    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
   except OSError as e:
-    handle.seek(0)
-    owner = handle.read().strip() or "unknown"
-    handle.close()
+    owner = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+    os.close(fd)
     if e.errno in (errno.EAGAIN, errno.EACCES):
       raise WorkdirError(f"another run (pid {owner}) is using --workdir={workdir}; wait for it "
                          "to finish or use another workdir") from None
     raise
-  handle.seek(0)
-  handle.truncate()
-  handle.write(str(os.getpid()))
-  handle.flush()
+  os.ftruncate(fd, 0)
+  os.pwrite(fd, str(os.getpid()).encode(), 0)
   try:
     yield
   finally:
-    fcntl.flock(handle, fcntl.LOCK_UN)
-    handle.close()
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
+
+
+def _open_lock_file(workdir: str, path: str) -> int:
+  """A descriptor of the lock file `path`, created if missing. Never through a link: the
+  run writes its pid there, which must not overwrite a file that .lock points at."""
+  refused = (f"cannot use --workdir={workdir}: {path} is a symbolic link or not a plain file "
+             "of its own; remove it (a run makes a new one) or use another workdir")
+  try:  # (O_NONBLOCK: a FIFO named .lock must not hang the run.)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                 0o644)
+  except OSError as e:
+    if e.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO):  # A link, directory, socket.
+      raise WorkdirError(refused) from None
+    raise WorkdirError(f"cannot use --workdir={workdir}: {e.strerror}; choose a writable "
+                       "directory") from None
+  status = os.fstat(fd)
+  if not stat.S_ISREG(status.st_mode) or status.st_nlink > 1:   # > 1: a hard link.
+    os.close(fd)
+    raise WorkdirError(refused)
+  return fd
 
 
 def check_free_space(workdir: str, needed_bytes: int) -> None:

@@ -22,6 +22,10 @@ from common.errors import DataError
 SOURCES = ("tfds", "folder", "npz", "idx")
 CROPS = ("center", "bbox", "none")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+# The only PIL plugins an image file may open with, whatever its content claims: those of
+# the extensions above (a PostScript file named a.png must never reach the EPS plugin,
+# which runs Ghostscript).
+IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")
 # What data.path holds for each source that reads one, and its placeholder in messages.
 PATH_CONTENTS = {"folder": ("the image files", "DIR"), "npz": ("the npz file", "FILE"),
                  "idx": ("the idx files", "DIR")}
@@ -190,12 +194,13 @@ def load_npz(path: str, split: str):
 
 def decode_image(path, channels: int) -> np.ndarray:
   """uint8 [H, W, channels] of an image file, decoded by PIL: the one decoder of image
-  folders, used by the up-front check and by the pipeline alike. Any mode (palette,
-  CMYK, 16-bit, alpha) becomes grey or RGB; an animation gives its first frame; RGB to
-  grey uses the weights of tf.image.rgb_to_grayscale, as the in-memory sources do."""
+  folders, used by the up-front check and by the pipeline alike. Only IMAGE_FORMATS are
+  opened (a JPEG named .png still is; a file of another format is unreadable). Any mode
+  (palette, CMYK, 16-bit, alpha) becomes grey or RGB; an animation gives its first frame;
+  RGB to grey uses the weights of tf.image.rgb_to_grayscale, as the in-memory sources do."""
   path = path.decode() if isinstance(path, bytes) else path
   try:
-    with Image.open(path) as image:
+    with Image.open(path, formats=IMAGE_FORMATS) as image:
       grey = image.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F") or (
           image.mode == "P" and image.getpalette() is None)
       if image.mode.startswith(("I", "F")):  # 16/32-bit grey: scale to 8 bits.

@@ -24,6 +24,10 @@ def test_invalid_values_are_listed_one_per_line():
 
 @pytest.mark.parametrize("field,value,message", [
     ("stages.stage2.image_size", 4, "stages.stage2.image_size=4: stage resolutions must increase"),
+    # Pictures show every stage at the final size by repeating pixels: a 6x6 stage of an
+    # 8x8 cascade trained fully, then could not be drawn.
+    ("stages.stage1.image_size", 6, "stages.stage1.image_size=6: must divide the last stage's "
+     "image_size (8): one of 4"),
     ("stages.stage2.model.channel_mult", (1, 2, 2, 2, 2), "stages.stage2.image_size=8: must be "
      "divisible by 16"),
     ("stages.stage2.sample.handover", "blend", "stages.stage2.sample.handover='blend': must be "
@@ -92,3 +96,32 @@ def test_a_single_model_has_no_low_res_input():
   with pytest.raises(ConfigError, match=r"model.low_res_size=4: only a cascade's later stages "
                      "condition on a low-resolution image; set it to 0"):
     config_checks.check_config(config)
+
+
+def test_a_budget_must_be_a_finite_number_of_minutes():
+  """1e308 minutes passed the checks and overflowed the first log line of training."""
+  config = tiny_config("x.npz")
+  config.train.time_budget_minutes = 1e308
+  with pytest.raises(ConfigError) as error:
+    config_checks.check_config(config)
+  assert str(error.value) == ("invalid config: train.time_budget_minutes=1e+308: must be a "
+                              "finite number of minutes, at most 525600 (a year)")
+  cascade = tiny_cascade(data_path="x.npz")
+  cascade.time_budget_minutes = 1e308   # Its stages' shares are not named as well.
+  with pytest.raises(ConfigError) as error:
+    config_checks.check_config(cascade)
+  assert str(error.value) == ("invalid config: time_budget_minutes=1e+308: must be a finite "
+                              "number of minutes, at most 525600 (a year)")
+  cascade.time_budget_minutes = 365 * 24 * 60
+  config_checks.check_config(cascade)
+
+
+def test_sample_mode_needs_images_to_sample():
+  """num_samples=0 means 'no sampling after training'; --mode=sample divided by it."""
+  config = tiny_cascade(data_path="x.npz")
+  config.sample.num_samples = 0
+  config_checks.check_config(config, "train")
+  with pytest.raises(ConfigError) as error:
+    config_checks.check_config(config, "sample")
+  assert str(error.value) == ("invalid config: sample.num_samples=0: must be >= 1 for "
+                              "--mode=sample")

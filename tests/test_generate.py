@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from common import parallel
+from common.errors import ConfigError
 from helpers import tiny_cascade, tiny_config, tiny_sampling_config
 from hdd import generate, stages
 from hdd.build import create_model
@@ -102,6 +103,16 @@ def test_low_res_is_needed_exactly_with_a_hand_over(setup):
   handover_plan = SamplingPlan.create(single, Handover.from_config(single.sample))
   with pytest.raises(ValueError, match="low_res images are needed exactly when"):
     generate.sample_images(handover_plan, params, mesh, 4)
+
+
+def test_no_images_to_sample_is_a_config_error(setup, tmp_path):
+  """--mode=sample with sample.num_samples=0 divided by zero after compiling."""
+  config, params, _, _ = setup
+  config = tiny_sampling_config()
+  config.sample.num_samples = 0
+  with pytest.raises(ConfigError, match=r"^sample.num_samples=0: must be >= 1 to sample$"):
+    generate.generate_and_save(config, params, str(tmp_path))
+  assert os.listdir(tmp_path) == []
 
 
 def test_generate_and_save_writes_the_samples(setup, runs, tmp_path):

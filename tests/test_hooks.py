@@ -139,6 +139,27 @@ def test_from_config(monkeypatch, fake_weights):
   assert isinstance(only, hooks.FidMonitor) and only.every == 3
 
 
+@pytest.mark.parametrize("content, problem", [
+    (b'[{"step": 2, "fid": 31.5}', "Expecting ',' delimiter: line 1 column 26 (char 25)"),
+    (b"\xff\xfe", "'utf-8' codec can't decode byte 0xff in position 0: invalid start byte"),
+    (b'{"step": 2}', "expected a list of {step, fid, ...} points"),
+    (b'[{"fid": 31.5}]', "expected a list of {step, fid, ...} points"),
+])
+def test_a_damaged_fid_curve_is_refused_when_the_hooks_are_built(tmp_path, fake_weights,
+                                                                  content, problem):
+  """A garbled fid_curve.json of a resumed run failed with a JSONDecodeError after the
+  model had compiled and trained up to the first FID."""
+  config = tiny_config()
+  config.train.fid_every = 2
+  config.eval.inception_weights = fake_weights
+  curve = tmp_path / "fid_curve.json"
+  curve.write_bytes(content)
+  with pytest.raises(CheckpointError) as error:
+    hooks.from_config(config, str(tmp_path))
+  assert str(error.value) == (f"{curve} is damaged ({problem}); remove it (its FID points are "
+                              "lost) or use another --workdir")
+
+
 @pytest.mark.skipif(not os.path.exists(weights.default_path()),
                     reason="real FID weights not fetched (python -m evaluation.weights)")
 def test_fid_is_logged_during_training(stripes_npz, tmp_path):

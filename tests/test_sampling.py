@@ -31,6 +31,14 @@ def test_reverse_timesteps():
   steps, prev = sampling.reverse_timesteps(ddim, 100)
   np.testing.assert_array_equal(steps, [80, 60, 40, 20, 0])
   np.testing.assert_array_equal(prev, [60, 40, 20, 0, -1])
+  # diffusers' 'leading' spacing [0, k, ..., (S - 1) k], k = T // S; but one step starts
+  # from noise, at T - 1 (leading's [0] made the one step take noise for a clean image).
+  for sampler in ("ddim", "dpm_solver_2m"):
+    steps, prev = sampling.reverse_timesteps(sampling.SamplerSettings(sampler, num_steps=2), 100)
+    np.testing.assert_array_equal(steps, [50, 0])
+    steps, prev = sampling.reverse_timesteps(sampling.SamplerSettings(sampler, num_steps=1), 100)
+    np.testing.assert_array_equal(steps, [99])
+    np.testing.assert_array_equal(prev, [-1])
   steps, _ = sampling.reverse_timesteps(ddpm, 100, start_step=29)
   assert len(steps) == 30 and steps[0] == 29
   with pytest.raises(ValueError):
@@ -181,6 +189,23 @@ def test_solver_error_falls_at_its_order_on_gaussian_data(sampler, order):
       errors.append(float(np.max(np.abs(at_500 - exact))))
   orders = np.log(np.array(errors[:-1]) / errors[1:]) / np.log(np.array(counts[1:]) / counts[:-1])
   np.testing.assert_allclose(orders, order, atol=0.2)
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "dpm_solver_2m"])
+def test_one_step_denoises_from_pure_noise(sampler):
+  """One step from x_999 with the exact noise prediction gives E[x0 | x_999], in closed form
+  mean + a std^2 (x - a mean) / (a^2 std^2 + 1 - a^2) with a = sqrt(ab_999): about the data
+  mean, not the noise (the step once ran at t = 0 and returned x_init)."""
+  with jax.enable_x64(True):
+    schedule, mean, std, x_init = gaussian_problem()
+    settings = sampling.SamplerSettings(sampler, num_steps=1, clip_x0=False)
+    steps, prev = sampling.reverse_timesteps(settings, 1000)
+    x0, _ = sampling.run_chain(gaussian_oracle(schedule, mean, std), schedule, settings,
+                               jnp.asarray(x_init), jax.random.PRNGKey(1), steps, prev)
+    ab = float(schedule.alphas_cumprod[999])
+  exact = mean + np.sqrt(ab) * std**2 * (x_init - np.sqrt(ab) * mean) / (ab * std**2 + 1 - ab)
+  np.testing.assert_allclose(np.asarray(x0), exact, rtol=1e-9, atol=1e-12)
+  assert np.max(np.abs(exact - mean)) < 0.01
 
 
 @pytest.mark.parametrize("steps, factor", [(10, 1.25), (15, 2), (20, 3), (25, 3), (50, 3)])

@@ -2,6 +2,7 @@
 the tests write, cropping, and clear one-line errors for bad or missing data."""
 import gzip
 import os
+import re
 import struct
 
 import numpy as np
@@ -120,3 +121,27 @@ def test_unreadable_images_are_an_error_or_skipped(tmp_path):
   assert source.num_examples == 3 and "2 unreadable skipped" in source.description
   batch = next(iter(pipeline.build_dataset(source, 3, seed=0).as_numpy_iterator()))
   assert batch["image"].shape == (3, 8, 8, 1)
+
+
+def test_an_image_is_opened_only_by_the_plugins_of_image_folders(tmp_path, monkeypatch):
+  """PIL picked the plugin by content: a PostScript file named a.png went to the EPS plugin,
+  which runs Ghostscript. It is now unreadable, as any file not of IMAGE_FORMATS."""
+  from PIL import EpsImagePlugin
+
+  def refuse(self):
+    raise AssertionError("the EPS plugin (Ghostscript) opened a data file")
+
+  monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "_open", refuse)
+  folder = tmp_path / "images"
+  folder.mkdir()
+  Image.fromarray(np.full((12, 12), 40, np.uint8)).save(folder / "ok.png")
+  Image.fromarray(np.full((12, 12), 80, np.uint8)).save(folder / "jpeg.png", format="JPEG")
+  eps = folder / "a.png"
+  eps.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\nshowpage\n%%EOF\n")
+  with pytest.raises(DataError, match=rf"^1 unreadable image file\(s\) under .*, e.g. "
+                     rf"'{re.escape(str(eps))}'; "):
+    sources.create_source(tiny_data_config(source="folder", path=str(folder)))
+  with pytest.raises(DataError, match=rf"^cannot decode image '{re.escape(str(eps))}': "
+                     "cannot identify image"):
+    sources.decode_image(str(eps), 1)
+  assert sources.decode_image(str(folder / "jpeg.png"), 1).shape == (12, 12, 1)

@@ -70,3 +70,22 @@ def test_stop_signal_is_recorded_for_the_next_safe_point():
     assert stopped.value.exit_code == 128 + 15
   assert guard.current().requested is None
   assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+
+
+@pytest.mark.parametrize("kind", ["symlink", "hardlink", "directory", "fifo"])
+def test_a_lock_that_is_not_a_plain_file_is_refused(tmp_path, kind):
+  """A .lock symlink (or hard link) to another file made every run write its pid there."""
+  from hdd import workdir as guard
+  workdir, victim = tmp_path / "w", tmp_path / "victim.txt"
+  workdir.mkdir()
+  victim.write_text("precious")
+  lock = workdir / ".lock"
+  {"symlink": lambda: lock.symlink_to(victim), "hardlink": lambda: os.link(victim, lock),
+   "directory": lock.mkdir, "fifo": lambda: os.mkfifo(lock)}[kind]()
+  with pytest.raises(guard.WorkdirError) as error:
+    with guard.exclusive(str(workdir)):
+      pass
+  assert str(error.value) == (f"cannot use --workdir={workdir}: {lock} is a symbolic link or "
+                              "not a plain file of its own; remove it (a run makes a new one) "
+                              "or use another workdir")
+  assert victim.read_text() == "precious"
