@@ -1,39 +1,74 @@
 """A web page that samples a trained model or cascade (Gradio, on 127.0.0.1):
 
-  python -m hdd.app --workdir=runs/hdd_fmnist_quick [--port=7860]
+  python -m hdd.app --workdir=runs/hdd_fmnist_quick [--port=7860] [--workdirs=A,B]
 
 Controls: sampler and steps (per stage), a cascade's hand-over (mix gamma / truncate t*),
 guidance weight and class of a conditional model, seed, number of images. It shows the
 grid, every stage side by side, an animation of one image's chain through the stages,
 the timing of each stage, and PNG / npz downloads. Its generate action is also the API
 endpoint /generate (gradio_client). Bad input is reported in the page; the server keeps
-running. Another workdir can be loaded from the page.
+running. The page can switch to the workdirs given with --workdirs, chosen from a list,
+and to no other: what is served is the operator's choice, not a request's. It takes no
+uploads, keeps the files of the last --keep_outputs requests and removes them on exit.
 """
 from __future__ import annotations
 
+import math
 import os
+import re
+import shutil
+import socket
+import sys
 import tempfile
 
 from absl import app as absl_app, flags, logging
 
+from common.errors import UserError
+
 MAX_STAGES = 4   # the page has a steps control for each of up to this many stages
+KEEP_OUTPUTS = 16   # requests whose download files are kept
+# Gradio's copies of the files the page shows: every 10 minutes, those over an hour old go.
+GRADIO_CACHE_DELETION = (600, 3600)
+REFUSED_WORKDIR = ("**Error:** not a workdir this server offers; choose one from the list "
+                   "(its operator sets them with --workdir and --workdirs).")
 
 flags.DEFINE_string("workdir", None, "Workdir of a trained model or cascade to serve.")
 flags.DEFINE_string("config", "", "Config file[:variant] of a workdir that has no config.json "
                     "(one trained before it was kept).")
 flags.DEFINE_integer("port", 7860, "Port on 127.0.0.1.")
+flags.DEFINE_list("workdirs", [], "Further workdirs the page may switch to, chosen from a list "
+                  "(the page can load no other directory).")
+flags.DEFINE_integer("keep_outputs", KEEP_OUTPUTS, "Keep the download files of this many "
+                     "latest requests (older ones are deleted, all of them when the server "
+                     "stops).")
 flags.DEFINE_bool("library_logs", False, "Also show the INFO logs of gradio, orbax and JAX.")
 
 
-class App:
-  """The page's state: the served workdir (or why none is) and its request handlers."""
+class StartError(UserError):
+  pass
 
-  def __init__(self, workdir: str, config_path: str = ""):
+
+class App:
+  """The page's state: the served workdir (or why none is), the workdirs it may switch to,
+  and its request handlers."""
+
+  def __init__(self, workdir: str, config_path: str = "", workdirs=(),
+               keep_outputs: int = KEEP_OUTPUTS):
     self.served = None
     self.status = ""
-    self.output_root = tempfile.mkdtemp(prefix="hdd-app-")
+    self.workdirs = list(dict.fromkeys([workdir, *workdirs]))
+    self.keep_outputs = keep_outputs
     self.count = 0
     self.load(workdir, config_path)
+    self.output_root = tempfile.mkdtemp(prefix="hdd-app-")
+
+  def offers(self, workdir) -> bool:
+    """Whether a request may load `workdir`: only one the operator listed."""
+    return isinstance(workdir, str) and workdir in self.workdirs
+
+  def close(self) -> None:
+    """Removes the files kept for download."""
+    shutil.rmtree(self.output_root, ignore_errors=True)
 
   def load(self, workdir: str, config_path: str = "") -> str:
     """Serves `workdir` (with the config file `config_path`, else its config.json); on
@@ -71,8 +106,8 @@ class App:
       request = serving.Request(
           sampler=sampler, steps=tuple(integer(s, "steps")
                                        for s in steps[:len(self.served.stage_names)]),
-          handover=handover if self.served.is_cascade else "", gamma=float(gamma),
-          start_step=integer(start_step, "t*"), guidance=float(guidance),
+          handover=handover if self.served.is_cascade else "", gamma=number(gamma, "gamma"),
+          start_step=integer(start_step, "t*"), guidance=number(guidance, "guidance weight"),
           label=integer(label, "class"), seed=integer(seed, "seed"),
           num_images=integer(num_images, "number of images"))
       report_progress = None
@@ -85,6 +120,9 @@ class App:
     pictures = serving.pictures(generated)
     paths = serving.save_outputs(generated, pictures,
                                  os.path.join(self.output_root, str(self.count)))
+    # Gradio has copied the files of older requests to where it serves them from.
+    shutil.rmtree(os.path.join(self.output_root, str(self.count - self.keep_outputs)),
+                  ignore_errors=True)
     gallery = [(images.without_gray_axis(image), caption) for image, caption in
                zip(generated.images, captions(generated.labels, len(generated.images)))]
     return (gallery, images.without_gray_axis(pictures["grid"]),
@@ -111,12 +149,22 @@ def integer(value, name: str) -> int:
   """A whole number from a page control, or a RequestError naming the control."""
   from hdd.serving import RequestError
   try:
-    number = float(value)
+    whole = float(value)
   except (TypeError, ValueError):
     raise RequestError(f"{name} {value!r}: must be a whole number") from None
-  if number != int(number):
+  if not math.isfinite(whole) or whole != int(whole):
     raise RequestError(f"{name} {value!r}: must be a whole number")
-  return int(number)
+  return int(whole)
+
+
+def number(value, name: str) -> float:
+  """A number from a page control (serving refuses nan and inf by name), or a
+  RequestError naming the control."""
+  from hdd.serving import RequestError
+  try:
+    return float(value)
+  except (TypeError, ValueError):
+    raise RequestError(f"{name} {value!r}: must be a finite number") from None
 
 
 def captions(labels, count: int) -> list:
@@ -154,12 +202,14 @@ def build(application: App):
   import gradio as gr
 
   from hdd import serving
-  with gr.Blocks(title="HDD sampler") as page:
+  with gr.Blocks(title="HDD sampler", delete_cache=GRADIO_CACHE_DELETION) as page:
     gr.Markdown("# HDD: sample a trained diffusion model or cascade")
-    with gr.Row():
-      workdir = gr.Textbox(label="workdir", value=application.served.workdir
-                           if application.served else "", scale=4, elem_id="workdir")
-      load = gr.Button("Load", scale=1, elem_id="load")
+    choice = None
+    if len(application.workdirs) > 1:   # Only the operator's workdirs: no path to type.
+      with gr.Row():
+        choice = gr.Dropdown(application.workdirs, value=application.workdirs[0],
+                             label="workdir", scale=4, elem_id="workdir")
+        load = gr.Button("Load", scale=1, elem_id="load")
     status = gr.Markdown(application.status, elem_id="status")
     with gr.Row():
       with gr.Column(scale=1):
@@ -202,6 +252,8 @@ def build(application: App):
       return [application.status, *control_updates(application.served)]
 
     def load_workdir(path):
+      if not application.offers(path):
+        return [REFUSED_WORKDIR, *[gr.update()] * len(controls)]
       application.load(path)
       return fit_controls()
 
@@ -211,18 +263,79 @@ def build(application: App):
       return application.generate(sampler_value, stage_steps, *rest, progress=progress)
 
     page.load(fit_controls, outputs=[status, *controls], api_visibility="private")
-    load.click(load_workdir, inputs=workdir, outputs=[status, *controls],
-               api_visibility="private")
+    # Without Gradio's preprocessing the handlers get the values as sent, and check them
+    # themselves: a request is answered by the app's own message, naming the control.
+    if choice is not None:
+      load.click(load_workdir, inputs=choice, outputs=[status, *controls],
+                 api_visibility="private", preprocess=False)
     generate.click(run_generate,
                    inputs=[sampler, *steps, handover, gamma, start_step, guidance, label, seed,
                            num_images],
                    outputs=[gallery, grid, stages_picture, animation, timing, downloads],
-                   api_name="generate")
+                   api_name="generate", preprocess=False)
   return page
+
+
+class RefuseUploads:
+  """ASGI middleware that refuses Gradio's upload route: the page has no upload control,
+  and the route would store whatever is posted to it."""
+
+  def __init__(self, app):
+    self.app = app
+
+  async def __call__(self, scope, receive, send):
+    if scope["type"] == "http" and is_upload(scope["path"]):
+      from starlette.responses import PlainTextResponse
+      await PlainTextResponse("this server takes no uploads", status_code=403)(scope, receive,
+                                                                              send)
+      return
+    await self.app(scope, receive, send)
+
+
+def is_upload(path: str) -> bool:
+  return re.sub("/+", "/", path).rstrip("/").endswith("/gradio_api/upload")
+
+
+def check_start(port: int, keep_outputs: int) -> None:
+  """StartError unless the server can listen on 127.0.0.1:`port` now and keeps the files
+  of at least one request: checked before the model loads, which takes a while."""
+  if not 1 <= port <= 65535:
+    raise StartError(f"--port={port}: must lie in [1, 65535]")
+  if keep_outputs < 1:
+    raise StartError(f"--keep_outputs={keep_outputs}: must be >= 1")
+  with socket.socket() as probe:
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+      probe.bind(("127.0.0.1", port))
+    except OSError as e:
+      raise StartError(f"cannot listen on 127.0.0.1:{port} ({e.strerror}): another server "
+                       "may use it; stop that one or pick another --port") from None
+
+
+def serve(application: App, port: int) -> None:
+  """Runs the page until Ctrl-C or SIGTERM, on which Gradio closes its server (and
+  deletes its copies of the page's files)."""
+  import signal
+
+  from starlette.middleware import Middleware
+  page = build(application)
+  print(f"Serving on http://127.0.0.1:{port} ({application.status})", flush=True)
+  signal.signal(signal.SIGTERM, signal.default_int_handler)
+  try:
+    page.queue(default_concurrency_limit=1).launch(
+        server_name="127.0.0.1", server_port=port, show_error=True,
+        allowed_paths=[application.output_root], quiet=not flags.FLAGS.library_logs,
+        app_kwargs={"middleware": [Middleware(RefuseUploads)]})
+  except OSError as e:
+    raise StartError(f"cannot serve on 127.0.0.1:{port} ({e}); pick another --port") from None
 
 
 def main(argv):
   del argv
+  try:
+    check_start(flags.FLAGS.port, flags.FLAGS.keep_outputs)
+  except StartError as e:
+    fail(e)
   from common import stderr
   if not flags.FLAGS.library_logs:
     stderr.import_tensorflow_quietly()
@@ -230,12 +343,20 @@ def main(argv):
     console.quiet_libraries()
   from hdd import run
   run.configure_runtime()
-  application = App(flags.FLAGS.workdir or "", flags.FLAGS.config)
-  page = build(application)
-  print(f"Serving on http://127.0.0.1:{flags.FLAGS.port} ({application.status})", flush=True)
-  page.queue(default_concurrency_limit=1).launch(
-      server_name="127.0.0.1", server_port=flags.FLAGS.port, show_error=True,
-      allowed_paths=[application.output_root], quiet=not flags.FLAGS.library_logs)
+  application = App(flags.FLAGS.workdir or "", flags.FLAGS.config, flags.FLAGS.workdirs,
+                    flags.FLAGS.keep_outputs)
+  try:
+    serve(application, flags.FLAGS.port)
+  except StartError as e:
+    fail(e)
+  finally:
+    application.close()
+
+
+def fail(error: UserError) -> None:
+  """Prints the error as one line and exits with 2, as main.py does."""
+  print(f"error: {error}", file=sys.stderr, flush=True)
+  sys.exit(2)
 
 
 if __name__ == "__main__":

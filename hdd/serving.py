@@ -1,6 +1,6 @@
 """Sampling on request from a trained workdir, for the web app (`hdd.app`) and any other
-front end: the EMA parameters are restored once, each setting's sampling chains are
-compiled once and kept, and every request is checked before anything runs.
+front end: the EMA parameters are restored once, the sampling chains of the last few
+settings are compiled once and kept, and every request is checked before anything runs.
 
 A request sets what a person varies between samples: the sampler and its steps per
 stage, a cascade's hand-over into each later stage, the guidance weight and class of a
@@ -9,10 +9,12 @@ schedules and the rest of the chain settings) is the workdir's own config.
 """
 from __future__ import annotations
 
+import collections
 import copy
 import dataclasses
 import io
 import json
+import math
 import os
 from typing import Callable, Optional
 
@@ -28,11 +30,35 @@ from hdd.sampling import SAMPLERS
 
 MAX_IMAGES = 64             # per request: a page shows them, a CPU samples them in seconds
 ANIMATION_FRAMES = 12       # recorded states of the chain per stage in the animation
+# Compiled chains kept, the most recently used (one per stage, setting and batch size):
+# the guidance weight and gamma are compiled in (see program_key), so every new value
+# compiles a chain, and each holds a compiled program in memory.
+MAX_CHAINS = 6
 Progress = Callable[[float, str], None]
 
 
 class RequestError(UserError):
   pass
+
+
+class LeastRecentlyUsed(collections.OrderedDict):
+  """A dict that keeps at most `size` entries: adding one more forgets the entry read or
+  written longest ago."""
+
+  def __init__(self, size: int):
+    super().__init__()
+    self.size = size
+
+  def __getitem__(self, key):
+    value = super().__getitem__(key)
+    self.move_to_end(key)
+    return value
+
+  def __setitem__(self, key, value):
+    super().__setitem__(key, value)
+    self.move_to_end(key)
+    while len(self) > self.size:
+      self.popitem(last=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,12 +118,15 @@ class Generated:
 class Served:
   """A trained model or cascade, ready to sample."""
 
-  def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str, params=None):
+    """`params`: the EMA parameters ({stage: parameters} of a cascade); None restores
+    them from `workdir`."""
     config_checks.check_config(config)
     self.config, self.workdir = config, workdir
-    self.params = run.restore(config, workdir)
-    self.compiled: dict = {}    # generate.sample_images' cache: chains compiled per setting
-    self.plans: dict = {}       # one plan per stage and setting, so the cache finds it
+    self.params = run.restore(config, workdir) if params is None else params
+    # generate.sample_images' cache of compiled chains, and the plans it finds them by.
+    self.compiled = LeastRecentlyUsed(MAX_CHAINS)
+    self.plans = LeastRecentlyUsed(MAX_CHAINS)
 
   @classmethod
   def load(cls, workdir: str, config: Optional[ml_collections.ConfigDict] = None) -> "Served":
@@ -119,6 +148,11 @@ class Served:
     """The single-model config of a stage (or of the model)."""
     return stages.stage_config(self.config, name) if self.is_cascade else self.config
 
+  @property
+  def conditional_stages(self) -> list[str]:
+    """The stages that see the class: guidance and class apply to these only."""
+    return [name for name in self.stage_names if self.chain(name).model.num_classes]
+
   def describe(self) -> str:
     """One line: what is served, for the page."""
     parts = [f"{name} {self.chain(name).data.image_size}px T={self.chain(name).diffusion.num_steps}"
@@ -135,7 +169,8 @@ class Served:
                    handover=later.handover if later else "",
                    gamma=later.gamma if later else 0.3,
                    start_step=later.start_step if later else -1,
-                   guidance=chains[-1].guidance_scale if self.num_classes else 0.0,
+                   guidance=(self.chain(self.conditional_stages[-1]).sample.guidance_scale
+                             if self.num_classes else 0.0),
                    label=self.config.sample.label, seed=self.config.sample.seed)
 
   def config_for(self, request: Request) -> ml_collections.ConfigDict:
@@ -157,6 +192,9 @@ class Served:
     if not -1 <= request.label < max(self.num_classes, 1):
       raise RequestError(f"class {request.label}: must lie in [-1, {self.num_classes - 1}] "
                          "(-1 = every class in turn)")
+    for name, value in (("guidance weight", request.guidance), ("gamma", request.gamma)):
+      if not math.isfinite(value):
+        raise RequestError(f"{name} {value}: must be a finite number")
     if request.guidance < 0:
       raise RequestError(f"guidance weight {request.guidance}: must be >= 0")
     config = copy.deepcopy(self.config)
@@ -165,6 +203,7 @@ class Served:
                          batch_size=min(request.num_images, 16), trajectory_images=1)
     chains = ([config.stages[name].sample for name in self.stage_names] if self.is_cascade
               else [config.sample])
+    conditional = self.conditional_stages
     for index, (name, chain) in enumerate(zip(self.stage_names, chains)):
       num_train_steps = self.chain(name).diffusion.num_steps
       steps = request.steps[index] if request.steps else chain.num_steps
@@ -172,8 +211,10 @@ class Served:
         raise RequestError(f"{name} steps {steps}: must lie in [0, {num_train_steps}] (0 = all "
                            f"T = {num_train_steps})")
       chain.update(sampler=request.sampler, num_steps=steps)
-      if self.num_classes:
+      if name in conditional:
         chain.guidance_scale = request.guidance
+      elif self.is_cascade:
+        chain.label = -1   # The class of the cascade's conditional stages is not this one's.
       if index:
         self.set_handover(chain, request, name, num_train_steps)
     visited = max(self.chain(name).diffusion.num_steps for name in self.stage_names)
@@ -201,19 +242,23 @@ class Served:
     chain.update(gamma=request.gamma, start_step=request.start_step)
 
   def stage_plans(self, config: ml_collections.ConfigDict) -> dict:
-    """The sampling plans of a request's config, the same objects for the same chains:
-    seed, class and number of images do not change what is compiled."""
-    tree = config.to_dict()
-    for field in ("seed", "label", "num_samples", "batch_size"):
-      tree["sample"].pop(field)
-    key = json.dumps(tree, sort_keys=True, default=str)
-    if key not in self.plans:
-      if self.is_cascade:
-        self.plans[key] = cascade.stage_plans(config)
-      else:
-        from hdd.plan import SamplingPlan
-        self.plans[key] = {"model": SamplingPlan.create(config)}
-    return self.plans[key]
+    """The sampling plans of a request's config: per stage, the plan kept for the same
+    program (`program_key`) if there is one, as generate.sample_images finds its compiled
+    chain by the plan. A kept plan takes the request's class, which sample_images reads
+    from the plan's config."""
+    if self.is_cascade:
+      requested = cascade.stage_plans(config)
+    else:
+      from hdd.plan import SamplingPlan
+      requested = {"model": SamplingPlan.create(config)}
+    plans = {}
+    for name, plan in requested.items():
+      key = program_key(plan)
+      if key not in self.plans:
+        self.plans[key] = plan
+      plans[name] = self.plans[key]
+      plans[name].config.sample.label = plan.config.sample.label
+    return plans
 
   def generate(self, request: Request, progress: Optional[Progress] = None) -> Generated:
     """Samples the request's images (compiling its chains the first time only)."""
@@ -225,6 +270,22 @@ class Served:
         progress=progress)
     labels = generate.class_labels(config, request.num_images)
     return Generated(outputs, labels, animation_frames(trajectories), report)
+
+
+def program_key(plan) -> str:
+  """What a stage's plan compiles to: its config without what only picks the images
+  (seed, class, number; the batch size shapes the program and stays), with the hand-over
+  as the chain uses it: its t*, and gamma only where a mix weighs by it.
+
+  The guidance weight and a mix's gamma stay in: generate.make_sampler compiles them in
+  as constants. Passed to the compiled chain as arguments instead, they could leave it."""
+  tree = plan.config.to_dict()
+  for field in ("seed", "label", "num_samples", "gamma", "start_step"):
+    tree["sample"].pop(field, None)
+  mixes = plan.handover is not None and plan.handover.method == "mix"
+  tree["chain"] = {"start_step": None if plan.start_step is None else int(plan.start_step),
+                   "gamma": float(plan.handover.gamma) if mixes else None}
+  return json.dumps(tree, sort_keys=True, default=str)
 
 
 def animation_frames(trajectories: dict) -> list:

@@ -1,18 +1,27 @@
 """Sampling on request (hdd.serving) and the web app (hdd.app) on a tiny trained
 conditional cascade: requests checked before anything runs, chains compiled once per
-setting, the /generate endpoint through gradio_client, and the page in Debian's Chromium
-(headless, driven by selenium through Debian's chromedriver; nothing downloads a browser).
+setting, the /generate endpoint through gradio_client, what plain HTTP requests cannot do
+(load a workdir the server does not offer, upload, pass a non-number), the files the
+server keeps until it exits, and the page in Debian's Chromium (headless, driven by
+selenium through Debian's chromedriver; nothing downloads a browser).
 
 Screenshots go to $HDD_APP_SCREENSHOTS (default: the test's tmp directory)."""
+import dataclasses
+import glob
+import json
 import os
+import pathlib
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
+import uuid
 
 import numpy as np
 import pytest
+import requests
 
 from helpers import COMPILATION_CACHE, ROOT, free_port, train_tiny
 
@@ -52,8 +61,10 @@ def test_a_setting_compiles_once_and_seeds_and_classes_do_not_recompile(served):
   assert all(stage["compile_seconds"] < 0.05 for stage in again.report["stages"])
   same = served.generate(serving.Request(num_images=6, label=1, guidance=1.0, seed=3))
   np.testing.assert_array_equal(same.images, first.images)   # Seeded: reproducible.
-  served.generate(serving.Request(num_images=6, label=1, guidance=1.0, seed=3, steps=(3, 5)))
-  assert len(served.compiled) == compiled + 2   # Another chain: both stages compile anew.
+  other = served.generate(serving.Request(num_images=6, label=1, guidance=1.0, seed=3,
+                                          steps=(3, 5)))
+  assert len(served.compiled) == compiled + 1   # Another stage-1 chain; stage 2's is the same.
+  assert other.report["stages"][1]["compile_seconds"] < 0.05
 
 
 def test_truncate_runs_only_the_steps_below_t_star(served):
@@ -154,25 +165,65 @@ def test_saved_outputs_and_animation(served, tmp_path):
   assert drawn["stages"].shape[1] == 8 * (2 + 6 * 10)   # 3 images x 2 stages, 8 px drawn at 64.
 
 
+@dataclasses.dataclass
+class Running:
+  url: str
+  process: subprocess.Popen
+  tmp: str      # its TMPDIR: the app's output folder and Gradio's files are made there
+  other: str    # the further workdir it offers (--workdirs)
+
+
 @pytest.fixture(scope="module")
-def server(workdir):
-  """`python -m hdd.app` on a free port, until the module's tests are done."""
+def running(workdir, tmp_path_factory):
+  """`python -m hdd.app` on a free port, offering a copy of the workdir too and keeping the
+  files of the last 2 requests, until the module's tests are done (or one stops it)."""
+  root = tmp_path_factory.mktemp("server")
+  other = str(shutil.copytree(workdir, root / "copy"))
+  tmp = root / "tmp"
+  tmp.mkdir()
   port = free_port()
-  env = dict(os.environ, HDD_COMPILATION_CACHE=COMPILATION_CACHE)
+  env = dict(os.environ, HDD_COMPILATION_CACHE=COMPILATION_CACHE, TMPDIR=str(tmp),
+             GRADIO_TEMP_DIR=str(tmp / "gradio"))
+  log = open(root / "server.log", "w")
   process = subprocess.Popen([sys.executable, "-m", "hdd.app", f"--workdir={workdir}",
-                              f"--port={port}"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)
+                              f"--port={port}", f"--workdirs={other}", "--keep_outputs=2"],
+                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
   deadline = time.time() + 120
   while time.time() < deadline:
-    assert process.poll() is None, process.stdout.read()
+    assert process.poll() is None, (root / "server.log").read_text()
     try:
       socket.create_connection(("127.0.0.1", port), timeout=1).close()
       break
     except OSError:
       time.sleep(0.5)
-  yield f"http://127.0.0.1:{port}/"
-  process.terminate()
-  process.wait(timeout=30)
+  yield Running(f"http://127.0.0.1:{port}/", process, str(tmp), other)
+  if process.poll() is None:
+    process.terminate()
+    process.wait(timeout=30)
+  log.close()
+
+
+@pytest.fixture(scope="module")
+def server(running):
+  return running.url
+
+
+def queue_call(server: str, api_name: str, data: list) -> dict:
+  """The event `api_name` called as the page calls it, in plain HTTP (NaN and Infinity
+  as Python's json writes them): the message that ends it."""
+  dependencies = requests.get(server + "config", timeout=30).json()["dependencies"]
+  fn_index = next(d["id"] for d in dependencies if d["api_name"] == api_name)
+  session = uuid.uuid4().hex
+  requests.post(server + "gradio_api/queue/join", timeout=30,
+                data=json.dumps({"fn_index": fn_index, "data": data, "session_hash": session}),
+                headers={"Content-Type": "application/json"}).raise_for_status()
+  with requests.get(server + "gradio_api/queue/data", params={"session_hash": session},
+                    stream=True, timeout=120) as events:
+    for line in events.iter_lines(decode_unicode=True):
+      message = json.loads(line[len("data:"):]) if line.startswith("data:") else {}
+      if message.get("msg") == "process_completed":
+        return message
+  raise AssertionError(f"{api_name} did not complete")
 
 
 def test_generate_endpoint_returns_the_requested_images(server):
@@ -200,6 +251,62 @@ def test_generate_endpoint_returns_the_requested_images(server):
   assert len(gallery) == 2   # The server kept running after the bad requests.
 
 
+def test_values_that_are_not_numbers_are_refused_by_name(server):
+  from gradio_client import Client
+  from gradio_client.exceptions import AppError
+  good = ["ddim", 5, 5, 0, 0, "mix", 0.3, -1, 1.0, 1, 7, 2]
+
+  def with_value(index, value):
+    return good[:index] + [value] + good[index + 1:]
+
+  client = Client(server, verbose=False)
+  for index, value, message in [(10, "abc", "seed 'abc': must be a whole number"),
+                                (8, "nan", "guidance weight nan: must be a finite number"),
+                                (11, 2.5, "number of images 2.5: must be a whole number")]:
+    with pytest.raises(AppError) as error:
+      client.predict(*with_value(index, value), api_name="/generate")
+    assert message in str(error.value)
+  # NaN and Infinity, which gradio_client's strict JSON cannot send.
+  for index, value, message in [(8, float("nan"), "guidance weight nan: must be a finite number"),
+                                (6, float("inf"), "gamma inf: must be a finite number"),
+                                (7, float("-inf"), "t* -inf: must be a whole number")]:
+    answer = queue_call(server, "generate", with_value(index, value))
+    assert not answer["success"] and answer["output"]["error"] == message
+
+
+def test_the_page_loads_no_workdir_but_those_it_offers(running, workdir, tmp_path):
+  probe = tmp_path / "probe"
+  probe.mkdir()
+  shutil.copy(os.path.join(workdir, "config.json"), probe)
+  answers = [queue_call(running.url, "load_workdir", [path])["output"]["data"][0]
+             for path in (str(probe), "/root", str(tmp_path / "missing"), [running.other])]
+  assert len(set(answers)) == 1 and "not a workdir this server offers" in answers[0]
+  assert os.listdir(probe) == ["config.json"]   # Nothing was made there.
+  status = queue_call(running.url, "fit_controls", [])["output"]["data"][0]
+  assert status.startswith(f"Serving {workdir}: cascade")
+
+
+def test_without_further_workdirs_the_page_has_no_load_control(workdir):
+  from hdd import app
+  application = app.App(workdir)
+  try:
+    page = app.build(application)
+  finally:
+    application.close()
+  assert not os.path.exists(application.output_root)
+  assert not [block for block in page.blocks.values()
+              if getattr(block, "elem_id", None) in ("workdir", "load")]
+  assert "load_workdir" not in {fn.name for fn in page.fns.values()}
+  assert application.offers(workdir) and not application.offers("/root")
+
+
+def test_uploads_are_refused_and_nothing_is_stored(running):
+  answer = requests.post(running.url + "gradio_api/upload", timeout=30,
+                         files={"files": ("note.txt", b"kept?")})
+  assert answer.status_code == 403
+  assert not list(pathlib.Path(running.tmp).rglob("note.txt"))
+
+
 @pytest.fixture
 def browser():
   if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
@@ -217,7 +324,7 @@ def browser():
   driver.quit()
 
 
-def test_the_page_in_chromium(server, browser, tmp_path):
+def test_the_page_in_chromium(running, workdir, browser, tmp_path):
   from selenium.webdriver.common.by import By
   from selenium.webdriver.common.keys import Keys
   from selenium.webdriver.support.ui import WebDriverWait
@@ -233,7 +340,7 @@ def test_the_page_in_chromium(server, browser, tmp_path):
   def gallery_images():
     return browser.find_elements(By.CSS_SELECTOR, "#gallery img")
 
-  browser.get(server)
+  browser.get(running.url)
   wait.until(lambda b: "Serving" in b.find_element(By.ID, "status").text)
   assert "cascade of 2 stages" in browser.find_element(By.ID, "status").text
   wait.until(lambda b: b.find_element(By.CSS_SELECTOR, "#steps1 input").get_attribute("value")
@@ -254,10 +361,28 @@ def test_the_page_in_chromium(server, browser, tmp_path):
   wait.until(lambda b: "stage2 steps 99: must lie in [0, 40]" in b.page_source)
   browser.save_screenshot(os.path.join(shots, "app_bad_input.png"))
 
-  workdir_box = browser.find_element(By.CSS_SELECTOR, "#workdir textarea, #workdir input")
-  workdir_box.send_keys(Keys.CONTROL, "a")
-  workdir_box.send_keys("/no/such/workdir")
-  # The error's toast may still cover the button: click it as a script does.
+  # The workdirs the server offers are chosen from a list; the error's toast may still cover
+  # the controls: click them as a script does.
+  browser.execute_script("arguments[0].focus()",
+                         browser.find_element(By.CSS_SELECTOR, "#workdir input"))
+  options = wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#workdir [role=option]"))
+  assert [option.get_attribute("aria-label") for option in options] == [workdir, running.other]
+  browser.execute_script("arguments[0].dispatchEvent(new MouseEvent('mousedown', "
+                         "{bubbles: true}))", options[1])
   browser.execute_script("arguments[0].click()", browser.find_element(By.CSS_SELECTOR, "#load"))
-  wait.until(lambda b: "no directory /no/such/workdir" in b.find_element(By.ID, "status").text)
-  browser.save_screenshot(os.path.join(shots, "app_bad_workdir.png"))
+  wait.until(lambda b: f"Serving {running.other}:" in b.find_element(By.ID, "status").text)
+  browser.save_screenshot(os.path.join(shots, "app_other_workdir.png"))
+
+
+def test_the_server_keeps_the_last_outputs_and_removes_them_on_exit(running):
+  """The module's last test: it stops the server."""
+  from gradio_client import Client
+  client = Client(running.url, verbose=False)
+  for seed in range(3):
+    client.predict("ddim", 5, 5, 0, 0, "mix", 0.3, -1, 1.0, 1, seed, 1, api_name="/generate")
+  [outputs] = glob.glob(os.path.join(running.tmp, "hdd-app-*"))
+  assert len(os.listdir(outputs)) == 2   # --keep_outputs=2
+  running.process.send_signal(signal.SIGTERM)
+  assert running.process.wait(timeout=60) == 0
+  assert not os.path.exists(outputs)
+  assert not [path for path in pathlib.Path(running.tmp).rglob("*") if path.is_file()]
