@@ -22,6 +22,8 @@ Every field is listed, with its meaning, in configs/default.py.
 
 Several processes (GPU hosts, a TPU pod slice): the same command on each, with
 --coordinator_address=HOST:PORT --num_processes=N --process_id=K (or JAX's environment).
+A process that meets not all the others within --join_timeout seconds, or whose flags differ
+from process 0's, fails; when one stops mid-run, the others fail within seconds: restart all.
 
 Then: python -m hdd.app --workdir=DIR serves the trained model in a web page.
 """
@@ -52,6 +54,8 @@ flags.DEFINE_integer("num_processes", 0, "Multi-process runs: the number of proc
                      "(default $JAX_NUM_PROCESSES).")
 flags.DEFINE_integer("process_id", -1, "Multi-process runs: this process, 0..num_processes-1 "
                      "(default $JAX_PROCESS_ID).")
+flags.DEFINE_integer("join_timeout", 300, "Multi-process runs: seconds a process waits for all "
+                     "the others to start before it fails.")
 flags.DEFINE_bool("library_logs", False, "Also show the INFO logs of orbax, CLU, JAX and "
                   "TensorFlow (quiet by default).")
 flags.mark_flags_as_required(["config", "workdir"])
@@ -68,19 +72,25 @@ def fail(message: str, exit_code: int = 2, label: str = "error") -> None:
 
 def main(argv):
   from common import parallel
-  parallel.initialize_processes(FLAGS.coordinator_address, FLAGS.num_processes,
-                                FLAGS.process_id)   # Before JAX computes anything.
-  from hdd import console, run  # Imported once the flags are known good.
-  start = time.perf_counter()
   try:
+    parallel.initialize_processes(FLAGS.coordinator_address, FLAGS.num_processes,
+                                  FLAGS.process_id, FLAGS.join_timeout)   # Before JAX computes.
+    parallel.check_same_run(FLAGS.workdir, FLAGS.mode, FLAGS.config.to_json_best_effort())
+    from hdd import console, run  # Imported once the flags are known good.
+    start = time.perf_counter()
     run.run(FLAGS.config, FLAGS.workdir, FLAGS.mode, FLAGS.compilation_cache)
     if parallel.is_main_process():
       print(console.summary(FLAGS.workdir, FLAGS.mode, sys.argv, time.perf_counter() - start),
             flush=True)
   except UserError as e:
+    parallel.leave_last()   # Process 0's end would abort the other processes (JAX).
     fail(str(e))
   except Stopped as e:
+    parallel.leave_last()
     fail(str(e), e.exit_code, "stopped")
+  except Exception:   # Another process stopped: this one's collectives fail; one line then.
+    parallel.exit_if_another_process_stopped()
+    raise
 
 
 def parse_flags(argv):

@@ -1,8 +1,9 @@
 """Multi-process training on one machine: main.py as 2 CPU processes joined by
 jax.distributed on 127.0.0.1 trains the same parameters as 1 process with the same global
-batch and seed; both killed with SIGKILL and restarted, they resume where they were.
-Each process reads only its half of every batch; only process 0 writes files (orbax
-writes the checkpoints together)."""
+batch and seed; one killed with SIGKILL, the other fails in one line, and restarted they
+resume where they were. Each process reads only its half of every batch; only process 0
+writes files (orbax writes the checkpoints together). Mistakes in starting the processes
+fail in one line."""
 import json
 import os
 import signal
@@ -13,23 +14,29 @@ import time
 import numpy as np
 import pytest
 
+from common import parallel
 from helpers import COMPILATION_CACHE, ROOT, free_port, tiny_config, train_tiny
 
 
 STEPS = 40
 
 
-def start_processes(workdir: str, data: str, *args, count: int = 2) -> list:
-  """main.py as `count` processes of one run of STEPS steps."""
-  port = free_port()
+def start_main(*args) -> subprocess.Popen:
+  """main.py on the tiny config in a subprocess, stderr into stdout."""
   env = dict(os.environ, HDD_COMPILATION_CACHE=COMPILATION_CACHE)
-  return [subprocess.Popen(
-      [sys.executable, "main.py", "--config=tests/tiny_configs.py", f"--workdir={workdir}",
-       f"--config.data.path={data}", f"--coordinator_address=127.0.0.1:{port}",
-       f"--num_processes={count}", f"--process_id={k}", f"--config.train.num_steps={STEPS}",
-       *args],
-      cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-      for k in range(count)]
+  return subprocess.Popen([sys.executable, "main.py", "--config=tests/tiny_configs.py", *args],
+                          cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True)
+
+
+def start_processes(workdir: str, data: str, *args, count: int = 2, each=None) -> list:
+  """main.py as `count` processes of one run of STEPS steps (process k also given each[k])."""
+  port = free_port()
+  return [start_main(f"--workdir={workdir}", f"--config.data.path={data}",
+                     f"--coordinator_address=127.0.0.1:{port}", f"--num_processes={count}",
+                     f"--process_id={k}", f"--config.train.num_steps={STEPS}", *args,
+                     *(each[k] if each else ()))
+          for k in range(count)]
 
 
 def finish(processes: list) -> list:
@@ -60,12 +67,13 @@ def single(tmp_path_factory):
 
 
 def test_two_processes_killed_and_restarted_train_what_one_process_trains(single, tmp_path):
-  """Killed with SIGKILL mid-run and restarted, the two processes resume where they were
-  and end on the 1-process run's parameters; only process 0 writes files, and the samples
-  are gathered from both processes' halves."""
+  """Process 1 killed with SIGKILL mid-run, process 0 fails within seconds in one line (not
+  a Gloo traceback and, a minute later, JAX's C++ abort); restarted, the two processes
+  resume where they were and end on the 1-process run's parameters; only process 0 writes
+  files, and the samples are gathered from both processes' halves."""
   data, single_dir = single
   workdir = str(tmp_path / "killed")
-  # Checkpoints at every step; kill both processes once step 3's checkpoint is complete.
+  # Checkpoints at every step; kill process 1 once step 3's checkpoint is complete.
   processes = start_processes(workdir, data, "--config.train.checkpoint_every=1",
                               "--config.sample.num_samples=0")
   checkpoint = os.path.join(workdir, "checkpoints", "3")
@@ -73,10 +81,15 @@ def test_two_processes_killed_and_restarted_train_what_one_process_trains(single
   while not os.path.isdir(checkpoint) and time.time() < deadline:
     assert all(p.poll() is None for p in processes), processes[0].communicate()[0][-3000:]
     time.sleep(0.01)
-  for process in processes:
-    process.send_signal(signal.SIGKILL)
-  for process in processes:
-    process.wait()
+  processes[1].send_signal(signal.SIGKILL)
+  killed = time.time()
+  output = processes[0].communicate(timeout=60)[0]
+  assert time.time() - killed < parallel.STOP_GRACE_S + 5, output[-3000:]
+  assert processes[0].returncode == 2, output[-3000:]
+  assert output.splitlines()[-1] == ("error: process 1 of 2 stopped (its output says why); the "
+                                     "last checkpoint is kept; restart every process to resume")
+  assert "Traceback" not in output and "Fatal" not in output, output[-3000:]
+  processes[1].wait()
   killed_at = max(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints"))
                   if s.isdigit())
   assert 3 <= killed_at < STEPS   # Killed mid-run.
@@ -107,3 +120,38 @@ def test_two_processes_end_a_time_budget_at_the_same_step(single, tmp_path):
     timing = json.load(f)
   assert timing["stopped_by"] == "budget" and timing["end_step"] == steps[0]
   assert timing["total_train_seconds"] >= 0.1 * 60
+
+
+def test_mistakes_in_starting_processes_fail_in_one_line(stripes_npz, tmp_path):
+  """Each process fails in one line that names the flag and the fix, where JAX raises a
+  traceback (no coordinator), or waits 300 s then aborts in C++ (a process alone), or waits
+  forever at the first checkpoint (two processes started for different runs). All at once,
+  to keep this short; the flags refused before JAX starts are in test_processes.py."""
+  workdir, other = str(tmp_path / "a"), str(tmp_path / "b")
+  cases = [   # (flags, what the process's one error line says)
+      (["--num_processes=2", "--process_id=0"],
+       "--num_processes=2 needs --coordinator_address=HOST:PORT on every process"),
+      ([f"--coordinator_address=127.0.0.1:{free_port()}", "--num_processes=2",
+        "--process_id=1", "--join_timeout=3"],
+       "process 1 of 2 did not meet all the processes at the coordinator 127.0.0.1:"),
+  ]
+  processes = [start_main(f"--workdir={workdir}", f"--config.data.path={stripes_npz}", *flags)
+               for flags, _ in cases]
+  # Another --workdir and num_steps for process 1: both processes fail alike.
+  processes += start_processes(workdir, stripes_npz, each=[[], [
+      f"--workdir={other}", f"--config.train.num_steps={STEPS + 1}"]])
+  different = (f"process 1 of 2 was started for another run than process 0: --workdir={other}, "
+               f"not {workdir}; --config.train.num_steps={STEPS + 1}, not {STEPS}: start "
+               "every process with the same --workdir, --mode and --config flags")
+  try:
+    outputs = [process.communicate(timeout=120)[0] for process in processes]
+  finally:   # None left waiting, should one hang.
+    for process in processes:
+      process.kill()
+  for process, output, message in zip(processes, outputs,
+                                      [message for _, message in cases] + [different] * 2):
+    errors = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert process.returncode == 2 and len(errors) == 1 and message in errors[0], output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+  assert "within 3 s: start every process (--process_id=0..1)" in outputs[1]
+  assert not os.path.exists(workdir) and not os.path.exists(other)   # Nothing written.
