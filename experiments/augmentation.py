@@ -36,6 +36,10 @@ flags.DEFINE_integer("seeds", 3, "Seeds per classifier and training set.")
 FLAGS = flags.FLAGS
 
 TRAINING_SETS = ("origin", "synthesis", "mix")
+# The flags besides the common ones that change every result: the generator and its
+# samples (synthetic.npz), the real subset and every classifier's training.
+RESULT_FLAGS = ("train_steps", "guidance_scale", "real_examples", "width",
+                "classifier_train_steps", "classifier_batch_size")
 
 
 def generator_config():
@@ -127,22 +131,24 @@ def main(argv):
   del argv
   import numpy as np
 
-  from hdd import run
-  run.configure_runtime()
-  from evaluation import classifier
   from experiments import classifiers
-  from hdd import config_checks
-  from input_pipeline.pipeline import real_images
-
+  study.choices("architectures", FLAGS.architectures, classifiers.ARCHITECTURES)
   if FLAGS.quick:
     FLAGS.num_samples, FLAGS.real_examples, FLAGS.train_steps = 20, 20, 4
     FLAGS.classifier_train_steps, FLAGS.seeds, FLAGS.width = 3, 2, 4
     FLAGS.classifier_steps = 4
   workdir = FLAGS.workdir
-  os.makedirs(workdir, exist_ok=True)
+  results = study.open_workdir(workdir, "augmentation", {
+      **study.common_inputs(), "classifier_steps": FLAGS.classifier_steps,
+      **{name: getattr(FLAGS, name) for name in RESULT_FLAGS}})
+  from hdd import run
+  run.configure_runtime()
+  from evaluation import classifier
+  from hdd import config_checks
+  from input_pipeline.pipeline import real_images
+
   config = generator_config()
   config_checks.check_config(config)
-  results = study.Results(workdir)
   synthetic_images, synthetic_labels = synthetic_set(config, workdir)
 
   judge_dir = os.path.join(workdir, "classifier_28")

@@ -206,26 +206,28 @@ def markdown(results: dict) -> str:
   return text
 
 
+def check_flags() -> None:
+  """Refuses a bad --models or --curve_minutes before anything runs."""
+  study.choices("models", FLAGS.models, MODELS)
+  study.numbers("curve_minutes", FLAGS.curve_minutes, float, "10,20", positive=True,
+                allow_empty=True)
+
+
 def main(argv):
   del argv
-  from hdd import run
-  run.configure_runtime()
+  check_flags()
   if FLAGS.quick:
     FLAGS.num_samples, FLAGS.classifier_steps = 16, 4
     FLAGS.minutes = min(FLAGS.minutes, 0.1)
     FLAGS.curve_minutes = [str(min(float(m), 0.05)) for m in FLAGS.curve_minutes[:1]]
   workdir = FLAGS.workdir
-  os.makedirs(workdir, exist_ok=True)
-  unknown = set(FLAGS.models) - set(MODELS)
-  if unknown:
-    raise UserError(f"--models={','.join(FLAGS.models)}: unknown {sorted(unknown)}; "
-                    f"choose from {', '.join(MODELS)}")
   configs = budget_configs(FLAGS.minutes)
-  results = study.Results(workdir)
   runs = [(name, configs[name], name) for name in FLAGS.models]
   for minutes in FLAGS.curve_minutes:
     key = f"hdd_{float(minutes):g}min"
     runs.append((key, budget_configs(float(minutes))["hdd"], key))
+  results = study.open_workdir(workdir, "budget", {
+      **study.common_inputs(), **study.quality_inputs(), "fid": FLAGS.fid})
   for key, config, _ in runs:
     minutes = budget_minutes(config)
     done = results.data.get(key)
@@ -236,6 +238,8 @@ def main(argv):
     if done is not None and done["budget_minutes"] != minutes:
       raise UserError(f"{workdir} holds a {done['budget_minutes']:g}-minute run of {key}, not "
                       f"--minutes={minutes:g}: use another --workdir")
+  from hdd import run
+  run.configure_runtime()
   quality = study.Quality(configs["ddpm"].data, workdir, FLAGS.classifier_steps, FLAGS.fid,
                           FLAGS.fid_reference_examples)
   results.data["quality"] = quality.description

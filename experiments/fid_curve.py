@@ -15,6 +15,7 @@ import os
 
 from absl import flags
 
+from common.errors import UserError
 from experiments import study
 
 flags.DEFINE_string("workdir", None, "Output directory.")
@@ -23,6 +24,22 @@ flags.DEFINE_list("runs", None, "label=workdir pairs of runs to plot (a cascade'
 flags.DEFINE_string("title", "FID during training", "Title of the plot.")
 flags.mark_flags_as_required(["workdir", "runs"])
 FLAGS = flags.FLAGS
+
+
+def parse_runs(pairs: list[str]) -> dict:
+  """{label: workdir} of --runs, each workdir an existing directory; a UserError naming
+  the flag and how to write it otherwise."""
+  runs = {}
+  for pair in pairs or [""]:
+    label, sep, directory = pair.partition("=")
+    if not (label and sep and directory) or label in runs:
+      raise UserError(f"--runs={','.join(pairs)}: expected LABEL=WORKDIR pairs with distinct "
+                      "labels, e.g. --runs=DDPM=runs/compare/ddpm,HDD=runs/compare/hdd")
+    if not os.path.isdir(directory):
+      raise UserError(f"--runs: {pair}: {directory} is not a directory; give the workdir of a "
+                      "run trained with --config.train.fid_every=N")
+    runs[label] = directory
+  return runs
 
 
 def results_markdown(curves: dict) -> str:
@@ -54,10 +71,10 @@ def curve_plot(curves: dict, path: str, title: str) -> None:
 
 def main(argv):
   del argv
-  os.makedirs(FLAGS.workdir, exist_ok=True)
-  runs = dict(pair.split("=", 1) for pair in FLAGS.runs)
+  runs = parse_runs(FLAGS.runs)
   curves = {label: study.load_curve(directory) for label, directory in runs.items()}
-  results = study.Results(FLAGS.workdir)
+  results = study.open_workdir(FLAGS.workdir, "fid_curve", {
+      "runs": {label: study.absolute_path(directory) for label, directory in runs.items()}})
   results.data["curves"] = curves
   results.save()
   study.write_markdown(FLAGS.workdir, results_markdown(curves))

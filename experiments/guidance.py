@@ -111,16 +111,20 @@ def guidance_plot(results: dict, path: str) -> None:
 
 def main(argv):
   del argv
+  study.numbers("weights", FLAGS.weights, float, "0,1,3")
+  study.numbers("kept_eps_weights", FLAGS.kept_eps_weights, float, "0,1,3", allow_empty=True)
+  workdir = FLAGS.workdir
+  # --fid is left out: a w measured without FID is measured again under --fid.
+  results = study.open_workdir(workdir, "guidance", {
+      "data_path": study.absolute_path(FLAGS.data_path), **study.quality_inputs(),
+      "train_steps": FLAGS.train_steps, "num_samples": FLAGS.num_samples})
   from hdd import run
   run.configure_runtime()
   from common import images
   from hdd import cascade, config_checks, generate, reports, stages
 
-  workdir = FLAGS.workdir
-  os.makedirs(workdir, exist_ok=True)
   config = guidance_config()
   config_checks.check_config(config)
-  results = study.Results(workdir)
   results.data.update(train_steps=FLAGS.train_steps, num_samples=FLAGS.num_samples)
   quality = study.Quality(config.data, workdir, FLAGS.classifier_steps, FLAGS.fid,
                           FLAGS.fid_reference_examples)

@@ -38,6 +38,11 @@ flags.DEFINE_float("filter_threshold", 0.0,
                    "classifier's top-class probability below this is re-drawn).")
 FLAGS = flags.FLAGS
 
+# The flags besides the common and quality ones that change results: the training of both
+# models, their samplers and the FID curves made while they train.
+RESULT_FLAGS = ("ddpm_steps", "ddpm_sample_steps", "stage_sample_steps", "fid_every",
+                "fid_samples")
+
 
 def configs():
   ddpm, hdd = study.model_configs(FLAGS.dataset, FLAGS.data_path).values()
@@ -65,6 +70,16 @@ def main(argv):
   del argv
   import numpy as np
 
+  study.numbers("gammas", FLAGS.gammas, float, "0,0.3,1")
+  study.numbers("start_steps", FLAGS.start_steps, int, "99,499")
+  if FLAGS.quick:
+    FLAGS.num_samples, FLAGS.ddpm_steps, FLAGS.classifier_steps = 16, 8, 4
+    FLAGS.fid_samples = 8
+    FLAGS.ddpm_sample_steps, FLAGS.stage_sample_steps = 10, 5
+  workdir = FLAGS.workdir
+  results = study.open_workdir(workdir, "hdd_vs_ddpm", {
+      **study.common_inputs(), **study.quality_inputs(), "fid": FLAGS.fid,
+      **{name: getattr(FLAGS, name) for name in RESULT_FLAGS}})
   from hdd import run
   run.configure_runtime()
   from common import parallel
@@ -74,16 +89,9 @@ def main(argv):
   from hdd.handover import Handover
   from hdd.plan import SamplingPlan
 
-  if FLAGS.quick:
-    FLAGS.num_samples, FLAGS.ddpm_steps, FLAGS.classifier_steps = 16, 8, 4
-    FLAGS.fid_samples = 8
-    FLAGS.ddpm_sample_steps, FLAGS.stage_sample_steps = 10, 5
-  workdir = FLAGS.workdir
-  os.makedirs(workdir, exist_ok=True)
   ddpm_config, hdd_config = configs()
   config_checks.check_config(ddpm_config)
   config_checks.check_config(hdd_config)
-  results = study.Results(workdir)
   quality = study.Quality(ddpm_config.data, workdir, FLAGS.classifier_steps, FLAGS.fid,
                           FLAGS.fid_reference_examples)
   results.data["quality"] = quality.description

@@ -1,5 +1,7 @@
 """What the experiments share: the dataset of a study, a results file that lets a re-run
-skip the finished parts, and the quality measures every study reports the same way.
+skip the finished parts (WORKDIR/study.json records what they were made from, and a
+re-run with other inputs is refused), checks of the list flags, and the quality measures
+every study reports the same way.
 
 Quality of uint8 samples at the data's full resolution, against the test split:
   fid, inception_kid_x1e3  the FID Inception (pytorch-fid weights), reference statistics of
@@ -11,6 +13,7 @@ Quality of uint8 samples at the data's full resolution, against the test split:
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 
@@ -85,17 +88,113 @@ def quick_model(config) -> None:
 
 class Results:
   """WORKDIR/results.json as a dict saved after every change, so that a study stopped
-  half-way continues where it stopped."""
+  half-way continues where it stopped. A damaged file is refused, never overwritten."""
 
   def __init__(self, workdir: str):
     self.path = os.path.join(workdir, "results.json")
-    self.data = json.load(open(self.path)) if os.path.exists(self.path) else {}
+    self.data = load_record(self.path) if os.path.exists(self.path) else {}
 
   def table(self, name: str) -> dict:
     return self.data.setdefault(name, {})
 
   def save(self) -> None:
     files.write_json(self.path, self.data)
+
+
+def load_json(path: str, remedy: str):
+  """The JSON value in `path`; a UserError naming the file, why it cannot be read and
+  `remedy` when it is missing, unreadable or not JSON."""
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError) as e:
+    reason = e.strerror if isinstance(e, OSError) and e.strerror else " ".join(str(e).split())
+    raise UserError(f"cannot read {path} ({reason}): {remedy}") from None
+
+
+def load_record(path: str) -> dict:
+  """A JSON object a study wrote in its workdir (results.json, study.json)."""
+  remedy = "if it is damaged, remove it or use another --workdir"
+  record = load_json(path, remedy)
+  if not isinstance(record, dict):
+    raise UserError(f"cannot read {path} (not a JSON object): {remedy}")
+  return record
+
+
+def open_workdir(workdir: str, study: str, made_from: dict) -> Results:
+  """The results of `study` in `workdir`, once the workdir is known to hold results made
+  from `made_from` (the dataset, data paths, --quick and the flags that change every
+  result): a new workdir records it in WORKDIR/study.json, one made from anything else
+  is refused, so that a re-run never reports another dataset's or setting's numbers as
+  its own."""
+  record = json.loads(json.dumps({"study": study, **made_from}))
+  path = os.path.join(workdir, "study.json")
+  results = Results(workdir)
+  if os.path.exists(path):
+    differences = record_differences(load_record(path), record)
+    if differences:
+      raise UserError(f"{workdir} holds results made from other inputs "
+                      f"({'; '.join(differences)}); use another --workdir or the same flags")
+  else:
+    os.makedirs(workdir, exist_ok=True)
+    files.write_json(path, record)
+  return results
+
+
+def record_differences(recorded: dict, record: dict) -> list[str]:
+  """'field: recorded there, given now' for every field of two study records that differs."""
+  def shown(values: dict, key: str) -> str:
+    return repr(values[key]) if key in values else "(none)"
+  missing = object()
+  return [f"{key}: {shown(recorded, key)} there, {shown(record, key)} now"
+          for key in sorted(set(recorded) | set(record))
+          if recorded.get(key, missing) != record.get(key, missing)]
+
+
+def common_inputs() -> dict:
+  """What the common flags make results from, once --quick has set its values; a data path
+  made absolute, so that one file named from another directory is the same input."""
+  FLAGS = flags.FLAGS
+  return {"dataset": FLAGS.dataset, "data_path": absolute_path(FLAGS.data_path),
+          "quick": FLAGS.quick, "num_samples": FLAGS.num_samples}
+
+
+def quality_inputs() -> dict:
+  """The quality flags that change every score: the classifier and the FID reference."""
+  FLAGS = flags.FLAGS
+  return {"classifier_steps": FLAGS.classifier_steps,
+          "fid_reference_examples": FLAGS.fid_reference_examples}
+
+
+def absolute_path(path: str) -> str:
+  """`path` made absolute; '' (the config's default) stays ''."""
+  return os.path.abspath(path) if path else ""
+
+
+def numbers(flag: str, values: list[str], kind: type, example: str, positive: bool = False,
+            allow_empty: bool = False) -> list:
+  """The values of list flag --`flag` as finite numbers of `kind` (positive, or at least 0);
+  a UserError naming the flag and an example otherwise."""
+  sign = "positive" if positive else "non-negative"
+  wanted = f"{sign} {'integers' if kind is int else 'numbers'}"
+  try:
+    parsed = [kind(value) for value in values]
+  except ValueError:
+    parsed = None
+  if (parsed is None or (not parsed and not allow_empty) or
+      not all(math.isfinite(v) and (v > 0 if positive else v >= 0) for v in parsed)):
+    raise UserError(f"--{flag}={','.join(values)}: expected comma-separated {wanted}, "
+                    f"e.g. --{flag}={example}")
+  return parsed
+
+
+def choices(flag: str, values: list[str], allowed) -> None:
+  """Refuses list flag --`flag` unless it names at least one of `allowed` and nothing else."""
+  unknown = sorted(set(values) - set(allowed))
+  if unknown or not values:
+    problem = f"unknown {unknown}" if unknown else "nothing chosen"
+    raise UserError(f"--{flag}={','.join(values)}: {problem}; choose from "
+                    f"{', '.join(allowed)}")
 
 
 class Quality:
@@ -215,23 +314,22 @@ def load_curve(workdir: str) -> list[dict]:
   stage_dirs = sorted((d for d in os.listdir(workdir) if d.startswith("stage")),
                       key=lambda d: (len(d), d))
   directories = [os.path.join(workdir, d) for d in stage_dirs] or [workdir]
+  remedy = "give the workdir of a finished run of main.py"
   earlier_images = earlier_seconds = 0.0
   for directory in directories[:-1]:
-    with open(os.path.join(directory, "train_timing.json")) as f:
-      timing = json.load(f)
-    with open(os.path.join(directory, "config.json")) as f:
-      batch_size = json.load(f)["train"]["batch_size"]
+    timing = load_json(os.path.join(directory, "train_timing.json"), remedy)
+    batch_size = load_json(os.path.join(directory, "config.json"), remedy)["train"]["batch_size"]
     earlier_images += timing["end_step"] * batch_size
     earlier_seconds += timing["total_train_seconds"]
-  with open(os.path.join(directories[-1], "config.json")) as f:
-    batch_size = json.load(f)["train"]["batch_size"]
+  batch_size = load_json(os.path.join(directories[-1], "config.json"),
+                         remedy)["train"]["batch_size"]
   curve_path = os.path.join(directories[-1], "fid_curve.json")
   if not os.path.exists(curve_path):
     raise UserError(f"no FID curve in {directories[-1]}: train it with "
                      "--config.train.fid_every=N (on the last stage of a cascade)")
-  with open(curve_path) as f:
-    return [{**row, "images": earlier_images + row["step"] * batch_size,
-             "seconds": earlier_seconds + row["train_seconds"]} for row in json.load(f)]
+  return [{**row, "images": earlier_images + row["step"] * batch_size,
+           "seconds": earlier_seconds + row["train_seconds"]}
+          for row in load_json(curve_path, remedy)]
 
 
 def save_figure(figure, path: str) -> None:

@@ -123,20 +123,28 @@ def sweep_plot(data: dict, path: str) -> None:
   study.save_figure(figure, path)
 
 
+def check_flags() -> None:
+  """Refuses a bad --models or --noise_steps before anything runs."""
+  study.choices("models", FLAGS.models, MODEL_NAMES)
+  study.numbers("noise_steps", FLAGS.noise_steps, int, "100,1000", positive=True)
+
+
 def main(argv):
   del argv
   import os
 
-  from hdd import run
-  run.configure_runtime()
-  from hdd import config_checks
-
+  check_flags()
   if FLAGS.quick:
     FLAGS.noise_steps, FLAGS.ddim_steps, FLAGS.num_samples = ["10", "20"], 5, 16
     FLAGS.train_steps = 8
   workdir = FLAGS.workdir
-  os.makedirs(workdir, exist_ok=True)
-  results = study.Results(workdir)
+  results = study.open_workdir(workdir, "t_sweep", {
+      **study.common_inputs(), **study.quality_inputs(), "fid": FLAGS.fid,
+      "train_steps": FLAGS.train_steps, "ddim_steps": FLAGS.ddim_steps})
+  from hdd import run
+  run.configure_runtime()
+  from hdd import config_checks
+
   first = sweep_config(FLAGS.models[0], int(FLAGS.noise_steps[0]))
   quality = study.Quality(first.data, workdir,
                           4 if FLAGS.quick else FLAGS.classifier_steps, FLAGS.fid,

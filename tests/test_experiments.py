@@ -50,6 +50,19 @@ def test_t_sweep_measures_every_t_and_sampler(tmp_path, data):
   assert rows["20"]["ddim"]["evaluations"] == [5, 5]
   assert "| HDD 14->28 | 20 |" in out
   assert (tmp_path / "t_sweep.png").stat().st_size > 10_000
+  made_from = json.loads((tmp_path / "study.json").read_text())
+  assert made_from["study"] == "t_sweep" and made_from["dataset"] == "mnist"
+  assert made_from["data_path"] == str(data) and made_from["quick"] is True
+  # The same workdir for another dataset is refused before anything runs, results untouched.
+  before = (tmp_path / "results.json").read_text()
+  again = subprocess.run([sys.executable, "experiments/t_sweep.py", "--quick", "--nofid",
+                          "--models=hdd", f"--workdir={tmp_path}", f"--data_path={data}",
+                          "--dataset=fashion_mnist"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+  assert again.returncode == 2 and again.stderr.strip().splitlines() == [
+      f"error: {tmp_path} holds results made from other inputs (dataset: 'mnist' there, "
+      "'fashion_mnist' now); use another --workdir or the same flags"]
+  assert (tmp_path / "results.json").read_text() == before
 
 
 def test_augmentation_trains_each_classifier_on_each_set(tmp_path, data):
@@ -158,13 +171,13 @@ def test_budget_trains_the_models_for_the_budget_and_scores_their_samples(tmp_pa
   # The same workdir under another budget is refused before anything trains.
   env = dict(os.environ, HDD_COMPILATION_CACHE=COMPILATION_CACHE)
   again = subprocess.run([sys.executable, "experiments/budget.py", f"--workdir={tmp_path}",
-                          f"--data_path={data}", "--nofid", "--minutes=20",
+                          f"--data_path={data}", "--nofid", "--minutes=20", "--quick",
                           "--models=hdd"], cwd=ROOT,
                          capture_output=True, text=True, timeout=300, env=env)
   assert again.returncode == 2
-  assert again.stderr.strip().splitlines()[-1] == (
-      f"error: {tmp_path} holds a 0.05-minute run of hdd, not --minutes=20: use another "
-      "--workdir")
+  assert again.stderr.strip().splitlines() == [   # --quick caps the budget at 0.1 minutes.
+      f"error: {tmp_path} holds a 0.05-minute run of hdd, not --minutes=0.1: use another "
+      "--workdir"]
   # So is the DDPM under other --ddpm_set settings, and a field the DDPM's config lacks.
   for settings, message in [
       ("sample.num_steps=50", f"error: {tmp_path} holds a run of ddpm with --ddpm_set=[], not "
@@ -175,4 +188,4 @@ def test_budget_trains_the_models_for_the_budget_and_scores_their_samples(tmp_pa
                             f"--data_path={data}", "--nofid", "--minutes=0.05", "--quick",
                             "--models=ddpm", f"--ddpm_set={settings}"], cwd=ROOT,
                            capture_output=True, text=True, timeout=300, env=env)
-    assert again.returncode == 2 and again.stderr.strip().splitlines()[-1] == message
+    assert again.returncode == 2 and again.stderr.strip().splitlines() == [message]
