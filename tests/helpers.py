@@ -98,6 +98,12 @@ def train_tiny(root, name: str, *args, config="tests/tiny_configs.py") -> tuple[
   return data, workdir
 
 
+def copy_workdir(trained: str, root) -> str:
+  """A copy of the workdir `trained` under `root`, for a test that changes it."""
+  import shutil
+  return shutil.copytree(trained, os.path.join(root, "w"))
+
+
 def free_port() -> int:
   """A TCP port on 127.0.0.1 that nothing listens on now."""
   with socket.socket() as s:

@@ -10,37 +10,35 @@ import numpy as np
 import pytest
 
 from common.errors import CheckpointError
-from helpers import run_main, tiny_config
+from helpers import copy_workdir, run_main, tiny_config
 from hdd import checkpoints, serving, train_step
 from hdd.build import create_model
 
 
-def test_a_damaged_latest_step_is_passed_over_by_sample_and_moved_aside_by_train(stripes_npz,
+def test_a_damaged_latest_step_is_passed_over_by_sample_and_moved_aside_by_train(trained_ddpm,
                                                                                   tmp_path):
-  """The user's case: steps 2, 4 and 6, and an unknown key in step 6's metadata. Sampling
-  uses step 4 and leaves step 6 in place; training resumes from step 4 and moves step 6
+  """The user's case: steps 3 and 6, and an unknown key in step 6's metadata. Sampling
+  uses step 3 and leaves step 6 in place; training resumes from step 3 and moves step 6
   to 6.damaged-<time>; each says so in one line naming the step."""
-  workdir = str(tmp_path / "run")
-  data = f"--config.data.path={stripes_npz}"
-  first = run_main(data, f"--workdir={workdir}", "--config.train.checkpoint_every=2",
-                   "--config.sample.num_samples=0")
-  assert first.returncode == 0, first.stderr[-3000:]
+  data, trained = trained_ddpm
+  workdir = copy_workdir(trained, tmp_path)
+  data = f"--config.data.path={data}"
   directory = os.path.join(workdir, "checkpoints")
   _damage_metadata(os.path.join(directory, "6"), "unknown key")
   sampled = run_main(data, f"--workdir={workdir}", "--mode=sample",
                      "--config.sample.num_samples=4", "--config.sample.batch_size=4")
   assert sampled.returncode == 0, sampled.stderr[-3000:]
   assert "Checkpoint 6 in" in sampled.stderr and "letrics" in sampled.stderr
-  assert "Restored the EMA parameters of step 4" in sampled.stderr
-  assert sorted(os.listdir(directory)) == ["2", "4", "6"]
+  assert "Restored the EMA parameters of step 3" in sampled.stderr
+  assert sorted(os.listdir(directory)) == ["3", "6"]
   second = run_main(data, f"--workdir={workdir}", "--config.train.num_steps=8",
-                    "--config.train.checkpoint_every=2", "--config.sample.num_samples=0")
+                    "--config.sample.num_samples=0")
   assert second.returncode == 0, second.stderr[-3000:]
   assert "Checkpoint 6 in" in second.stderr and "cannot be restored" in second.stderr
-  assert "Resuming from the checkpoint at step 4" in second.stderr
+  assert "Resuming from the checkpoint at step 3" in second.stderr
   names = os.listdir(directory)
   assert any(name.startswith("6.damaged-") for name in names)
-  assert {"4", "6", "8"} <= set(names)
+  assert {"3", "6", "8"} <= set(names)
 
 
 def tree(scale):

@@ -32,8 +32,8 @@ from PIL import Image
 from common import files
 from common.errors import CheckpointError, ConfigError, DataError
 from evaluation import torch_pickle, weights
-from helpers import (COMPILATION_CACHE, ROOT, run_main, save_stripes_npz, stripes_batch,
-                     tiny_config)
+from helpers import (COMPILATION_CACHE, ROOT, copy_workdir, run_main, save_stripes_npz,
+                     stripes_batch, tiny_config)
 from hdd import checkpoints, config_checks, generate, train, train_step
 from hdd.build import create_model, create_schedule
 from input_pipeline import pipeline, sources
@@ -151,11 +151,10 @@ def test_read_only_restores_leave_a_damaged_checkpoint_in_place(tmp_path):
   assert step == 1 and any(name.startswith("2.damaged-") for name in os.listdir(directory))
 
 
-def test_failed_restore_is_one_line_without_event_loop_noise(stripes_npz, tmp_path):
-  workdir = str(tmp_path / "w")
-  data = f"--config.data.path={stripes_npz}"
-  assert run_main(data, f"--workdir={workdir}", "--config.sample.num_samples=0").returncode == 0
-  wider = run_main(data, f"--workdir={workdir}", "--config.model.base_channels=16")
+def test_failed_restore_is_one_line_without_event_loop_noise(trained_ddpm, tmp_path):
+  data, trained = trained_ddpm
+  wider = run_main(f"--config.data.path={data}", f"--workdir={copy_workdir(trained, tmp_path)}",
+                   "--config.model.base_channels=16")
   assert "different model configuration" in one_error_line(wider)
   assert "Event loop is closed" not in wider.stderr
 
@@ -228,13 +227,11 @@ def test_sigterm_stops_a_single_model_before_sampling(stripes_npz, tmp_path):
 
 # 4 ------------------------------------------------------------------------------------------
 
-def test_read_only_checkpoint_directory_fails_at_once(stripes_npz, tmp_path):
-  workdir = tmp_path / "w"
-  data = f"--config.data.path={stripes_npz}"
-  first = run_main(data, f"--workdir={workdir}", "--config.train.num_steps=3",
-                   "--config.sample.num_samples=0")
-  assert first.returncode == 0, first.stderr[-3000:]
-  directory = workdir / "checkpoints"
+def test_read_only_checkpoint_directory_fails_at_once(trained_ddpm, tmp_path):
+  data, trained = trained_ddpm
+  workdir = copy_workdir(trained, tmp_path)
+  data = f"--config.data.path={data}"
+  directory = os.path.join(workdir, "checkpoints")
   if subprocess.run(["chattr", "+i", str(directory)], capture_output=True).returncode != 0:
     pytest.skip("chattr +i is not available on this filesystem")
   try:
@@ -244,7 +241,7 @@ def test_read_only_checkpoint_directory_fails_at_once(stripes_npz, tmp_path):
     assert "cannot write checkpoints to" in one_error_line(result)
   finally:
     subprocess.run(["chattr", "-i", str(directory)], check=True)
-  assert sorted(os.listdir(directory)) == ["3"]
+  assert sorted(os.listdir(directory)) == ["3", "6"]
 
 
 # 5 ------------------------------------------------------------------------------------------
@@ -281,23 +278,14 @@ def test_a_non_finite_update_is_not_applied():
 
 # 6 ------------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def three_steps(tmp_path_factory):
-  """(data, workdir): the tiny model trained 3 steps, shared by the tests that try to
-  resume it (each works on its own copy)."""
-  from helpers import train_tiny
-  return train_tiny(str(tmp_path_factory.mktemp("meaning")), "w", "--config.train.num_steps=3",
-                    "--config.sample.num_samples=0")
-
-
 @pytest.mark.parametrize("override,field", [("--config.diffusion.num_steps=40",
                                              "diffusion.num_steps"),
                                             ("--config.diffusion.prediction=v",
                                              "diffusion.prediction"),
                                             ("--config.diffusion.schedule=cosine",
                                              "diffusion.schedule")])
-def test_resuming_under_another_meaning_is_refused(three_steps, tmp_path, override, field):
-  data, trained = three_steps
+def test_resuming_under_another_meaning_is_refused(trained_ddpm, tmp_path, override, field):
+  data, trained = trained_ddpm
   workdir = tmp_path / "w"
   shutil.copytree(trained, workdir)
   recorded = (workdir / "config.json").read_text()
@@ -307,16 +295,17 @@ def test_resuming_under_another_meaning_is_refused(three_steps, tmp_path, overri
   assert (workdir / "config.json").read_text() == recorded
 
 
-def test_allow_config_change_resumes_and_keeps_the_old_config(three_steps, tmp_path):
-  data, trained = three_steps
+def test_allow_config_change_resumes_and_keeps_the_old_config(trained_ddpm, tmp_path):
+  data, trained = trained_ddpm
   workdir = tmp_path / "w"
   shutil.copytree(trained, workdir)
   recorded = (workdir / "config.json").read_text()
   allowed = run_main(f"--config.data.path={data}", f"--workdir={workdir}",
+                     "--config.train.num_steps=8",
                      "--config.diffusion.prediction=v", "--config.train.allow_config_change=True",
                      "--config.sample.num_samples=0")
   assert allowed.returncode == 0, allowed.stderr[-3000:]
-  assert (workdir / "config.before-step-3.json").read_text() == recorded
+  assert (workdir / "config.before-step-6.json").read_text() == recorded
   assert '"prediction": "v"' in (workdir / "config.json").read_text()
 
 
@@ -388,13 +377,13 @@ def test_an_idx_header_with_huge_dimensions_is_refused(tmp_path):
     sources.read_idx(str(path))
 
 
-def test_eval_on_a_truncated_samples_file_is_one_line(stripes_npz, tmp_path):
-  workdir = tmp_path / "w"
-  data = f"--config.data.path={stripes_npz}"
-  assert run_main(data, f"--workdir={workdir}", "--config.train.num_steps=3").returncode == 0
-  samples = workdir / "samples" / "samples.npz"
-  samples.write_bytes(samples.read_bytes()[:100])
-  result = run_main(data, f"--workdir={workdir}", "--mode=eval",
+def test_eval_on_a_truncated_samples_file_is_one_line(trained_ddpm, tmp_path):
+  data, trained = trained_ddpm
+  workdir = copy_workdir(trained, tmp_path)
+  samples = os.path.join(workdir, "samples", "samples.npz")
+  with open(samples, "r+b") as f:
+    f.truncate(100)
+  result = run_main(f"--config.data.path={data}", f"--workdir={workdir}", "--mode=eval",
                     "--config.eval.inception_weights=/no/weights.pt")
   assert "cannot read samples from" in one_error_line(result)
 
