@@ -111,7 +111,6 @@ def main() -> None:
   plant(point, int(save), workdir)
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   sys.argv[0] = os.path.join(root, "main.py")
-  sys.path.insert(0, root)
   runpy.run_path(sys.argv[0], run_name="__main__")
 
 
