@@ -3,6 +3,7 @@ with the compiled chain of `hdd.sampling`, following a `SamplingPlan`, and the f
 single model's sampling run leaves in WORKDIR/samples/."""
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -29,9 +30,29 @@ def class_labels(config: ml_collections.ConfigDict, num_images: int) -> Optional
   return (np.arange(num_images) % num_classes).astype(np.int32)
 
 
+def chain_weights(plan: SamplingPlan) -> dict:
+  """The weights a compiled chain takes as inputs, not as constants, so that a new value
+  compiles nothing: the guidance weight w and the hand-over's mix gamma (float32)."""
+  gamma = 0.0 if plan.handover is None else plan.handover.gamma
+  return {"guidance": np.float32(plan.config.sample.guidance_scale), "gamma": np.float32(gamma)}
+
+
+def program_key(plan: SamplingPlan) -> str:
+  """What a plan's chain compiles to, the key of `sample_images`' cache: its config without
+  what the chain takes as inputs (seed, class, number of images, and `chain_weights` but
+  whether w > 0, which doubles the network's rows), with the hand-over's t* (it sets the
+  steps). The batch size shapes the program and stays."""
+  tree = plan.config.to_dict()
+  for field in ("seed", "label", "num_samples", "gamma", "start_step", "guidance_scale"):
+    tree["sample"].pop(field, None)
+  tree["chain"] = {"start_step": None if plan.start_step is None else int(plan.start_step),
+                   "guided": plan.config.sample.guidance_scale > 0}
+  return json.dumps(tree, sort_keys=True, default=str)
+
+
 def make_sampler(plan: SamplingPlan, mesh, batch_size: int):
-  """A jitted fn(params, rng, labels, low_res, noise=None) -> (x0 [B, H, W, C] in [-1, 1],
-  trajectory).
+  """A jitted fn(params, rng, weights, labels, low_res, noise=None) -> (x0 [B, H, W, C] in
+  [-1, 1], trajectory), `weights` those of `chain_weights`.
 
   Without a hand-over the chain starts from the noise (low_res is None); with one, from the
   previous cascade stage's uint8 images `low_res` [B, h, w, C] handed over by its rule with
@@ -42,8 +63,9 @@ def make_sampler(plan: SamplingPlan, mesh, batch_size: int):
   config = plan.config
   shape = (batch_size, config.data.image_size, config.data.image_size, config.data.channels)
   sharding = parallel.batch_sharded(mesh)
+  guided = config.sample.guidance_scale > 0   # Compiled in: it doubles the network's rows.
 
-  def sample(params, rng, labels, low_res, noise=None):
+  def sample(params, rng, weights, labels, low_res, noise=None):
     init_rng, chain_rng = jax.random.split(rng)
     if noise is None:
       noise = jax.random.normal(init_rng, shape)
@@ -51,14 +73,14 @@ def make_sampler(plan: SamplingPlan, mesh, batch_size: int):
     extra = {}
     if low_res is not None:
       low_res = images.from_uint8(low_res)
-      x_init = plan.handover(plan.schedule, low_res, x_init, plan.start_step)
+      x_init = plan.handover(plan.schedule, low_res, x_init, plan.start_step, weights["gamma"])
       if plan.low_res_input is not None:
         extra = plan.low_res_input.for_sampling(
             plan.schedule, low_res, jax.random.normal(jax.random.fold_in(init_rng, 1), shape))
     denoise = sampling.model_denoise_fn(plan.model.apply, params, plan.schedule,
                                         config.diffusion.prediction, labels,
-                                        config.sample.guidance_scale, config.model.num_classes,
-                                        extra)
+                                        weights["guidance"] if guided else None,
+                                        config.model.num_classes, extra)
     return sampling.run_chain(denoise, plan.schedule, plan.settings, x_init, chain_rng,
                               plan.steps, plan.prev_steps,
                               trajectory_every=config.sample.trajectory_every,
@@ -83,8 +105,9 @@ def sample_images(plan: SamplingPlan, params, mesh, num_images: int,
   (uint8 [frames, n, H, W, C]) if asked for, and the compile and sampling seconds (the
   latter excluding compilation).
 
-  `compiled` keeps the compiled chain per plan and batch shape for callers that sample the
-  same plan again (a server, `hdd.serving`): the second time compiles nothing.
+  `compiled` keeps the compiled chain per `program_key` and batch shape for callers that
+  sample again (a server, `hdd.serving`): a plan that compiles to the same program, with
+  any seed, class, guidance weight or mix gamma, compiles nothing.
   `progress(fraction)` is called after every batch.
   """
   config = plan.config
@@ -105,15 +128,18 @@ def sample_images(plan: SamplingPlan, params, mesh, num_images: int,
                           batching.batch_of(noise, b, batch_size))]
 
   params = jax.device_put(params, parallel.replicated(mesh))
+  weights = jax.device_put(chain_weights(plan), parallel.replicated(mesh))
   base = jax.random.fold_in(jax.random.PRNGKey(seed), stream)
   compile_start = time.perf_counter()
-  key = (id(plan), batch_size, tuple(None if a is None else a.shape for a in inputs(0)))
+  shapes = tuple(None if a is None else a.shape for a in inputs(0))
+  key = None if compiled is None else (program_key(plan), batch_size, shapes)
   if compiled is not None and key in compiled:
-    chain = compiled[key][1]
+    chain = compiled[key]
   else:
-    chain = make_sampler(plan, mesh, batch_size).lower(params, base, *inputs(0)).compile()
+    chain = make_sampler(plan, mesh, batch_size).lower(params, base, weights,
+                                                       *inputs(0)).compile()
     if compiled is not None:
-      compiled[key] = (plan, chain)   # The plan is kept alive, so its id stays its own.
+      compiled[key] = chain
   compile_seconds = time.perf_counter() - compile_start
   num_batches = batching.num_batches(num_images, batch_size)
   outputs, trajectory = [], None
@@ -121,7 +147,7 @@ def sample_images(plan: SamplingPlan, params, mesh, num_images: int,
   stop = workdir_guard.current()
   for b in range(num_batches):
     stop.raise_if_requested("while sampling, before anything was written")
-    x, frames = chain(params, jax.random.fold_in(base, b), *inputs(b))
+    x, frames = chain(params, jax.random.fold_in(base, b), weights, *inputs(b))
     outputs.append(images.to_uint8(parallel.to_host(x)))
     if b == 0 and frames is not None and with_trajectory:
       trajectory = images.to_uint8(parallel.to_host(frames))

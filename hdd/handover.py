@@ -49,11 +49,13 @@ class Handover:
       return self.start_step
     return start_step_for_gamma(alphas_cumprod, self.gamma)
 
-  def __call__(self, schedule: Schedule, low_res, noise, start_step):
-    """The next stage's initial x from low-res images in [-1, 1] (any size) and noise."""
+  def __call__(self, schedule: Schedule, low_res, noise, start_step, gamma):
+    """The next stage's initial x from low-res images in [-1, 1] (any size) and noise.
+    `gamma` is the mix weight, an argument (not self.gamma) so that a compiled chain
+    takes it as an input and a new value compiles nothing."""
     up = upsample(low_res, noise.shape[1], self.upsample)
     if self.method == "mix":
-      return mix(up, noise, self.gamma)
+      return mix(up, noise, gamma)
     if self.method == "noise":
       return noise
     return truncate(schedule, up, noise, start_step)
@@ -76,7 +78,7 @@ def shrink(images, size: int):
   return jnp.clip(jnp.round((low + 1.0) * 127.5), 0.0, 255.0) / 127.5 - 1.0
 
 
-def mix(upsampled, noise, gamma: float):
+def mix(upsampled, noise, gamma):
   """x = gamma * up(x_low) + (1 - gamma) * z."""
   return gamma * upsampled + (1.0 - gamma) * noise
 

@@ -109,13 +109,15 @@ def run_chain(denoise_fn: DenoiseFn, schedule: Schedule, settings: SamplerSettin
 
 
 def model_denoise_fn(apply_fn, params, schedule: Schedule, prediction: str,
-                     labels=None, guidance_scale: float = 0.0,
+                     labels=None, guidance_scale=None,
                      null_label: Optional[int] = None,
                      extra_inputs: Optional[dict] = None) -> DenoiseFn:
   """Wraps a network into denoise_fn(x_t, t) -> eps.
 
-  With labels and guidance_scale w > 0 this is classifier-free guidance (Ho & Salimans
-  2022, eq. 6): eps = (1 + w) eps(x, y) - w eps(x, null), one batched evaluation of both.
+  With labels and a guidance weight w (a float or a traced scalar; None: unguided) this is
+  classifier-free guidance (Ho & Salimans 2022, eq. 6): eps = (1 + w) eps(x, y) - w eps(x,
+  null), one batched evaluation of both. Whether to guide is the caller's choice at trace
+  time, as it doubles the rows the network sees; w itself may change between calls.
   Labels are class indices [B] or class weights [B, C + 1] (an interpolated embedding).
   `extra_inputs` are further per-image network inputs, the same at every step (a
   conditional cascade stage's low-resolution image, `hdd.handover.LowResInput`).
@@ -127,7 +129,7 @@ def model_denoise_fn(apply_fn, params, schedule: Schedule, prediction: str,
     return diffusion.eps_from_model_output(schedule, x, t, output, prediction)
 
   def denoise(x, t):
-    if labels is None or guidance_scale == 0.0:
+    if labels is None or guidance_scale is None:
       return eps_of(x, t, labels, extra_inputs)
     null = jnp.full(labels.shape[:1], null_label, jnp.int32)
     if labels.ndim == 2:

@@ -26,13 +26,14 @@ from common import images
 from common.errors import UserError
 from hdd import cascade, checkpoints, config_checks, generate, reports, run, stages
 from hdd.handover import HANDOVERS
+from hdd.plan import SamplingPlan
 from hdd.sampling import SAMPLERS
 
 MAX_IMAGES = 64             # per request: a page shows them, a CPU samples them in seconds
 ANIMATION_FRAMES = 12       # recorded states of the chain per stage in the animation
-# Compiled chains kept, the most recently used (one per stage, setting and batch size):
-# the guidance weight and gamma are compiled in (see program_key), so every new value
-# compiles a chain, and each holds a compiled program in memory.
+# Compiled chains kept, the most recently used (one per stage, setting and batch size; the
+# seed, class, guidance weight and mix gamma are inputs, see generate.program_key): each
+# holds a compiled program in memory.
 MAX_CHAINS = 6
 Progress = Callable[[float, str], None]
 
@@ -124,9 +125,7 @@ class Served:
     config_checks.check_config(config)
     self.config, self.workdir = config, workdir
     self.params = run.restore(config, workdir) if params is None else params
-    # generate.sample_images' cache of compiled chains, and the plans it finds them by.
-    self.compiled = LeastRecentlyUsed(MAX_CHAINS)
-    self.plans = LeastRecentlyUsed(MAX_CHAINS)
+    self.compiled = LeastRecentlyUsed(MAX_CHAINS)   # generate.sample_images' chains.
 
   @classmethod
   def load(cls, workdir: str, config: Optional[ml_collections.ConfigDict] = None) -> "Served":
@@ -241,51 +240,17 @@ class Served:
                          f"{num_train_steps - 1}] (-1 = the step with gamma's SNR)")
     chain.update(gamma=request.gamma, start_step=request.start_step)
 
-  def stage_plans(self, config: ml_collections.ConfigDict) -> dict:
-    """The sampling plans of a request's config: per stage, the plan kept for the same
-    program (`program_key`) if there is one, as generate.sample_images finds its compiled
-    chain by the plan. A kept plan takes the request's class, which sample_images reads
-    from the plan's config."""
-    if self.is_cascade:
-      requested = cascade.stage_plans(config)
-    else:
-      from hdd.plan import SamplingPlan
-      requested = {"model": SamplingPlan.create(config)}
-    plans = {}
-    for name, plan in requested.items():
-      key = program_key(plan)
-      if key not in self.plans:
-        self.plans[key] = plan
-      plans[name] = self.plans[key]
-      plans[name].config.sample.label = plan.config.sample.label
-    return plans
-
   def generate(self, request: Request, progress: Optional[Progress] = None) -> Generated:
     """Samples the request's images (compiling its chains the first time only)."""
     config = self.config_for(request)
-    plans = self.stage_plans(config)
+    plans = (cascade.stage_plans(config) if self.is_cascade
+             else {"model": SamplingPlan.create(config)})
     params = self.params if self.is_cascade else {"model": self.params}
     outputs, report, trajectories = cascade.sample_cascade(
         config, params, request.num_images, plans=plans, compiled=self.compiled,
         progress=progress)
     labels = generate.class_labels(config, request.num_images)
     return Generated(outputs, labels, animation_frames(trajectories), report)
-
-
-def program_key(plan) -> str:
-  """What a stage's plan compiles to: its config without what only picks the images
-  (seed, class, number; the batch size shapes the program and stays), with the hand-over
-  as the chain uses it: its t*, and gamma only where a mix weighs by it.
-
-  The guidance weight and a mix's gamma stay in: generate.make_sampler compiles them in
-  as constants. Passed to the compiled chain as arguments instead, they could leave it."""
-  tree = plan.config.to_dict()
-  for field in ("seed", "label", "num_samples", "gamma", "start_step"):
-    tree["sample"].pop(field, None)
-  mixes = plan.handover is not None and plan.handover.method == "mix"
-  tree["chain"] = {"start_step": None if plan.start_step is None else int(plan.start_step),
-                   "gamma": float(plan.handover.gamma) if mixes else None}
-  return json.dumps(tree, sort_keys=True, default=str)
 
 
 def animation_frames(trajectories: dict) -> list:

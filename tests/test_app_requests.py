@@ -72,22 +72,31 @@ def test_a_kept_chain_samples_the_class_of_each_request(half_conditional):
   np.testing.assert_allclose(second.outputs["stage1"], stage1_templates([1, 1]), atol=1)
 
 
-def test_new_weights_and_gammas_keep_at_most_max_chains(half_conditional, monkeypatch):
-  monkeypatch.setattr(serving, "MAX_CHAINS", 2)   # Fewer compilations show the same bound.
+def test_new_weights_and_gammas_reuse_one_chain_per_stage(half_conditional, monkeypatch):
+  """The guidance weight and the mix gamma are inputs of the compiled chain: a new value
+  compiles nothing and samples as a chain compiled for it; so does a new gamma under
+  truncation at a given t*. w > 0 (twice the rows) and t* key the chains, MAX_CHAINS
+  at most."""
+  monkeypatch.setattr(serving, "MAX_CHAINS", 3)
   served, calls = half_conditional
   served = serving.Served(served.config, "", served.params)
-  programs = set()
-  for fields in (dict(guidance=1.0), dict(guidance=2.0), dict(guidance=2.0, gamma=0.4)):
-    generated, _ = sample(served, calls, num_images=2, steps=(3, 3), **fields)
-    programs |= set(served.plans)
-    assert len(served.compiled) <= 2 and len(served.plans) <= 2
-    if fields == dict(guidance=2.0):   # Stage 2 is not guided: its chain is the same.
-      assert generated.report["stages"][1]["compile_seconds"] < 0.05
-  assert len(programs) == 4   # Stage 1 at w = 1 and 2, stage 2 at gamma = 0.3 and 0.4.
-  # Truncating at a given t* does not use gamma: another gamma compiles nothing.
+  first, _ = sample(served, calls, num_images=2, steps=(3, 3), guidance=1.0, gamma=0.3)
+  kept = dict(served.compiled)
+  assert len(kept) == 2   # One chain per stage.
+  fields = dict(num_images=2, steps=(3, 3), guidance=2.5, gamma=0.45)
+  second, _ = sample(served, calls, **fields)
+  assert dict(served.compiled) == kept
+  fresh, _ = sample(serving.Served(served.config, "", served.params), calls, **fields)
+  np.testing.assert_array_equal(second.animation, fresh.animation)
+  # Stage 1's chain (4 frames) moves with w, stage 2's start with gamma.
+  changed = [np.any(a != b) for a, b in zip(first.animation, second.animation)]
+  assert any(changed[1:4]) and changed[4]
+  sample(served, calls, num_images=2, steps=(3, 3), guidance=0.0)
+  assert len(served.compiled) == 3   # Unguided: stage 1 evaluates half the rows.
   sample(served, calls, num_images=2, steps=(3, 3), guidance=2.0, handover="truncate",
          start_step=9, gamma=0.2)
   kept = dict(served.compiled)
+  assert len(kept) == 3   # Stage 2 truncated at t* = 9 made a 4th, and the oldest went.
   generated, _ = sample(served, calls, num_images=2, steps=(3, 3), guidance=2.0,
                         handover="truncate", start_step=9, gamma=0.7)
   assert dict(served.compiled) == kept

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from helpers import TemplateDenoiser, half_templates, run_main, save_stripes_npz, tiny_cascade
-from common import parallel
+from common import images, parallel
 from hdd import cascade, checkpoints, evaluate, generate, handover, plan, stages
 from hdd.build import create_model
 
@@ -103,6 +103,50 @@ def test_guided_cascade_honours_labels_at_every_stage_and_doubles_evaluations(mo
       np.testing.assert_allclose(outputs[name], expected, atol=1)
   fixed, _ = sample(3.0, 3.0, label=1)
   np.testing.assert_allclose(fixed["stage2"], (half_templates(8)[[1] * 5] + 1) * 127.5, atol=1)
+
+
+def guided_ddim_from_a_mix(steps, prev_steps, labels, up, noise, w, gamma) -> np.ndarray:
+  """Float64 reference of the template oracle's DDIM chain (eta = 0, x0 clipped) guided at
+  w, from x = gamma up + (1 - gamma) noise: every state [frames, N, 8, 8, 1]. For exact eps
+  per class, guidance is exact for x0 = (1 + w) template - w mean of the templates."""
+  abar = np.cumprod(1.0 - np.linspace(1e-4, 0.01, 40))
+  templates = half_templates(8).astype(np.float64)
+  x0 = (1 + w) * templates[labels] - w * templates.mean(0)
+  x = gamma * up + (1 - gamma) * noise
+  states = [x]
+  for t, t_prev in zip(steps, prev_steps):
+    ab_prev = abar[t_prev] if t_prev >= 0 else 1.0
+    eps = (x - np.sqrt(abar[t]) * x0) / np.sqrt(1 - abar[t])
+    x = np.sqrt(ab_prev) * np.clip(x0, -1, 1) + np.sqrt(1 - ab_prev) * eps
+    states.append(x)
+  return np.stack(states)
+
+
+def test_guidance_weight_and_mix_gamma_are_inputs_of_one_compiled_chain(monkeypatch):
+  """Stage 2 guided and handed over by a mix, sampled at two (w, gamma) through one cache
+  of compiled chains: one chain serves both, and each chain of states is the float64
+  reference of its own w and gamma (to a uint8 level)."""
+  config = tiny_cascade(data_path="unused.npz")
+  stage2 = config.stages.stage2
+  stage2.model.num_classes = 2
+  stage2.sample.update(sampler="ddim", num_steps=4, handover="mix", trajectory_every=1)
+  monkeypatch.setattr(plan, "create_model", lambda c: TemplateDenoiser(c, []))
+  low = np.full((4, 4, 4, 1), 191, np.uint8)          # Upsampled: 191 / 127.5 - 1 everywhere.
+  noise = np.random.default_rng(0).normal(size=(4, 8, 8, 1)).astype(np.float32)
+  compiled, trajectories = {}, []
+  for w, gamma in ((0.5, 0.3), (1.7, 0.62)):
+    stage2.sample.update(guidance_scale=w, gamma=gamma)
+    stage_plan = cascade.stage_plans(config)["stage2"]
+    samples, info = generate.sample_images(stage_plan, {}, parallel.create_mesh(), 4,
+                                           with_trajectory=True, low_res=low, noise=noise,
+                                           compiled=compiled)
+    expected = guided_ddim_from_a_mix(stage_plan.steps, stage_plan.prev_steps, info["labels"],
+                                      191 / 127.5 - 1, noise, w, gamma)
+    np.testing.assert_allclose(info["trajectory"], images.to_uint8(expected), atol=1)
+    np.testing.assert_allclose(samples, images.to_uint8(expected[-1]), atol=1)
+    trajectories.append(info["trajectory"].astype(int))
+  assert len(compiled) == 1
+  assert np.abs(trajectories[0] - trajectories[1]).max() > 20   # Both values reach the chain.
 
 
 class LowResCopier:

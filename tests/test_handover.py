@@ -140,4 +140,5 @@ def test_noise_hand_over_starts_the_full_chain_from_the_noise():
   schedule, alphas_cumprod = linear_schedule()
   assert rule.chain_start(alphas_cumprod) is None
   noise = jnp.asarray(np.random.default_rng(3).normal(size=(2, 8, 8, 1)), jnp.float32)
-  np.testing.assert_array_equal(rule(schedule, jnp.ones((2, 4, 4, 1)), noise, None), noise)
+  np.testing.assert_array_equal(rule(schedule, jnp.ones((2, 4, 4, 1)), noise, None, rule.gamma),
+                                noise)

@@ -110,14 +110,20 @@ def test_seeded_and_trajectory(schedule):
 
 
 def test_classifier_free_guidance_combination(schedule):
-  """eps = (1 + w) eps(x, y) - w eps(x, null) for a toy network eps = label."""
+  """eps = (1 + w) eps(x, y) - w eps(x, null) for a toy network eps = label, with w a
+  constant or an input of the compiled function (a traced scalar)."""
   apply_fn = lambda variables, x, t, label, train: jnp.broadcast_to(
       label[:, None, None, None].astype(x.dtype), x.shape)
   labels = jnp.array([2, 5])
-  denoise = sampling.model_denoise_fn(apply_fn, {}, schedule, "eps", labels, guidance_scale=3.0,
-                                      null_label=10)
-  eps = denoise(jnp.zeros((2, 2, 2, 1)), jnp.array([5, 5]))
-  np.testing.assert_allclose(eps[:, 0, 0, 0], [4 * 2 - 3 * 10, 4 * 5 - 3 * 10])
+
+  def eps_at(w):
+    denoise = sampling.model_denoise_fn(apply_fn, {}, schedule, "eps", labels,
+                                        guidance_scale=w, null_label=10)
+    return denoise(jnp.zeros((2, 2, 2, 1)), jnp.array([5, 5]))[:, 0, 0, 0]
+
+  traced = jax.jit(eps_at)
+  for w, eps in ((3.0, eps_at(3.0)), (3.0, traced(3.0)), (0.25, traced(jnp.float32(0.25)))):
+    np.testing.assert_allclose(eps, [(1 + w) * 2 - w * 10, (1 + w) * 5 - w * 10])
 
 
 def test_guidance_with_class_weights_uses_the_one_hot_null_class(schedule):
