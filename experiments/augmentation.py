@@ -52,6 +52,8 @@ def generator_config():
   if FLAGS.quick:
     study.quick_model(config)
     config.sample.batch_size = 20
+    for chain in study.chains(config):
+      chain.sample.num_steps = 5   # Guided DDIM: two network evaluations a step.
   return config
 
 
@@ -134,7 +136,7 @@ def main(argv):
   from experiments import classifiers
   study.choices("architectures", FLAGS.architectures, classifiers.ARCHITECTURES)
   if FLAGS.quick:
-    FLAGS.num_samples, FLAGS.real_examples, FLAGS.train_steps = 20, 20, 4
+    FLAGS.num_samples, FLAGS.real_examples, FLAGS.train_steps = 20, 20, 2
     FLAGS.classifier_train_steps, FLAGS.seeds, FLAGS.width = 3, 2, 4
     FLAGS.classifier_steps = 4
   workdir = FLAGS.workdir

@@ -1,5 +1,6 @@
 """The studies under experiments/ end to end at toy scale (--quick, tiny data made here),
 and their pure parts against hand-computed values."""
+import concurrent.futures
 import json
 import os
 import subprocess
@@ -33,9 +34,40 @@ def read_results(workdir) -> dict:
     return json.load(f)
 
 
-def test_t_sweep_measures_every_t_and_sampler(tmp_path, data):
-  out = run_study("t_sweep", tmp_path, f"--data_path={data}", "--nofid", "--models=hdd")
-  rows = read_results(tmp_path)["runs"]["hdd"]
+HANDOVER_FLAGS = ["--fid_reference_examples=16", "--gammas=0.3,1", "--start_steps=99,499",
+                  "--fid_every=4"]
+# The first run of each study test: {test: (study, flags besides --quick, --workdir and
+# --data_path)}, the longest first.
+FIRST_RUNS = {
+    "test_handover_sweeps_report_fid_and_fid_curves": ("hdd_vs_ddpm", HANDOVER_FLAGS),
+    "test_augmentation_trains_each_classifier_on_each_set": ("augmentation", []),
+    "test_t_sweep_measures_every_t_and_sampler": ("t_sweep", ["--nofid", "--models=hdd"]),
+    "test_budget_trains_the_models_for_the_budget_and_scores_their_samples": (
+        "budget", ["--nofid", "--minutes=0.05"]),
+}
+
+
+@pytest.fixture(scope="module")
+def first_runs(request, tmp_path_factory, data):
+  """{study: future of (stdout, workdir)}: the first run of the study of every selected
+  test, started with the module's first study test, two at a time. A run keeps one of two
+  cores busy most of the time (it traces and compiles one program after another), so two
+  side by side finish in ~1.4x the time of one, not 2x."""
+  selected = {item.name for item in request.session.items}
+  pool = concurrent.futures.ThreadPoolExecutor(max_workers=2)
+
+  def first_run(study: str, flags: list):
+    workdir = tmp_path_factory.mktemp(study)
+    return run_study(study, workdir, f"--data_path={data}", *flags), workdir
+
+  yield {study: pool.submit(first_run, study, flags)
+         for test, (study, flags) in FIRST_RUNS.items() if test in selected}
+  pool.shutdown(cancel_futures=True)
+
+
+def test_t_sweep_measures_every_t_and_sampler(first_runs, data):
+  out, workdir = first_runs["t_sweep"].result()
+  rows = read_results(workdir)["runs"]["hdd"]
   assert set(rows) == {"10", "20"}
   for key, row in rows.items():
     # Stage 1's linear betas 1e-4..0.02 over T steps: alpha_bar_T = prod(1 - beta_t).
@@ -49,42 +81,40 @@ def test_t_sweep_measures_every_t_and_sampler(tmp_path, data):
   assert rows["20"]["ancestral"]["evaluations"] == [20, 20]
   assert rows["20"]["ddim"]["evaluations"] == [5, 5]
   assert "| HDD 14->28 | 20 |" in out
-  assert (tmp_path / "t_sweep.png").stat().st_size > 10_000
-  made_from = json.loads((tmp_path / "study.json").read_text())
+  assert (workdir / "t_sweep.png").stat().st_size > 10_000
+  made_from = json.loads((workdir / "study.json").read_text())
   assert made_from["study"] == "t_sweep" and made_from["dataset"] == "mnist"
   assert made_from["data_path"] == str(data) and made_from["quick"] is True
   # The same workdir for another dataset is refused before anything runs, results untouched.
-  before = (tmp_path / "results.json").read_text()
+  before = (workdir / "results.json").read_text()
   again = subprocess.run([sys.executable, "experiments/t_sweep.py", "--quick", "--nofid",
-                          "--models=hdd", f"--workdir={tmp_path}", f"--data_path={data}",
+                          "--models=hdd", f"--workdir={workdir}", f"--data_path={data}",
                           "--dataset=fashion_mnist"], cwd=ROOT, capture_output=True, text=True,
                          timeout=120)
   assert again.returncode == 2 and again.stderr.strip().splitlines() == [
-      f"error: {tmp_path} holds results made from other inputs (dataset: 'mnist' there, "
+      f"error: {workdir} holds results made from other inputs (dataset: 'mnist' there, "
       "'fashion_mnist' now); use another --workdir or the same flags"]
-  assert (tmp_path / "results.json").read_text() == before
+  assert (workdir / "results.json").read_text() == before
 
 
-def test_augmentation_trains_each_classifier_on_each_set(tmp_path, data):
-  run_study("augmentation", tmp_path, f"--data_path={data}")
-  results = read_results(tmp_path)
+def test_augmentation_trains_each_classifier_on_each_set(first_runs):
+  _, workdir = first_runs["augmentation"].result()
+  results = read_results(workdir)
   assert results["real_examples"] == 20 and results["synthetic_examples"] == 20
-  with np.load(tmp_path / "synthetic.npz") as synthetic:
+  with np.load(workdir / "synthetic.npz") as synthetic:
     assert synthetic["images"].shape == (20, 28, 28, 1)
     assert list(synthetic["labels"]) == [k % 10 for k in range(20)]
   for sets in results["accuracy"].values():
     assert set(sets) == {"origin", "synthesis", "mix"}
     for by_seed in sets.values():
       assert set(by_seed) == {"0", "1"} and all(0 <= a <= 1 for a in by_seed.values())
-  assert "| resnet18 |" in (tmp_path / "results.md").read_text()
-  assert (tmp_path / "augmentation.png").exists()
+  assert "| resnet18 |" in (workdir / "results.md").read_text()
+  assert (workdir / "augmentation.png").exists()
 
 
-def test_handover_sweeps_report_fid_and_fid_curves(tmp_path, data):
-  args = (f"--data_path={data}", "--fid_reference_examples=16", "--gammas=0.3,1",
-          "--start_steps=99,499", "--fid_every=4")
-  run_study("hdd_vs_ddpm", tmp_path, *args)
-  results = read_results(tmp_path)
+def test_handover_sweeps_report_fid_and_fid_curves(first_runs, data):
+  _, workdir = first_runs["hdd_vs_ddpm"].result()
+  results = read_results(workdir)
   assert results["quality"]["fid_reference"] == "test split, 16 images"
   for row in [results["ddpm"], results["hdd"], *results["sweeps"]["mix"].values(),
               *results["sweeps"]["truncate"].values()]:
@@ -92,24 +122,24 @@ def test_handover_sweeps_report_fid_and_fid_curves(tmp_path, data):
   # mix at gamma = 0.3 is the cascade's own hand-over: the same samples, the same scores.
   assert results["sweeps"]["mix"]["0.3"]["fid"] == pytest.approx(results["hdd"]["fid"])
   assert set(results["sweeps"]["truncate"]) == {"99", "499"}
-  before = (tmp_path / "results.json").read_text()
-  run_study("hdd_vs_ddpm", tmp_path, *args)
-  assert (tmp_path / "results.json").read_text() == before   # Everything reused.
+  before = (workdir / "results.json").read_text()
+  run_study("hdd_vs_ddpm", workdir, f"--data_path={data}", *HANDOVER_FLAGS)
+  assert (workdir / "results.json").read_text() == before   # Everything reused.
 
-  plots = tmp_path / "curves"
+  plots = workdir / "curves"
   subprocess.run([sys.executable, "experiments/fid_curve.py", f"--workdir={plots}",
-                  f"--runs=DDPM={tmp_path / 'ddpm'},HDD={tmp_path / 'hdd'}"], cwd=ROOT,
+                  f"--runs=DDPM={workdir / 'ddpm'},HDD={workdir / 'hdd'}"], cwd=ROOT,
                  check=True, capture_output=True, timeout=300)
   curves = read_results(plots)["curves"]
   # DDPM: 8 steps of 64, FID every 4; cascade: 4 + 4 steps, FID every 2 stage-2 steps,
   # through the cascade (stage 1 has no curve of its own).
   assert [row["images"] for row in curves["DDPM"]] == [256, 512]
   assert [row["images"] for row in curves["HDD"]] == [256 + 128, 256 + 256]
-  stage1 = json.loads((tmp_path / "hdd" / "stage1" / "train_timing.json").read_text())
+  stage1 = json.loads((workdir / "hdd" / "stage1" / "train_timing.json").read_text())
   assert curves["HDD"][0]["seconds"] > stage1["total_train_seconds"]
   assert all(np.isfinite(row["fid"]) and row["num_samples"] == 8
              for row in curves["DDPM"] + curves["HDD"])
-  assert not (tmp_path / "hdd" / "stage1" / "fid_curve.json").exists()
+  assert not (workdir / "hdd" / "stage1" / "fid_curve.json").exists()
   assert (plots / "fid_curve.png").exists()
 
 
@@ -139,27 +169,27 @@ def test_load_curve_counts_earlier_stages(tmp_path):
   assert row["images"] == 100 * 64 + 25 * 32 and row["seconds"] == 40.0 + 30.0
 
 
-def test_budget_trains_the_models_for_the_budget_and_scores_their_samples(tmp_path, data):
+def test_budget_trains_the_models_for_the_budget_and_scores_their_samples(first_runs, data):
   """The DDPM and the budget cascade (its stage 2 conditional), each for the same budget."""
   from PIL import Image
-  out = run_study("budget", tmp_path, f"--data_path={data}", "--nofid", "--minutes=0.05")
-  results = read_results(tmp_path)
+  out, workdir = first_runs["budget"].result()
+  results = read_results(workdir)
   for key in ("hdd", "ddpm"):
     row = results[key]
     # Each trained its 3 s of training time (stopping at the first step past it).
     assert row["budget_minutes"] == 0.05 and 3.0 <= row["train_seconds"] < 8.0
     assert np.isfinite(row["fcd"]) and row["sample_seconds"] > 0 and row["num_samples"] == 16
     assert row["fid"] is None and row["kid"] is None   # --nofid: not measured.
-    with np.load(tmp_path / key / "samples" / "samples.npz") as samples:
+    with np.load(workdir / key / "samples" / "samples.npz") as samples:
       assert samples["images"].shape == (16, 28, 28, 1) and samples["images"].dtype == np.uint8
-    with Image.open(tmp_path / key / "samples" / "grid.png") as grid:
+    with Image.open(workdir / key / "samples" / "grid.png") as grid:
       assert grid.width >= 10 * 56 and grid.height >= 2 * 56   # 10 x 2 images, >= 56 px each.
   # The cascade's budget split 35% / 65%; stage 2 trained on its chain's 400 steps only.
   first, second = results["hdd"]["train_seconds_per_stage"]
   assert first >= 0.35 * 3.0 and second >= 0.65 * 3.0
   assert results["hdd"]["evaluations_per_image"][0] == 50 and results["ddpm"][
       "evaluations_per_image"] == [100]
-  with open(tmp_path / "hdd" / "stage2" / "config.json") as f:
+  with open(workdir / "hdd" / "stage2" / "config.json") as f:
     stage2 = json.load(f)
   assert stage2["diffusion"]["num_steps"] == 400 and stage2["model"]["low_res_size"] == 14
   assert "| HDD cascade 14->28 | 0.05 |" in out and "| DDPM 28x28 | 0.05 |" in out
@@ -170,21 +200,21 @@ def test_budget_trains_the_models_for_the_budget_and_scores_their_samples(tmp_pa
   assert "given real low-resolution images" in out and "given_real_low_res" not in results["ddpm"]
   # The same workdir under another budget is refused before anything trains.
   env = dict(os.environ, HDD_COMPILATION_CACHE=COMPILATION_CACHE)
-  again = subprocess.run([sys.executable, "experiments/budget.py", f"--workdir={tmp_path}",
+  again = subprocess.run([sys.executable, "experiments/budget.py", f"--workdir={workdir}",
                           f"--data_path={data}", "--nofid", "--minutes=20", "--quick",
                           "--models=hdd"], cwd=ROOT,
                          capture_output=True, text=True, timeout=300, env=env)
   assert again.returncode == 2
   assert again.stderr.strip().splitlines() == [   # --quick caps the budget at 0.1 minutes.
-      f"error: {tmp_path} holds a 0.05-minute run of hdd, not --minutes=0.1: use another "
+      f"error: {workdir} holds a 0.05-minute run of hdd, not --minutes=0.1: use another "
       "--workdir"]
   # So is the DDPM under other --ddpm_set settings, and a field the DDPM's config lacks.
   for settings, message in [
-      ("sample.num_steps=50", f"error: {tmp_path} holds a run of ddpm with --ddpm_set=[], not "
+      ("sample.num_steps=50", f"error: {workdir} holds a run of ddpm with --ddpm_set=[], not "
        "['sample.num_steps=50']: use another --workdir"),
       ("sample.num_stepz=50", "error: --ddpm_set=sample.num_stepz=50: expected FIELD=VALUE "
        "with FIELD a field of the DDPM config, e.g. sample.num_steps=50")]:
-    again = subprocess.run([sys.executable, "experiments/budget.py", f"--workdir={tmp_path}",
+    again = subprocess.run([sys.executable, "experiments/budget.py", f"--workdir={workdir}",
                             f"--data_path={data}", "--nofid", "--minutes=0.05", "--quick",
                             "--models=ddpm", f"--ddpm_set={settings}"], cwd=ROOT,
                            capture_output=True, text=True, timeout=300, env=env)

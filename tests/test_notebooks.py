@@ -28,7 +28,7 @@ def test_notebook_runs_top_to_bottom(path, tmp_path, monkeypatch):
                  resources={"metadata": {"path": ROOT}}).execute()
   outputs = "".join(o.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
                     for o in cell.get("outputs", []))
-  assert "20 steps per stage, 16 samples, FID against 64 test images" in outputs
+  assert "2 steps per stage, 16 samples, FID against 16 test images" in outputs
   images = [o for cell in notebook.cells for o in cell.get("outputs", [])
             if "image/png" in o.get("data", {})]
   assert len(images) == 2   # The stages side by side and the grid.
