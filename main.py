@@ -98,10 +98,8 @@ def parse_flags(argv):
     argv = FLAGS(argv)
     FLAGS.config.keys()  # A config file that failed to load raises here, not later.
     if not FLAGS.library_logs:
-      from common import stderr
-      stderr.import_tensorflow_quietly()
-      from hdd import console
-      console.quiet_libraries()
+      from common import runtime
+      runtime.quiet_logs()
     return argv
   except flags.Error as e:  # Unknown flags, bad values, missing flags, a config that raised.
     lines = [line.strip() for line in str(e).splitlines() if line.strip()]

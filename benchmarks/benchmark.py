@@ -23,10 +23,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from common import parallel
-from hdd import diffusion, sampling, stages
+from hdd import stages
+from hdd.maths import diffusion, sampling
 from hdd.build import create_model, create_schedule
 from hdd.train_step import compile_train_step, create_train_state
-from hdd.unet import count_params
+from hdd.maths.unet import count_params
 
 CPU_THREADS = len(os.sched_getaffinity(0))
 
@@ -74,7 +75,7 @@ def torch_train_images_per_second(config, params, schedule, steps: int) -> float
   import torch_reference
   network = torch_reference.unet_from_config(config)
   if torch_reference.parameter_shapes(network) != torch_reference.flax_parameter_shapes(params):
-    raise SystemExit(f"benchmarks/torch_reference.py's U-Net differs from hdd.unet.UNet for "
+    raise SystemExit(f"benchmarks/torch_reference.py's U-Net differs from hdd.maths.unet.UNet for "
                      f"{config.model}")
   return torch_reference.train_images_per_second(config, schedule.alphas_cumprod, steps,
                                                  CPU_THREADS)

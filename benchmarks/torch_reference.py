@@ -1,4 +1,4 @@
-"""PyTorch references for the speed benchmark: the U-Net of `hdd.unet.UNet` and its train
+"""PyTorch references for the speed benchmark: the U-Net of `hdd.maths.unet.UNet` and its train
 step written in PyTorch, and the TorchScript FID Inception that our weights come from.
 
 torch is a benchmark-only dependency (`pip install torch==2.14.1`): nothing under hdd/,
@@ -66,7 +66,7 @@ class AttentionBlock(nn.Module):
 
 
 class UNet(nn.Module):
-  """`hdd.unet.UNet` (without class labels or low-resolution input), NCHW."""
+  """`hdd.maths.unet.UNet` (without class labels or low-resolution input), NCHW."""
 
   def __init__(self, channels, base_channels, channel_mult, num_res_blocks,
                attention_resolutions, image_size, num_heads=1, dropout=0.0, norm_groups=32):

@@ -112,7 +112,7 @@ def measure(name: str, config, workdir: str, quality) -> dict:
   """Trains (or resumes) one model, samples it and scores the samples."""
   import numpy as np
   from common import images
-  from hdd import config_checks, reports
+  from hdd import config_checks, pictures
   config_checks.check_config(config)
   params, train_seconds = study.train_model(config, workdir)
   start = time.perf_counter()
@@ -122,7 +122,7 @@ def measure(name: str, config, workdir: str, quality) -> dict:
   shown = samples[:100]
   grid = images.make_grid(shown, columns=10)
   images.save_png(os.path.join(workdir, "samples", "grid.png"),
-                  reports.for_display(grid, samples.shape[1]))
+                  pictures.for_display(grid, samples.shape[1]))
   flag, settings = settings_of(config)
   result = {"train_seconds": float(sum(train_seconds)),
             "train_seconds_per_stage": [float(s) for s in train_seconds],

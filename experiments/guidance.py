@@ -121,7 +121,7 @@ def main(argv):
   from hdd import run
   run.configure_runtime()
   from common import images
-  from hdd import cascade, config_checks, generate, reports, stages
+  from hdd import cascade, config_checks, generate, pictures, stages
 
   config = guidance_config()
   config_checks.check_config(config)
@@ -150,7 +150,7 @@ def main(argv):
     results.save()
     suffix = "" if clipped_eps else "_kept_eps"
     images.save_png(os.path.join(workdir, f"grid_w{key}{suffix}.png"),
-                    reports.sample_grid(samples, labels))
+                    pictures.sample_grid(samples, labels))
 
   study.write_markdown(workdir, results_markdown(results.data))
   guidance_plot(results.data, os.path.join(workdir, "guidance.png"))

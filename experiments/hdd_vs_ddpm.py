@@ -86,8 +86,8 @@ def main(argv):
   from common import parallel
   from evaluation import classifier
   from experiments import plots
-  from hdd import cascade, config_checks, generate, reports, stages
-  from hdd.handover import Handover
+  from hdd import cascade, config_checks, generate, stages, timing_report
+  from hdd.maths.handover import Handover
   from hdd.plan import SamplingPlan
 
   ddpm_config, hdd_config = configs()
@@ -109,7 +109,7 @@ def main(argv):
   if "hdd" not in results.data:
     stage_params, train_seconds = study.train_model(hdd_config, hdd_dir)
     outputs, report, _ = cascade.sample_cascade(hdd_config, stage_params, FLAGS.num_samples)
-    reports.write_timing_table(hdd_config, hdd_dir, report)
+    timing_report.write_timing_table(hdd_config, hdd_dir, report)
     results.data["hdd"] = {"train_seconds": train_seconds,
                            "sample_seconds": [s["sample_seconds"] for s in report["stages"]],
                            "evaluations": [s["network_evaluations_per_image"]

@@ -256,7 +256,7 @@ def train_model(config, workdir: str):
   """Trains (or resumes, or finds finished) a model or cascade with the hooks its config
   asks for; returns its EMA parameters ({stage: parameters} for a cascade) and the training
   seconds of each stage (one entry for a single model), all runs of it counted, without
-  the time its FID hook spent measuring (train.fid_every; `hdd.budget`)."""
+  the time its FID hook spent measuring (train.fid_every; `hdd.clock`)."""
   from hdd import cascade, run, stages, train
   hooks = run.training_hooks(config, workdir)   # train.fid_every: FID curves.
   if stages.is_cascade(config):

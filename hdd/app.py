@@ -117,7 +117,7 @@ class App:
     except UserError as e:
       raise gr.Error(str(e)) from None
     self.count += 1
-    pictures = serving.pictures(generated)
+    pictures = serving.draw(generated)
     paths = serving.save_outputs(generated, pictures,
                                  os.path.join(self.output_root, str(self.count)))
     # Gradio has copied the files of older requests to where it serves them from.

@@ -4,8 +4,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 import ml_collections
 
-from hdd.schedules import Schedule
-from hdd.unet import UNet
+from hdd.maths.schedules import Schedule
+from hdd.maths.unet import UNet
 
 
 def create_model(config: ml_collections.ConfigDict) -> UNet:

@@ -3,7 +3,7 @@
 Stage 1 is an ordinary DDPM at low resolution, sampled from pure noise. Each later stage
 is an ordinary DDPM at its own resolution with its own schedule, trained on the same
 images resized to its size, and sampled from the previous stage's output handed over by
-`hdd.handover` (mix or truncate). A stage is therefore just a single-model config
+`hdd.maths.handover` (mix or truncate). A stage is therefore just a single-model config
 (`hdd.stages.stage_config`), and everything single models have (training, resume,
 checkpoints, EMA, DDPM/DDIM, guidance, timing) applies per stage, each under
 WORKDIR/<stage name>/.
@@ -19,8 +19,8 @@ import ml_collections
 import numpy as np
 
 from common import files, images, parallel
-from hdd import checkpoints, generate, reports, stages, train
-from hdd.handover import Handover
+from hdd import checkpoints, generate, pictures, stages, timing_report, train
+from hdd.maths.handover import Handover
 from hdd.plan import SamplingPlan
 
 # critic(uint8 images [N, h, w, C]) -> score per image in [0, 1]; below threshold = re-drawn.
@@ -178,11 +178,11 @@ def generate_and_save(config: ml_collections.ConfigDict, stage_params: dict, wor
     images.save_npz(os.path.join(out_dir, "stages.npz"), outputs)
     size = final.shape[1]
     images.save_png(os.path.join(out_dir, "grid.png"),
-                    reports.for_display(reports.sample_grid(final, labels), size))
-    images.save_png(os.path.join(out_dir, "cascade.png"), reports.cascade_picture(outputs))
+                    pictures.for_display(pictures.sample_grid(final, labels), size))
+    images.save_png(os.path.join(out_dir, "cascade.png"), pictures.cascade_picture(outputs))
     if all(t is not None for t in trajectories.values()):
       images.save_png(os.path.join(out_dir, "chain.png"),
-                      reports.for_display(reports.cascade_chain(trajectories), size))
+                      pictures.for_display(pictures.cascade_chain(trajectories), size))
     files.write_json(os.path.join(out_dir, "timing.json"), report)
-  reports.write_timing_table(config, workdir, report)
+  timing_report.write_timing_table(config, workdir, report)
   return report

@@ -12,10 +12,10 @@ import ml_collections
 
 from common.errors import ConfigError
 from hdd import stages
-from hdd.diffusion import DDPM_VARIANCES, PREDICTIONS
-from hdd.handover import HANDOVERS, UPSAMPLING
-from hdd.sampling import SAMPLERS
-from hdd.schedules import SCHEDULE_KINDS
+from hdd.maths.diffusion import DDPM_VARIANCES, PREDICTIONS
+from hdd.maths.handover import HANDOVERS, UPSAMPLING
+from hdd.maths.sampling import SAMPLERS
+from hdd.maths.schedules import SCHEDULE_KINDS
 from input_pipeline.sources import CROPS, SOURCES
 
 # A wall-clock budget beyond this is a typo; 1e308 minutes overflowed the first log line.

@@ -1,56 +1,17 @@
-"""What a person sees in the terminal: third-party logs kept quiet, one progress line per
-training run (step, loss, images/s, ETA), and a closing summary of a run's outputs, its
-timing and the commands to run next."""
+"""What a person sees in the terminal: one progress line per training run (step, loss,
+images/s, ETA), and a closing summary of a run's outputs, its timing and the commands to
+run next. (Third-party logs are kept quiet by `common.runtime.quiet_logs`.)"""
 from __future__ import annotations
 
-import logging
 import os
 import shlex
 import sys
 import time
 from typing import Mapping, Optional, TextIO
 
-from absl import logging as absl_logging
 from clu import metric_writers
 
 from common import parallel
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def in_project(path: str) -> bool:
-  """Whether a source file is this project's own (not an installed library's)."""
-  path = os.path.abspath(path)
-  return path.startswith(ROOT + os.sep) and f"{os.sep}site-packages{os.sep}" not in path
-
-
-class ProjectRecords(logging.Filter):
-  """Passes this project's log records, and warnings and errors from anywhere."""
-
-  def filter(self, record: logging.LogRecord) -> bool:
-    return record.levelno >= logging.WARNING or in_project(record.pathname)
-
-
-class ShortFormatter(logging.Formatter):
-  """'10:44:01 message', and 'WARNING:' before the message of anything more serious."""
-
-  def __init__(self):
-    super().__init__(datefmt="%H:%M:%S")
-
-  def format(self, record: logging.LogRecord) -> str:
-    level = "" if record.levelno < logging.WARNING else f"{record.levelname}: "
-    return f"{self.formatTime(record, self.datefmt)} {level}{record.getMessage()}"
-
-
-def quiet_libraries() -> None:
-  """Keeps the terminal to what matters: INFO records of orbax, CLU, JAX and TensorFlow are
-  dropped (their warnings stay), and this project's records get a short time stamp.
-  (TensorFlow's C++ notices are kept off by TF_CPP_MIN_LOG_LEVEL, set before it loads.)"""
-  handler = absl_logging.get_absl_handler().python_handler
-  if not any(isinstance(f, ProjectRecords) for f in handler.filters):
-    handler.addFilter(ProjectRecords())
-  handler.setFormatter(ShortFormatter())
-
 
 def duration(seconds: float) -> str:
   """'42s', '3m05s', '1h02m'."""

@@ -21,9 +21,10 @@ import ml_collections
 import numpy as np
 
 from common import batching, files, images, parallel
-from hdd import diffusion, stages
+from hdd import stages
+from hdd.maths import diffusion
 from hdd.build import create_model, create_schedule
-from hdd.handover import LowResInput
+from hdd.maths.handover import LowResInput
 from input_pipeline.pipeline import build_dataset, check_labels, real_images
 from input_pipeline.sources import create_source
 

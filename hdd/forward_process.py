@@ -15,7 +15,8 @@ import ml_collections
 import numpy as np
 
 from common import images
-from hdd import diffusion, reports, stages
+from hdd import pictures, stages
+from hdd.maths import diffusion
 from hdd.build import create_schedule
 from input_pipeline.pipeline import real_images
 
@@ -49,11 +50,11 @@ def forward_process_and_save(config: ml_collections.ConfigDict, workdir: str) ->
     single = config if name is None else stages.stage_config(config, name)
     x0, _ = real_images(single.data, single.data.split, single.data.image_size,
                         single.pictures.forward_images, single.seed)
-    parts.append(reports.enlarge(forward_frames(single, x0, single.seed), size))
+    parts.append(pictures.enlarge(forward_frames(single, x0, single.seed), size))
     steps.append(strip_steps(single).tolist())
   path = os.path.join(workdir, "forward_process.png")
   os.makedirs(workdir, exist_ok=True)
-  images.save_png(path, reports.for_display(
-      reports.trajectory_strip(np.concatenate(parts, axis=1)), size))
+  images.save_png(path, pictures.for_display(
+      pictures.trajectory_strip(np.concatenate(parts, axis=1)), size))
   logging.info("Wrote the forward process at steps %s to %s.", steps, path)
   return path

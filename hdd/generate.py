@@ -1,5 +1,5 @@
 """Generating images from trained parameters: batched, seeded, data-parallel sampling
-with the compiled chain of `hdd.sampling`, following a `SamplingPlan`, and the files a
+with the compiled chain of `hdd.maths.sampling`, following a `SamplingPlan`, and the files a
 single model's sampling run leaves in WORKDIR/samples/."""
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import numpy as np
 
 from common import batching, files, images, parallel
 from common.errors import ConfigError
-from hdd import reports, sampling, stages, workdir as workdir_guard
+from hdd import pictures, stages, stop_signal
+from hdd.maths import sampling
 from hdd.plan import SamplingPlan
 
 
@@ -144,7 +145,7 @@ def sample_images(plan: SamplingPlan, params, mesh, num_images: int,
   num_batches = batching.num_batches(num_images, batch_size)
   outputs, trajectory = [], None
   start = time.perf_counter()
-  stop = workdir_guard.current()
+  stop = stop_signal.current()
   for b in range(num_batches):
     stop.raise_if_requested("while sampling, before anything was written")
     x, frames = chain(params, jax.random.fold_in(base, b), weights, *inputs(b))
@@ -174,10 +175,10 @@ def generate_and_save(config: ml_collections.ConfigDict, params, workdir: str) -
     images.save_samples_npz(os.path.join(new_dir, "samples.npz"), samples, info["labels"])
     size = samples.shape[1]
     images.save_png(os.path.join(new_dir, "grid.png"),
-                    reports.for_display(reports.sample_grid(samples, info["labels"]), size))
+                    pictures.for_display(pictures.sample_grid(samples, info["labels"]), size))
     if info["trajectory"] is not None:
       images.save_png(os.path.join(new_dir, "trajectory.png"),
-                      reports.for_display(reports.trajectory_strip(info["trajectory"]), size))
+                      pictures.for_display(pictures.trajectory_strip(info["trajectory"]), size))
     files.write_json(os.path.join(new_dir, "timing.json"), timing)
   logging.info("Sampled %d images in %.1f s (+%.1f s compile) with %s; wrote %s.", num,
                info["sample_seconds"], info["compile_seconds"], plan.settings.sampler, out_dir)

@@ -1,6 +1,6 @@
 """Periodic actions of the training loop: hook(step, state, writer, train_seconds) after
 every step, where train_seconds are the run's training seconds up to the step (all resumed
-runs counted; compilation and the hooks' own time left out, `hdd.budget`).
+runs counted; compilation and the hooks' own time left out, `hdd.clock`).
 
 The caller (`hdd.run`) builds them from the config (a sample grid, a small-N FID); the loop
 itself checkpoints.
@@ -19,8 +19,8 @@ from clu import metric_writers
 
 from common import files, parallel
 from common.errors import CheckpointError
-from hdd import generate, reports
-from hdd.handover import Handover
+from hdd import generate, pictures
+from hdd.maths.handover import Handover
 from hdd.plan import SamplingPlan
 from hdd.train_step import TrainState
 
@@ -61,7 +61,7 @@ class SampleGrid:
   def __call__(self, step: int, state: TrainState, writer, train_seconds: float) -> None:
     if step % self.every == 0:
       samples, info = self.sample(state.ema_params, self.count)
-      grid = reports.sample_grid(samples, info["labels"], columns=2)
+      grid = pictures.sample_grid(samples, info["labels"], columns=2)
       writer.write_images(step, {"samples": grid[None]})
 
 

@@ -18,7 +18,7 @@ import ml_collections
 import numpy as np
 
 from common import files, images, parallel
-from hdd import generate, reports, stages
+from hdd import generate, pictures, stages
 from hdd.cascade import stage_plans
 from hdd.plan import SamplingPlan
 
@@ -127,7 +127,7 @@ def interpolate_and_save(config: ml_collections.ConfigDict, params, workdir: str
       if kind in result:
         size = list(result[kind].values())[-1].shape[2]
         images.save_png(os.path.join(new_dir, f"{kind}.png"),
-                        reports.for_display(reports.interpolation_strip(result[kind]), size))
+                        pictures.for_display(pictures.interpolation_strip(result[kind]), size))
   logging.info("Wrote %d interpolations of %d frames to %s.", config.pictures.interpolation_pairs,
                config.pictures.interpolation_frames, out_dir)
   return out_dir

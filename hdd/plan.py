@@ -10,11 +10,11 @@ from typing import Optional
 import ml_collections
 import numpy as np
 
-from hdd import sampling
+from hdd.maths import sampling
 from hdd.build import create_model, create_schedule
-from hdd.handover import Handover, LowResInput, gamma_for_start_step
-from hdd.schedules import Schedule
-from hdd.unet import UNet
+from hdd.maths.handover import Handover, LowResInput, gamma_for_start_step
+from hdd.maths.schedules import Schedule
+from hdd.maths.unet import UNet
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -18,21 +18,21 @@ import jax
 import ml_collections
 from absl import logging
 
-from common import files
+from common import files, runtime
 from common.errors import UserError
-from hdd import (cascade, checkpoints, config_checks, evaluate, forward_process, generate, hooks,
-                 interpolation, reports, stages, train, workdir as workdir_guard)
+from hdd import (cascade, checkpoints, config_checks, evaluate, forward_process, generate, guards,
+                 hooks, interpolation, stages, stop_signal, timing_report, train)
 from input_pipeline import sources
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, mode: str,
         compilation_cache: Optional[str] = None) -> None:
   """Validates the config, takes the workdir's lock and runs `mode` in it."""
-  configure_runtime(compilation_cache)
+  runtime.configure_runtime(compilation_cache)
   logging.info("JAX process %d/%d, local devices: %s", jax.process_index(), jax.process_count(),
                jax.local_devices())
   config_checks.check_config(config, mode)
-  with workdir_guard.exclusive(workdir), workdir_guard.StopSignal():
+  with guards.exclusive(workdir), stop_signal.StopSignal():
     try:
       {"train": train_mode, "sample": sample_mode, "eval": eval_mode,
        "train_classifier": evaluate.train_classifiers, "interpolate": interpolate_mode,
@@ -40,19 +40,6 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str,
     except OSError as e:  # A full disk, a vanished or read-only directory mid-run.
       raise UserError(f"{e.strerror or e}: {e.filename or ''}; the last complete checkpoint "
                       "is kept; fix this and re-run the same command to resume") from None
-
-
-def configure_runtime(compilation_cache: Optional[str] = None) -> None:
-  """What every run and experiment sets first: tf.data kept off accelerators, and a
-  persistent XLA compilation cache (default `files.compilation_cache_dir()`, '' for none)
-  so that resumed runs and sampling skip recompiling."""
-  import tensorflow as tf
-  tf.config.set_visible_devices([], "GPU")  # tf.data must never take accelerator memory.
-  if compilation_cache is None:
-    compilation_cache = files.compilation_cache_dir()
-  if compilation_cache:
-    jax.config.update("jax_compilation_cache_dir", compilation_cache)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
 def train_mode(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -66,7 +53,7 @@ def train_mode(config: ml_collections.ConfigDict, workdir: str) -> None:
     keep_cascade_config(config, workdir)
     params = cascade.train_cascade(config, workdir, training_hooks(config, workdir))
     if config.stage:
-      reports.write_timing_table(config, workdir)
+      timing_report.write_timing_table(config, workdir)
       logging.info("Trained stage %d only; sample once every stage is trained.", config.stage)
       return
   if config.sample.num_samples > 0:

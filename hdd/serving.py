@@ -24,10 +24,10 @@ from PIL import Image
 
 from common import images
 from common.errors import UserError
-from hdd import cascade, checkpoints, config_checks, generate, reports, run, stages
-from hdd.handover import HANDOVERS
+from hdd import cascade, checkpoints, config_checks, generate, pictures, run, stages
+from hdd.maths.handover import HANDOVERS
 from hdd.plan import SamplingPlan
-from hdd.sampling import SAMPLERS
+from hdd.maths.sampling import SAMPLERS
 
 MAX_IMAGES = 64             # per request: a page shows them, a CPU samples them in seconds
 ANIMATION_FRAMES = 12       # recorded states of the chain per stage in the animation
@@ -259,8 +259,8 @@ def animation_frames(trajectories: dict) -> list:
   final_size = list(trajectories.values())[-1].shape[2]
   frames = []
   for trajectory in trajectories.values():
-    for frame in reports.enlarge(trajectory[:, 0], final_size):
-      frames.append(reports.for_display(frame, final_size))
+    for frame in pictures.enlarge(trajectory[:, 0], final_size):
+      frames.append(pictures.for_display(frame, final_size))
   return frames
 
 
@@ -274,18 +274,18 @@ def gif_bytes(frames: list, frame_ms: int = 120, hold_last: int = 8) -> bytes:
   return buffer.getvalue()
 
 
-def pictures(generated: Generated) -> dict:
+def draw(generated: Generated) -> dict:
   """{'grid': the final images (a row per class), 'stages': each image's stages side by
   side with labelled columns (a single model: the grid)}, drawn for people."""
   final = generated.images
-  grid = reports.for_display(reports.sample_grid(final, generated.labels), final.shape[1])
+  grid = pictures.for_display(pictures.sample_grid(final, generated.labels), final.shape[1])
   if len(generated.outputs) == 1:
     return {"grid": grid, "stages": grid}
-  return {"grid": grid, "stages": reports.cascade_picture(generated.outputs)}
+  return {"grid": grid, "stages": pictures.cascade_picture(generated.outputs)}
 
 
 def save_outputs(generated: Generated, drawn: dict, directory: str) -> dict:
-  """Writes a request's files for download: grid.png (`drawn` by `pictures`),
+  """Writes a request's files for download: grid.png (`drawn` by `draw`),
   samples.npz (the final images and labels, and every stage's), chain.gif; returns
   {name: path}."""
   os.makedirs(directory, exist_ok=True)

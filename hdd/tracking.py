@@ -1,11 +1,13 @@
 """Weights & Biases beside CLU's writers (train.wandb_project): a metric writer that sends
 what the training loop logs (scalars, sample grids, the config) to a W&B run, one run per
-model or cascade stage. Process 0 only; WANDB_MODE=offline keeps the run on disk."""
+model or cascade stage. Process 0 only; WANDB_MODE=offline keeps the run on disk. And the
+config flattened for hyper-parameter logs (W&B and CLU's)."""
 from __future__ import annotations
 
 from typing import Any, Mapping
 
 import jax
+import ml_collections
 import numpy as np
 
 from hdd import console
@@ -41,5 +43,15 @@ def writers(config, workdir: str, name: str) -> list:
   """The tracking writers a train section asks for (none, or W&B on process 0)."""
   if not config.train.wandb_project or jax.process_index() != 0:
     return []
-  from hdd import reports
-  return [WandbWriter(config.train.wandb_project, name, reports.flatten_config(config), workdir)]
+  return [WandbWriter(config.train.wandb_project, name, flatten_config(config), workdir)]
+
+
+def flatten_config(config: ml_collections.ConfigDict, prefix: str = "") -> dict:
+  """{'train.batch_size': 128, ...}, with tuples as strings, for hyper-parameter logs."""
+  flat = {}
+  for key, value in config.items():
+    if isinstance(value, ml_collections.ConfigDict):
+      flat.update(flatten_config(value, f"{prefix}{key}."))
+    else:
+      flat[prefix + key] = value if isinstance(value, (int, float, str, bool)) else str(value)
+  return flat

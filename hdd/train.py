@@ -20,12 +20,12 @@ from clu import metric_writers, periodic_actions
 
 from common import files, parallel
 from common.errors import UserError
-from hdd import (budget, checkpoints, console, hooks as hooks_lib, reports, tracking,
-                 workdir as workdir_guard)
+from hdd import checkpoints, console, guards, hooks as hooks_lib, stop_signal, tracking
+from hdd.clock import TrainingClock
 from hdd.build import create_model, create_schedule
 from hdd.optimizer import budget_learning_rate, learning_rate_fn, with_learning_rate
 from hdd.train_step import TrainState, compile_train_step, create_train_state, split_micro_batches
-from hdd.unet import count_params
+from hdd.maths.unet import count_params
 from input_pipeline.pipeline import create_train_iterator
 
 
@@ -38,7 +38,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   """Trains (or resumes) the model of `config` in `workdir`; returns the final state.
 
   Training ends at train.num_steps or, with train.time_budget_minutes, at the first step
-  that ends with the budget spent (`hdd.budget`). `hooks` run after every step (see
+  that ends with the budget spent (`hdd.clock`). `hooks` run after every step (see
   `hdd.hooks`); their time is not training time. Checkpoints are written every
   train.checkpoint_every steps and at the end. A stop signal ends training after the
   checkpoint of the step it arrived in (`common.errors.Stopped`); any failure first lets a
@@ -52,14 +52,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                mesh.size, jax.devices()[0].platform)
 
   # Parameters, EMA and two Adam moments in float32, for each kept checkpoint and one more.
-  workdir_guard.check_free_space(workdir, 16 * count_params(state.params) *
+  guards.check_free_space(workdir, 16 * count_params(state.params) *
                                  (tc.keep_checkpoints + 1) + 2**20)
   checkpoint_dir = os.path.join(workdir, "checkpoints")
-  workdir_guard.check_writable(checkpoint_dir)
+  guards.check_writable(checkpoint_dir)
   restored_step, state = checkpoints.restore_latest(checkpoint_dir, state)
   manager = checkpoints.create_manager(checkpoint_dir, tc.keep_checkpoints)
   start_step = int(state.step)
-  clock = budget.TrainingClock(seconds_before(checkpoint_dir, restored_step, workdir),
+  clock = TrainingClock(seconds_before(checkpoint_dir, restored_step, workdir),
                                60.0 * tc.time_budget_minutes)
   if restored_step is not None:
     checkpoints.check_resume_config(config, workdir, start_step)
@@ -81,7 +81,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   writer = metric_writers.MultiWriter([
       metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0),
       *tracked])
-  writer.write_hparams(reports.flatten_config(config))
+  writer.write_hparams(tracking.flatten_config(config))
   progress = periodic_actions.ReportProgress(
       num_train_steps=None if clock.budgeted else tc.num_steps, writer=writer,
       every_steps=tc.log_every)
@@ -100,7 +100,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   learning_rate, replicated = learning_rate_fn(tc), parallel.replicated(mesh)
 
   history, skipped = [], 0
-  stop = workdir_guard.current()
+  stop = stop_signal.current()
   clock.start()
   step, seconds, rate = start_step, clock.seconds_before, None
   try:

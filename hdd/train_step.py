@@ -16,11 +16,11 @@ import optax
 from flax.training import train_state
 
 from common import parallel
-from hdd import diffusion
-from hdd.handover import LowResInput
+from hdd.maths import diffusion
+from hdd.maths.handover import LowResInput
 from hdd.optimizer import create_optimizer
-from hdd.schedules import Schedule
-from hdd.unet import UNet
+from hdd.maths.schedules import Schedule
+from hdd.maths.unet import UNet
 
 
 class TrainState(train_state.TrainState):

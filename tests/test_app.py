@@ -113,7 +113,7 @@ def test_a_single_model_is_served_too(tmp_path):
   generated = served.generate(serving.Request(num_images=3, steps=(4,)))
   assert generated.images.shape == (3, 8, 8, 1) and generated.labels is None
   assert generated.report["stages"][0]["network_evaluations_per_image"] == 4
-  drawn = serving.pictures(generated)
+  drawn = serving.draw(generated)
   assert drawn["stages"] is drawn["grid"]   # One stage: nothing to put side by side.
   with pytest.raises(serving.RequestError, match="need a class-conditional model"):
     served.config_for(serving.Request(guidance=1.0))
@@ -144,7 +144,7 @@ def test_saved_outputs_and_animation(served, tmp_path):
 
   from hdd import serving
   generated = served.generate(serving.Request(num_images=3, seed=1))
-  drawn = serving.pictures(generated)
+  drawn = serving.draw(generated)
   paths = serving.save_outputs(generated, drawn, str(tmp_path))
   with np.load(paths["samples.npz"]) as saved:
     np.testing.assert_array_equal(saved["images"], generated.images)

@@ -1,4 +1,4 @@
-"""Wall-clock training budgets (hdd.budget, train.time_budget_minutes): the clock, the
+"""Wall-clock training budgets (hdd.clock, train.time_budget_minutes): the clock, the
 budget learning rate against its closed form, and budgeted runs that stop, checkpoint with
 their training seconds and resume with only the time left; a cascade splits its budget."""
 import json
@@ -13,7 +13,8 @@ import pytest
 
 from common.errors import CheckpointError, ConfigError
 from helpers import tiny_cascade, tiny_config
-from hdd import budget, checkpoints, config_checks, stages, train
+from hdd import checkpoints, config_checks, stages, train
+from hdd.clock import TrainingClock
 
 
 def test_budget_learning_rate_against_its_closed_form():
@@ -34,7 +35,7 @@ def test_budget_learning_rate_against_its_closed_form():
 
 def test_clock_leaves_out_excluded_time_and_continues_earlier_runs():
   now = types.SimpleNamespace(t=100.0)
-  clock = budget.TrainingClock(seconds_before=30.0, budget_seconds=60.0, now=lambda: now.t)
+  clock = TrainingClock(seconds_before=30.0, budget_seconds=60.0, now=lambda: now.t)
   assert clock.seconds() == 30.0 and clock.spent_fraction() == 0.5
   clock.start()
   now.t = 110.0
@@ -45,7 +46,7 @@ def test_clock_leaves_out_excluded_time_and_continues_earlier_runs():
   assert clock.excluded_seconds == 15.0 and not clock.budget_spent()
   now.t = 145.0
   assert clock.budget_spent() and clock.spent_fraction() == 1.0
-  unbudgeted = budget.TrainingClock(now=lambda: now.t)
+  unbudgeted = TrainingClock(now=lambda: now.t)
   assert not unbudgeted.budgeted and unbudgeted.spent_fraction() == 0.0
   assert not unbudgeted.budget_spent()
 

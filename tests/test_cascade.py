@@ -13,7 +13,8 @@ from PIL import Image
 
 from helpers import TemplateDenoiser, half_templates, run_main, save_stripes_npz, tiny_cascade
 from common import images, parallel
-from hdd import cascade, checkpoints, evaluate, generate, handover, plan, stages
+from hdd import cascade, checkpoints, evaluate, generate, plan, stages
+from hdd.maths import handover
 from hdd.build import create_model
 
 

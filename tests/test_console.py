@@ -1,10 +1,10 @@
-"""The terminal (hdd.console, common.stderr): which log records show, the progress line,
+"""The terminal (hdd.console, common.runtime, common.stderr): which log records show, the progress line,
 and the C++ notices dropped from TensorFlow's start-up."""
 import io
 import logging
 import os
 
-from common import stderr
+from common import runtime, stderr
 from hdd import console
 
 
@@ -13,9 +13,9 @@ def record(path: str, level: int) -> logging.LogRecord:
 
 
 def test_project_records_pass_and_library_info_does_not():
-  keep = console.ProjectRecords()
-  own = os.path.join(console.ROOT, "hdd", "train.py")
-  library = os.path.join(console.ROOT, ".venv", "lib", "python3.11", "site-packages", "orbax",
+  keep = runtime.ProjectRecords()
+  own = os.path.join(runtime.ROOT, "hdd", "train.py")
+  library = os.path.join(runtime.ROOT, ".venv", "lib", "python3.11", "site-packages", "orbax",
                          "checkpoint", "checkpoint_manager.py")
   assert keep.filter(record(own, logging.INFO))
   assert not keep.filter(record(library, logging.INFO))
@@ -46,9 +46,9 @@ def test_progress_line_of_a_resumed_run_counts_from_where_it_resumed():
 
 def test_progress_line_of_a_budgeted_run_shows_the_budget_spent_and_left():
   import types
-  from hdd import budget
+  from hdd.clock import TrainingClock
   now = types.SimpleNamespace(t=0.0)
-  clock = budget.TrainingClock(seconds_before=60.0, budget_seconds=600.0, now=lambda: now.t)
+  clock = TrainingClock(seconds_before=60.0, budget_seconds=600.0, now=lambda: now.t)
   clock.start()
   stream = io.StringIO()
   line = console.ProgressLine("stage2 28px", 100, 10**7, 64, stream, clock=clock)

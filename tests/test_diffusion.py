@@ -4,8 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hdd import diffusion
-from hdd.schedules import Schedule, get_betas
+from hdd.maths import diffusion
+from hdd.maths.schedules import Schedule, get_betas
 
 T = 200
 BETAS = get_betas("linear", T, 1e-4, 0.02)

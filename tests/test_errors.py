@@ -6,11 +6,11 @@ import signal
 import pytest
 
 from common import errors
-from hdd import workdir
+from hdd import guards
 
 
 @pytest.mark.parametrize("error", [errors.ConfigError, errors.DataError, errors.CheckpointError,
-                                   workdir.WorkdirError])
+                                   guards.WorkdirError])
 def test_input_errors_are_user_errors(error):
   assert issubclass(error, errors.UserError)
   with pytest.raises(errors.UserError, match="what is wrong"):

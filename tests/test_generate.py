@@ -14,7 +14,7 @@ from common.errors import ConfigError
 from helpers import tiny_cascade, tiny_config, tiny_sampling_config
 from hdd import generate, stages
 from hdd.build import create_model
-from hdd.handover import Handover
+from hdd.maths.handover import Handover
 from hdd.plan import SamplingPlan
 from hdd.train_step import create_train_state
 

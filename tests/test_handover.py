@@ -1,4 +1,4 @@
-"""Hand-over between cascade stages (hdd.handover): the mix and truncate rules against
+"""Hand-over between cascade stages (hdd.maths.handover): the mix and truncate rules against
 hand-computed values, gamma <-> t* at equal signal-to-noise ratio, upsampling, and the
 low-resolution input of a conditional stage against float64 references."""
 import jax
@@ -6,8 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import default
-from hdd import handover, stages
-from hdd.schedules import Schedule
+from hdd import stages
+from hdd.maths import handover
+from hdd.maths.schedules import Schedule
 
 
 def test_mix_is_gamma_weighted_sum():

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from helpers import tiny_cascade, tiny_config
-from hdd import sampling, stages
-from hdd.handover import Handover
+from hdd import stages
+from hdd.maths import sampling
+from hdd.maths.handover import Handover
 from hdd.plan import SamplingPlan
 
 

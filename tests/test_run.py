@@ -9,7 +9,7 @@ import pytest
 
 from common.errors import CheckpointError, ConfigError, UserError
 from helpers import tiny_config
-from hdd import run, workdir as guard
+from hdd import guards, run, stop_signal
 
 
 def test_bad_config_is_refused_before_the_workdir_is_touched(tmp_path):
@@ -26,9 +26,9 @@ def test_mode_runs_with_the_lock_and_the_stop_signal(tmp_path, monkeypatch):
 
   def fake_train(config, workdir):
     with open(os.path.join(workdir, ".lock")) as f:
-      seen.append((f.read(), guard.current()))
-    with pytest.raises(guard.WorkdirError, match="another run"):
-      with guard.exclusive(workdir):
+      seen.append((f.read(), stop_signal.current()))
+    with pytest.raises(guards.WorkdirError, match="another run"):
+      with guards.exclusive(workdir):
         pass
 
   monkeypatch.setattr(run, "train_mode", fake_train)
@@ -36,9 +36,9 @@ def test_mode_runs_with_the_lock_and_the_stop_signal(tmp_path, monkeypatch):
   run.run(tiny_config(str(tmp_path / "unused.npz")), workdir, "train", compilation_cache="")
   ((lock_owner, stop),) = seen
   assert lock_owner == str(os.getpid())
-  assert isinstance(stop, guard.StopSignal) and not isinstance(stop, guard._NoSignal)
-  assert guard.current() is not stop and guard.current().requested is None
-  with guard.exclusive(workdir):   # Released after the run.
+  assert isinstance(stop, stop_signal.StopSignal) and not isinstance(stop, stop_signal._NoSignal)
+  assert stop_signal.current() is not stop and stop_signal.current().requested is None
+  with guards.exclusive(workdir):   # Released after the run.
     pass
 
 

@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hdd import sampling
-from hdd.schedules import Schedule
+from hdd.maths import sampling
+from hdd.maths.schedules import Schedule
 
 
 @pytest.fixture(scope="module")

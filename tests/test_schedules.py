@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from hdd.schedules import Schedule, get_betas
+from hdd.maths.schedules import Schedule, get_betas
 
 
 def test_linear_endpoints_and_spacing():

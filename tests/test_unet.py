@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hdd.unet import GroupNorm, UNet, count_params, timestep_embedding
+from hdd.maths.unet import GroupNorm, UNet, count_params, timestep_embedding
 
 
 @pytest.mark.parametrize("size,channel_mult,channels", [

@@ -1,7 +1,7 @@
 """Diffusion math: forward noising, training targets and the DDPM/DDIM reverse steps.
 
 Pure functions of a `Schedule` and arrays. Images are NHWC; `t` is an int array of
-shape [batch] with 0-based steps (see `hdd.schedules`).
+shape [batch] with 0-based steps (see `hdd.maths.schedules`).
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hdd.schedules import Schedule
+from hdd.maths.schedules import Schedule
 
 PREDICTIONS = ("eps", "x0", "v")
 DDPM_VARIANCES = ("fixed_small", "fixed_large")

@@ -21,8 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hdd import diffusion
-from hdd.schedules import Schedule
+from hdd.maths import diffusion
+from hdd.maths.schedules import Schedule
 
 HANDOVERS = ("mix", "truncate", "noise")
 UPSAMPLING = ("nearest", "bilinear", "bicubic")

@@ -1,18 +1,16 @@
-"""Guards for a run's working directory: one run at a time, writable, with room to
-checkpoint, and a clean stop on SIGTERM/SIGINT (finish the step, save, exit)."""
+"""Guards for a run's working directory: one run at a time (an advisory lock), writable, with
+room to checkpoint, each checked before the run writes anything."""
 from __future__ import annotations
 
 import contextlib
 import errno
 import fcntl
-import logging
 import os
 import shutil
-import signal
 import stat
 import tempfile
 
-from common.errors import Stopped, UserError
+from common.errors import UserError
 
 
 class WorkdirError(UserError):
@@ -89,56 +87,3 @@ def check_writable(directory: str) -> None:
   except OSError as e:
     raise WorkdirError(f"cannot write checkpoints to {directory}: {e.strerror}; make it "
                        "writable or use another workdir") from None
-
-
-class StopSignal:
-  """SIGTERM/SIGINT ask the whole run to stop at its next safe point: training saves a
-  checkpoint at the next step boundary, then the run ends (`common.errors.Stopped`)
-  instead of going on to the next stage or to sampling. A second signal exits at once.
-
-  Installed once per run by `hdd.run`; the training loop and the samplers look at
-  `requested` (the signal number, or None) through `current()`.
-  """
-
-  def __init__(self):
-    self.requested = None
-    self._previous = {}
-
-  def __enter__(self):
-    global _current
-    for sig in (signal.SIGTERM, signal.SIGINT):
-      self._previous[sig] = signal.signal(sig, self._handle)
-    _current = self
-    return self
-
-  def _handle(self, signum, frame):
-    if self.requested:
-      os._exit(128 + signum)
-    self.requested = signum
-    logging.warning("Signal %d: stopping at the next safe point, after a checkpoint (send it "
-                    "again to exit immediately).", signum)
-
-  def raise_if_requested(self, where: str) -> None:
-    if self.requested:
-      raise Stopped(self.requested, where)
-
-  def __exit__(self, *exc):
-    global _current
-    _current = None
-    for sig, handler in self._previous.items():
-      signal.signal(sig, handler)
-
-
-class _NoSignal(StopSignal):
-  """What `current()` gives outside a run (library use): nothing is ever requested."""
-
-  def __enter__(self):
-    return self
-
-
-_current = None
-
-
-def current() -> StopSignal:
-  """The run's stop signal, or one that never fires when none is installed."""
-  return _current or _NoSignal()

@@ -10,8 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hdd import diffusion
-from hdd.schedules import Schedule
+from hdd.maths import diffusion
+from hdd.maths.schedules import Schedule
 
 SAMPLERS = ("ddpm", "ddim", "dpm_solver_2m")
 # denoise_fn(x_t, t) -> eps estimate.
@@ -120,7 +120,7 @@ def model_denoise_fn(apply_fn, params, schedule: Schedule, prediction: str,
   time, as it doubles the rows the network sees; w itself may change between calls.
   Labels are class indices [B] or class weights [B, C + 1] (an interpolated embedding).
   `extra_inputs` are further per-image network inputs, the same at every step (a
-  conditional cascade stage's low-resolution image, `hdd.handover.LowResInput`).
+  conditional cascade stage's low-resolution image, `hdd.maths.handover.LowResInput`).
   """
   extra_inputs = extra_inputs or {}
 

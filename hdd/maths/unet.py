@@ -2,7 +2,7 @@
 
 Input: a noisy image x_t [B, H, W, C], its step t [B] and optionally a class label [B]
 (or class weights [B, C + 1]); a conditional cascade stage also takes the noised, upsampled
-low-resolution image [B, H, W, C] and its noise step [B] (`hdd.handover.LowResInput`).
+low-resolution image [B, H, W, C] and its noise step [B] (`hdd.maths.handover.LowResInput`).
 Output: the same shape as x_t (the eps, x0 or v prediction, by config).
 Each level of `channel_mult` halves the resolution once, except the last one, so an
 image side must be divisible by 2**(len(channel_mult) - 1).
