@@ -54,8 +54,8 @@ def matmul_flops_per_second(n=2048, repeats=5) -> float:
 
 
 def model_configs(name: str, variant: str) -> list:
-  """[(label, single-model config)]: the config itself, or each stage of a cascade;
-  variant 'full' is the config's default."""
+  """[(label, single-model config)] of every model of the config (a cascade's labelled by
+  stage); variant 'full' is the config's default."""
   variant = "" if variant == "full" else variant
   try:
     config = importlib.import_module(f"configs.{name}").get_config(variant)
@@ -64,10 +64,9 @@ def model_configs(name: str, variant: str) -> list:
   except ValueError as error:   # An unknown variant, named by the config.
     raise SystemExit(f"--variants={variant}: {error}")
   label = f"{name}:{variant or 'full'}"
-  if not stages.is_cascade(config):
-    return [(label, config)]
-  return [(f"{label}/{stage}", stages.stage_config(config, stage))
-          for stage in stages.stage_names(config)]
+  models = stages.models(config)
+  return [(label if len(models) == 1 else f"{label}/{stage.name}", stage.config)
+          for stage in models]
 
 
 def torch_train_images_per_second(config, params, schedule, steps: int) -> float:

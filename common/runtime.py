@@ -33,19 +33,23 @@ class ShortFormatter(logging.Formatter):
     return f"{self.formatTime(record, self.datefmt)} {level}{record.getMessage()}"
 
 
-def quiet_logs() -> None:
-  """Keeps the terminal to what matters: TensorFlow loads without its C++ start-up
-  notices, INFO records of orbax, CLU, JAX and TensorFlow are dropped (their warnings
-  stay), and this project's records get a short time stamp. Call it before anything
-  imports TensorFlow."""
+def quiet_library_logs() -> None:
+  """INFO records of orbax, CLU, JAX and TensorFlow dropped (their warnings stay), and this
+  project's records with a short time stamp. Instant: a program that may refuse its flags
+  calls it first (JAX logs at INFO as it starts) and `quiet_logs` before the real work."""
   from absl import logging as absl_logging
-
-  from common import stderr
-  stderr.import_tensorflow_quietly()
   handler = absl_logging.get_absl_handler().python_handler
   if not any(isinstance(f, ProjectRecords) for f in handler.filters):
     handler.addFilter(ProjectRecords())
   handler.setFormatter(ShortFormatter())
+
+
+def quiet_logs() -> None:
+  """Keeps the terminal to what matters: `quiet_library_logs`, and TensorFlow loaded
+  without its C++ start-up notices (seconds). Call it before anything imports TensorFlow."""
+  from common import stderr
+  quiet_library_logs()
+  stderr.import_tensorflow_quietly()
 
 
 def configure_runtime(compilation_cache: Optional[str] = None) -> None:

@@ -14,7 +14,7 @@ DEFAULT_FLAGS = {
     # jax 0.10.2 hands convolutions and dots to YNNPACK fusions, which ran on one core of
     # our 2-core machines (a jax.profiler trace of the FID Inception). With no YNNPACK
     # fusion they run in XLA's Eigen kernels on every core. One-off probes, one process
-    # per setting (2026-12-01, README "Speed"): FID Inception 8.1 -> 18.2 img/s, features
+    # per setting (2026-12-01, docs/speed.md): FID Inception 8.1 -> 18.2 img/s, features
     # within 1e-6 relative; train img/s 12.8 -> 21.5 for the 6.5M-parameter 28x28 U-Net,
     # 140 -> 199 for the quick 28x28 one; the same training losses. Empty value: "none".
     "--xla_cpu_experimental_ynn_fusion_type": "",

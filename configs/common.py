@@ -44,19 +44,16 @@ def budget_sampler(sample, num_steps: int) -> None:
 
 def class_conditional(config, num_classes: int = 10, guidance_scale: float = 2.0,
                       label_dropout: float = 0.1):
-  """Conditions the model, or every stage of a cascade, on the class label, trained with
-  label dropout p for classifier-free guidance and sampled at guidance weight w (Ho &
-  Salimans 2022: p = 0.1-0.2; w trades diversity for fidelity, see
-  experiments/guidance.py). DDIM re-derives eps from the clipped x0 (GLIDE's choice):
-  with the network's amplified eps kept instead, guided chains leave the data range and
-  class accuracy falls as w grows (README, guidance). Samples cycle through the classes,
-  ten of each."""
-  models = config.stages.values() if "stages" in config else [config]
-  for model in models:
-    model.model.num_classes = num_classes
-    model.train.label_dropout = label_dropout
-    model.sample.guidance_scale = guidance_scale
-    model.sample.clipped_eps = True
+  """Conditions a single-model config (a cascade: before `default.make_cascade` copies it into every
+  stage) on the class label, trained with label dropout p for classifier-free guidance and sampled
+  at guidance weight w (Ho & Salimans 2022: p = 0.1-0.2; w trades diversity for fidelity, see
+  experiments/guidance.py). DDIM re-derives eps from the clipped x0 (GLIDE's choice): with the
+  network's amplified eps kept instead, guided chains leave the data range and class accuracy falls
+  as w grows (docs/studies.md, guidance). Samples cycle through the classes, ten of each."""
+  config.model.num_classes = num_classes
+  config.train.label_dropout = label_dropout
+  config.sample.guidance_scale = guidance_scale
+  config.sample.clipped_eps = True
   config.sample.num_samples = max(config.sample.num_samples, 10 * num_classes)
   config.sample.batch_size = max(config.sample.batch_size, 10 * num_classes)
   return config
@@ -142,6 +139,8 @@ def published_cascade(config, image_sizes, variant: str, variants=VARIANTS):
   config.train.checkpoint_every = min(config.train.checkpoint_every, config.train.num_steps)
   if quick:
     config.sample.num_steps = 50
+  if conditional:
+    class_conditional(config)
   default.make_cascade(config, image_sizes)
   for index, (name, size) in enumerate(zip(sorted(config.stages.keys()), image_sizes)):
     stage = config.stages[name]
@@ -154,7 +153,7 @@ def published_cascade(config, image_sizes, variant: str, variants=VARIANTS):
       stage.sample.gamma = 0.3
   if variant == "budget":
     budget_cascade(config)
-  return class_conditional(config) if conditional else config
+  return config
 
 
 def stage_names(config) -> list:
@@ -164,18 +163,17 @@ def stage_names(config) -> list:
 
 
 def budget_cascade(config, minutes: float = BUDGET_MINUTES):
-  """The cascade under one wall-clock budget: 35% of it for the first stage (at 14x14 it
-  trains ~3x more images per second), the rest split evenly between the later stages;
-  stochastic DDIM chains of 50 steps (`budget_sampler`). The first stage weights its loss
-  by Min-SNR-5 (Hang et al. 2023): at 30 minutes on MNIST this took FID from 17.8 to 15.9,
-  while in the 28x28 stage it cost 10.7 (README, which stage limits the cascade). Every U-Net
-  has attention only at its lowest resolution (7x7 at 14 and 28 px): at 28 px, attention at
-  14x14 as well cost a quarter of stage 2's speed and 2.8 FID at 30 minutes (README,
-  ablations). A later stage is handed over by `truncate` at t* = 0.8 T - 1 (399 of 500: the
-  best t* of the hand-over sweep, README) and trained only on the steps its chain visits:
-  its schedule is the published one cut at t* (T = 400, the same betas). Later stages are
-  conditional (`conditional_stages`): at 30 minutes on MNIST this took FID from 20.9 to 17.2
-  (README, ablations)."""
+  """The cascade under one wall-clock budget: 35% of it for the first stage (at 14x14 it trains ~3x
+  more images per second), the rest split evenly between the later stages; stochastic DDIM chains of
+  50 steps (`budget_sampler`). The first stage weights its loss by Min-SNR-5 (Hang et al. 2023): at
+  30 minutes on MNIST this took FID from 17.8 to 15.9, while in the 28x28 stage it cost 10.7
+  (docs/results.md, which stage limits the cascade). Every U-Net has attention only at its lowest
+  resolution (7x7 at 14 and 28 px): at 28 px, attention at 14x14 as well cost a quarter of stage 2's
+  speed and 2.8 FID at 30 minutes (docs/results.md, ablations). A later stage is handed over by
+  `truncate` at t* = 0.8 T - 1 (399 of 500: the best t* of the hand-over sweep, docs/results.md) and
+  trained only on the steps its chain visits: its schedule is the published one cut at t* (T = 400,
+  the same betas). Later stages are conditional (`conditional_stages`): at 30 minutes on MNIST this
+  took FID from 20.9 to 17.2 (docs/results.md, ablations)."""
   config.time_budget_minutes = minutes
   names = stage_names(config)
   for index, name in enumerate(names):

@@ -67,7 +67,8 @@ def get_config() -> ml_collections.ConfigDict:
   train.weight_decay = 0.0       # adamw only
   # > 0: Min-SNR-gamma loss weighting (Hang et al. 2023; 5 in the paper); 0: the simple loss.
   # A training choice, not the model's meaning: a run may resume under another gamma. On the
-  # MNIST budget cascade it helped stage 1 (14x14) and hurt stage 2's FID (README, ablations).
+  # MNIST budget cascade it helped stage 1 (14x14) and hurt stage 2's FID (docs/results.md,
+  # ablations).
   train.min_snr_gamma = 0.0
   train.grad_clip = 1.0          # global-norm clip; 0 disables
   train.grad_accum_steps = 1     # micro-batches per update (batch_size must divide evenly)

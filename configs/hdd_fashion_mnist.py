@@ -1,7 +1,7 @@
 """Hierarchical diffusion on Fashion-MNIST: 14x14 -> 28x28 with the published settings
 (`configs.common.published_cascade`) except the hand-over, from the idx files of Debian's
 dataset-fashion-mnist. Stage 2 starts from the forward process q(x_499 | up(x_14))
-(`truncate` at t* = T-1): in our comparison (README, experiments/hdd_vs_ddpm.py) it beat
+(`truncate` at t* = T-1): in our comparison (docs/results.md, experiments/hdd_vs_ddpm.py) it beat
 the published gamma=0.3 mix on MNIST and Fashion-MNIST at one extra network evaluation.
 --config.stages.stage2.sample.handover=mix restores the published rule.
 

@@ -23,6 +23,7 @@ from flax import traverse_util
 
 from common import batching, files, images
 from common.errors import CheckpointError, DataError
+from common.progress import Progress
 from input_pipeline.pipeline import real_images
 
 VERSION = 2
@@ -57,7 +58,8 @@ def train_classifier(data_config: ml_collections.ConfigDict, image_size: int, nu
   test_images, test_labels = real_images(data_config, data_config.eval_split, image_size)
   model = Classifier(num_classes)
   start = time.perf_counter()
-  params = fit(model, train_images, train_labels, num_steps, batch_size, learning_rate, seed)
+  params = fit(model, train_images, train_labels, num_steps, batch_size, learning_rate, seed,
+               f"Classifier training at {image_size}x{image_size}")
   logits, _ = apply_in_batches(model, params, test_images)
   meta = {"version": VERSION, "image_size": image_size, "channels": train_images.shape[-1],
           "num_classes": num_classes, "test_accuracy": float((logits.argmax(-1) ==
@@ -72,10 +74,11 @@ def train_classifier(data_config: ml_collections.ConfigDict, image_size: int, nu
 
 
 def fit(model: nn.Module, train_images: np.ndarray, train_labels: np.ndarray, num_steps: int,
-        batch_size: int = 128, learning_rate: float = 1e-3, seed: int = 0):
+        batch_size: int = 128, learning_rate: float = 1e-3, seed: int = 0, what: str = ""):
   """Parameters of `model` (logits of inputs in [-1, 1]) fitted to uint8 images and integer
   labels: `num_steps` Adam steps on batches drawn with replacement, the learning rate
-  cosine-decayed to zero. The classifiers of the augmentation study train here too."""
+  cosine-decayed to zero, under a progress line named `what` (default: the model's class).
+  The classifiers of the augmentation study train here too."""
   params = jax.jit(model.init)(jax.random.PRNGKey(seed), jnp.zeros((1,) + train_images.shape[1:]))
   tx = optax.adam(optax.cosine_decay_schedule(learning_rate, num_steps))
   opt_state = tx.init(params)
@@ -90,12 +93,16 @@ def fit(model: nn.Module, train_images: np.ndarray, train_labels: np.ndarray, nu
     return optax.apply_updates(params, updates), opt_state, loss
 
   rng = np.random.default_rng(seed)
+  progress = Progress(what or f"{type(model).__name__} training", num_steps, "steps")
+  loss = None
   for index in range(num_steps):
     batch = rng.integers(0, len(train_images), batch_size)
     params, opt_state, loss = step(params, opt_state, train_images[batch], train_labels[batch])
-    if (index + 1) % 250 == 0:
-      logging.info("%s step %d/%d: loss %.4f", type(model).__name__, index + 1, num_steps,
-                   float(loss))
+    loss.block_until_ready()   # the line counts steps done, not steps dispatched
+    progress.update(index + 1)
+  if loss is not None:
+    logging.info("%s trained for %d steps: final loss %.4f", type(model).__name__, num_steps,
+                 float(loss))
   return params
 
 
@@ -104,6 +111,11 @@ def save_classifier(out_dir: str, params, meta: dict) -> None:
   flat = {"/".join(k): np.asarray(v) for k, v in traverse_util.flatten_dict(params).items()}
   images.save_npz(os.path.join(out_dir, "params.npz"), flat)
   files.write_json(os.path.join(out_dir, "meta.json"), meta)
+
+
+def is_trained(directory: str) -> bool:
+  """Whether `directory` holds a complete classifier (meta.json is written last)."""
+  return os.path.exists(os.path.join(directory, "meta.json"))
 
 
 def load_classifier(directory: str):

@@ -13,12 +13,16 @@ Weights: `evaluation.weights.load_fid_inception(path)` fetches and converts them
 """
 from __future__ import annotations
 
+import itertools
+from typing import Optional
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from common import batching, parallel
+from common.progress import Progress
 
 FEATURE_DIM = 2048
 INPUT_SIZE = 299
@@ -204,10 +208,12 @@ def _features(variables, images):
   return FIDInceptionV3().apply(variables, preprocess(images))
 
 
-def fid_features(variables: dict, images, batch_size: int = 50) -> np.ndarray:
+def fid_features(variables: dict, images, batch_size: int = 50,
+                 progress: Optional[Progress] = None) -> np.ndarray:
   """[N, 2048] float32 pool3 features of `images`: float in [0, 1], NHWC, any size, 1 or 3
   channels. Images are quantised to uint8 levels first, so generated and real images
-  (from files) pass through the identical function. Batches are split over all devices."""
+  (from files) pass through the identical function. Batches are split over all devices;
+  `progress` is told the images done after each."""
   images = np.asarray(images)
   if images.ndim != 4 or images.shape[-1] not in (1, 3):
     raise ValueError(f"images must be [N, H, W, 1 or 3], got shape {images.shape}")
@@ -217,5 +223,12 @@ def fid_features(variables: dict, images, batch_size: int = 50) -> np.ndarray:
   batch_size += (-batch_size) % mesh.size
   variables = jax.device_put(variables, parallel.replicated(mesh))
   sharding = parallel.batch_sharded(mesh)
-  return batching.map_in_batches(
-      lambda batch: _features(variables, jax.device_put(batch, sharding)), images, batch_size)
+  batches_done = itertools.count(1)
+
+  def features_of(batch):
+    features = np.asarray(_features(variables, jax.device_put(batch, sharding)))
+    if progress is not None:
+      progress.update(next(batches_done) * batch_size)
+    return features
+
+  return batching.map_in_batches(features_of, images, batch_size)

@@ -7,6 +7,8 @@ file. Statistics with different fingerprints are never compared.
 
 `FidReference.load` is the one place that loads the weights and the reference
 statistics; training's FID hook, `--mode=eval` and the experiments all score through it.
+`ClassifierReference.load` is its counterpart in the features of the project's classifier
+(FCD and KID, `evaluation.classifier`): `--mode=eval` and the experiments score with it.
 """
 from __future__ import annotations
 
@@ -22,7 +24,8 @@ import numpy as np
 
 from common import files, images
 from common.errors import CheckpointError
-from evaluation import fid, inception, weights
+from common.progress import Progress
+from evaluation import classifier, fid, inception, weights
 from input_pipeline.pipeline import real_images
 
 PREPROCESSING = "pytorch-fid: uint8 levels, grey->RGB, bilinear 299 align_corners=False, 2x-1"
@@ -67,7 +70,8 @@ def reference_statistics(data_config: ml_collections.ConfigDict, split: str, ima
     logging.info("Reference statistics from %s.", path)
     return load_statistics(path, key)
   start = time.perf_counter()
-  features = inception.fid_features(variables, real / 255.0)
+  progress = Progress(f"FID reference statistics ({split} split)", len(real), "images")
+  features = inception.fid_features(variables, real / 255.0, progress=progress)
   mu, sigma = fid.feature_statistics(features)
   stats = {"mu": mu, "sigma": sigma, "features": features[:KID_FEATURES],
            "n": np.asarray(len(real)), "fingerprint": np.asarray(key)}
@@ -110,3 +114,43 @@ class FidReference:
   def score(self, samples: np.ndarray) -> dict:
     """FID and KID (x1e3) of uint8 samples [N, H, W, C]; see `fid_and_kid`."""
     return fid_and_kid(samples, self.statistics, self.variables)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifierReference:
+  """The project's classifier and its features of real images that samples are scored
+  against: the classifier Fréchet distance (FCD, never called FID) and KID."""
+  model: classifier.Classifier
+  params: dict
+  features: np.ndarray   # [N, FEATURE_DIM] of the real images
+  statistics: tuple      # (mu, sigma) of `features`
+  test_accuracy: float   # the classifier's, on the data's evaluation split
+  description: str       # e.g. "test split, 10000 images"
+
+  @classmethod
+  def load(cls, directory: str, data_config: ml_collections.ConfigDict, split: str,
+           image_size: int, limit: int = 0, seed: int = 0) -> "ClassifierReference":
+    """Loads the classifier trained into `directory` and the features of the split's real
+    images (all, or the first `limit` of the `seed`ed order)."""
+    model, params, meta = classifier.load_classifier(directory)
+    if meta["image_size"] != image_size:
+      raise CheckpointError(f"classifier in {directory!r} is for {meta['image_size']}x"
+                            f"{meta['image_size']} images, the samples are {image_size}x"
+                            f"{image_size}; train one at that size")
+    real, _ = real_images(data_config, split, image_size, limit, seed)
+    _, features = classifier.apply_in_batches(model, params, real)
+    return cls(model, params, features, fid.feature_statistics(features),
+               meta["test_accuracy"], f"{split} split, {len(real)} images")
+
+  def predict(self, samples: np.ndarray) -> np.ndarray:
+    """The class the classifier gives each uint8 sample [N, H, W, C]."""
+    logits, _ = classifier.apply_in_batches(self.model, self.params, samples)
+    return logits.argmax(-1)
+
+  def score(self, samples: np.ndarray, num_subsets: int = 100, subset_size: int = 1000) -> dict:
+    """FCD and KID (x1e3) of uint8 samples [N, H, W, C]; KID over `num_subsets` subsets
+    of `subset_size` (`fid.distances`)."""
+    _, features = classifier.apply_in_batches(self.model, self.params, samples)
+    measured = fid.distances(features, *self.statistics, self.features, num_subsets=num_subsets,
+                             subset_size=subset_size)
+    return {"fcd": measured["frechet"], "classifier_kid_x1e3": 1e3 * measured["kid"]}

@@ -22,6 +22,7 @@ import os
 from absl import flags, logging
 
 from experiments import study
+from hdd import layout, stages
 
 study.define_common_flags(num_samples=5000)
 flags.DEFINE_integer("classifier_steps", 1000, "Training steps of the project classifier.")
@@ -44,7 +45,7 @@ RESULT_FLAGS = ("train_steps", "guidance_scale", "real_examples", "width",
 
 def generator_config():
   config = study.model_configs(FLAGS.dataset, FLAGS.data_path, "cond_quick")["hdd"]
-  for chain in study.chains(config):
+  for chain in stages.all_sections(config):
     chain.train.num_steps = FLAGS.train_steps
     chain.train.checkpoint_every = FLAGS.train_steps
     chain.sample.guidance_scale = FLAGS.guidance_scale
@@ -52,7 +53,7 @@ def generator_config():
   if FLAGS.quick:
     study.quick_model(config)
     config.sample.batch_size = 20
-    for chain in study.chains(config):
+    for chain in stages.all_sections(config):
       chain.sample.num_steps = 5   # Guided DDIM: two network evaluations a step.
   return config
 
@@ -66,7 +67,7 @@ def synthetic_set(config, workdir: str):
   path = os.path.join(workdir, "synthetic.npz")
   if not os.path.exists(path):
     params, _ = study.train_model(config, os.path.join(workdir, "generator"))
-    samples, cost = study.sample_model(config, params, FLAGS.num_samples)
+    samples, cost = study.sample_model(config, params, FLAGS.num_samples, "the generator")
     images.save_samples_npz(path, samples, generate.class_labels(config, len(samples)))
     logging.info("Generated %d images in %.0f s.", len(samples), cost["sample_seconds"])
   with np.load(path) as data:
@@ -143,8 +144,8 @@ def main(argv):
   results = study.open_workdir(workdir, "augmentation", {
       **study.common_inputs(), "classifier_steps": FLAGS.classifier_steps,
       **{name: getattr(FLAGS, name) for name in RESULT_FLAGS}})
-  from hdd import run
-  run.configure_runtime()
+  study.start_runtime()
+  from common.progress import Progress
   from evaluation import classifier
   from hdd import config_checks
   from input_pipeline.pipeline import real_images
@@ -153,8 +154,8 @@ def main(argv):
   config_checks.check_config(config)
   synthetic_images, synthetic_labels = synthetic_set(config, workdir)
 
-  judge_dir = os.path.join(workdir, "classifier_28")
-  if not os.path.exists(os.path.join(judge_dir, "meta.json")):
+  judge_dir = layout.classifier_dir(workdir, 28)
+  if not classifier.is_trained(judge_dir):
     classifier.train_classifier(config.data, 28, 10, judge_dir,
                                 num_steps=FLAGS.classifier_steps)
   judge, judge_params, _ = classifier.load_classifier(judge_dir)
@@ -175,19 +176,20 @@ def main(argv):
       classifier_batch_size=FLAGS.classifier_batch_size, width=FLAGS.width,
       seeds=FLAGS.seeds, test_examples=int(len(test_labels)))
   accuracy = results.table("accuracy")
-  for architecture in FLAGS.architectures:
-    model = classifiers.ARCHITECTURES[architecture](num_classes=10, width=FLAGS.width)
-    for name, (x, y) in sets.items():
-      done = accuracy.setdefault(architecture, {}).setdefault(name, {})
-      for seed in range(FLAGS.seeds):
-        if str(seed) in done:
-          continue
-        params = classifier.fit(model, x, y, FLAGS.classifier_train_steps,
-                                FLAGS.classifier_batch_size, seed=seed)
-        done[str(seed)] = test_accuracy(model, params, test_images, test_labels)
-        logging.info("%s on %s, seed %d: test accuracy %.4f", architecture, name, seed,
-                     done[str(seed)])
-        results.save()
+  jobs = [(architecture, name, seed) for architecture in FLAGS.architectures for name in sets
+          for seed in range(FLAGS.seeds)]
+  progress = Progress("Study classifiers", len(jobs), "classifiers")
+  for finished, (architecture, name, seed) in enumerate(jobs, 1):
+    done = accuracy.setdefault(architecture, {}).setdefault(name, {})
+    if str(seed) not in done:
+      model = classifiers.ARCHITECTURES[architecture](num_classes=10, width=FLAGS.width)
+      params = classifier.fit(model, *sets[name], FLAGS.classifier_train_steps,
+                              FLAGS.classifier_batch_size, seed=seed)
+      done[str(seed)] = test_accuracy(model, params, test_images, test_labels)
+      logging.info("%s on %s, seed %d: test accuracy %.4f", architecture, name, seed,
+                   done[str(seed)])
+      results.save()
+    progress.update(finished)
   results.save()
   study.write_markdown(workdir, results_markdown(results.data))
   augmentation_plot(results.data, os.path.join(workdir, "augmentation.png"))

@@ -28,11 +28,13 @@ command is run again.
 """
 import os
 import time
+from typing import NamedTuple
 
 from absl import flags
 
 from common.errors import UserError
 from experiments import study
+from hdd import layout, stages
 
 study.define_common_flags(num_samples=2000)
 study.define_quality_flags()
@@ -50,17 +52,25 @@ flags.DEFINE_multi_string("ddpm_set", [], "FIELD=VALUE for the DDPM's config, e.
 FLAGS = flags.FLAGS
 
 
-# What each settings flag changes, and an example of a setting, for its error message.
+# The settings flag of each model; what it changes, and an example, for its error message.
+SETTINGS_FLAGS = {"hdd": "cascade_set", "ddpm": "ddpm_set"}
 SETTINGS_EXAMPLES = {"cascade_set": ("cascade", "stages.stage2.model.attention_resolutions=(7,)"),
                      "ddpm_set": ("DDPM", "sample.num_steps=50")}
 
 
-def settings_of(config) -> tuple[str, list[str]]:
-  """(flag name, FIELD=VALUE settings) that change `config`: --cascade_set for a cascade,
-  --ddpm_set for the DDPM."""
-  if "stages" in config:
-    return "cascade_set", list(FLAGS.cascade_set)
-  return "ddpm_set", list(FLAGS.ddpm_set)
+class Run(NamedTuple):
+  """One model trained under one budget."""
+  key: str           # its results key and directory: hdd, ddpm, hdd_<m>min
+  model: str         # one of MODELS
+  config: object     # its config (`budget_configs`)
+  minutes: float     # its training budget
+
+
+def settings_of(model: str) -> tuple[str, list[str]]:
+  """(flag name, FIELD=VALUE settings) that change the config of `model`: --cascade_set
+  for the cascade, --ddpm_set for the DDPM."""
+  flag = SETTINGS_FLAGS[model]
+  return flag, list(getattr(FLAGS, flag))
 
 
 def apply_settings(config, flag: str, settings: list[str]) -> None:
@@ -89,44 +99,38 @@ def budget_configs(minutes: float) -> dict:
   configs = study.model_configs(FLAGS.dataset, FLAGS.data_path, variant="budget")
   configs["hdd"].time_budget_minutes = minutes
   configs["ddpm"].train.time_budget_minutes = minutes
-  for config in configs.values():
-    apply_settings(config, *settings_of(config))
+  for model, config in configs.items():
+    apply_settings(config, *settings_of(model))
     config.sample.num_samples = FLAGS.num_samples
     config.sample.batch_size = 500
     config.eval.reference_examples = FLAGS.fid_reference_examples
     if FLAGS.quick:
       study.quick_model(config)
-      for model in study.chains(config):
-        model.train.update(checkpoint_every=20, log_every=5)
+      for section in stages.all_sections(config):
+        section.train.update(checkpoint_every=20, log_every=5)
   return configs
 
 
-def budget_minutes(config) -> float:
-  """The training budget of a model, or the one a cascade's stages share."""
-  from hdd import stages
-  return (config.time_budget_minutes if stages.is_cascade(config)
-          else config.train.time_budget_minutes)
-
-
-def measure(name: str, config, workdir: str, quality) -> dict:
+def measure(run: Run, workdir: str, quality) -> dict:
   """Trains (or resumes) one model, samples it and scores the samples."""
   import numpy as np
   from common import images
   from hdd import config_checks, pictures
+  config = run.config
   config_checks.check_config(config)
   params, train_seconds = study.train_model(config, workdir)
   start = time.perf_counter()
-  samples, cost = study.sample_model(config, params, FLAGS.num_samples)
+  samples, cost = study.sample_model(config, params, FLAGS.num_samples, run.key)
   wall = time.perf_counter() - start
-  images.save_samples_npz(os.path.join(workdir, "samples", "samples.npz"), samples)
+  images.save_samples_npz(layout.samples_path(workdir), samples)
   shown = samples[:100]
   grid = images.make_grid(shown, columns=10)
-  images.save_png(os.path.join(workdir, "samples", "grid.png"),
+  images.save_png(os.path.join(layout.samples_dir(workdir), layout.GRID),
                   pictures.for_display(grid, samples.shape[1]))
-  flag, settings = settings_of(config)
+  flag, settings = settings_of(run.model)
   result = {"train_seconds": float(sum(train_seconds)),
             "train_seconds_per_stage": [float(s) for s in train_seconds],
-            "budget_minutes": budget_minutes(config),
+            "budget_minutes": run.minutes,
             flag: settings,
             "sample_seconds": float(sum(np.atleast_1d(cost["sample_seconds"]))),
             "sample_wall_seconds": wall,
@@ -136,9 +140,9 @@ def measure(name: str, config, workdir: str, quality) -> dict:
   if result.get("inception_kid_x1e3") is not None:
     result["kid"] = result["inception_kid_x1e3"] / 1e3
   result["trained_images"] = trained_images(config, workdir)
-  if FLAGS.real_low_res and "stages" in config:
+  if FLAGS.real_low_res and len(stages.names(config)) > 1:
     result["given_real_low_res"] = score_given_real_low_res(config, params, quality)
-  print(f"{name}: {result}")
+  print(f"{run.key}: {result}")
   return result
 
 
@@ -148,31 +152,29 @@ def score_given_real_low_res(config, params, quality) -> dict:
   cascade with perfect earlier stages. Its gap to the cascade's own scores is the part
   that better earlier stages could remove; the rest is the last stage's."""
   from common import parallel
-  from hdd import cascade, generate, stages
+  from hdd import cascade, generate
   from input_pipeline.pipeline import real_images
-  plans = cascade.stage_plans(config)
-  names = stages.stage_names(config)
-  size = config.stages[names[-2]].image_size
+  *_, before, last = stages.models(config)
+  size = before.config.data.image_size
   low_res, _ = real_images(config.data, "train", size, limit=FLAGS.num_samples)
   # The same seed and noise stream as the last stage has in `cascade.sample_cascade`.
-  samples, _ = generate.sample_images(plans[names[-1]], params[names[-1]],
-                                      parallel.create_mesh(), len(low_res),
-                                      seed=config.sample.seed, stream=len(names) - 1,
-                                      low_res=low_res)
+  samples, _ = generate.sample_images(
+      cascade.sampling_plans(config)[last.name], params[last.name], parallel.create_mesh(),
+      len(low_res), seed=config.sample.seed, stream=last.index, low_res=low_res,
+      progress=study.images_progress(f"Sampling {last.name} from real {size}x{size} images",
+                                     len(low_res)))
   scores = quality(samples)
-  print(f"{names[-1]} given real {size}x{size} images: {scores}")
+  print(f"{last.name} given real {size}x{size} images: {scores}")
   return scores
 
 
 def trained_images(config, workdir: str) -> list[int]:
   """Images seen in training, per stage (end step x batch)."""
   import json
-  from hdd import stages
-  names = stages.stage_names(config) if stages.is_cascade(config) else [""]
   seen = []
-  for name, model in zip(names, study.chains(config)):
-    with open(os.path.join(workdir, name, "train_timing.json")) as f:
-      seen.append(json.load(f)["end_step"] * model.train.batch_size)
+  for stage in stages.models(config, workdir):
+    with open(layout.train_timing_path(stage.workdir)) as f:
+      seen.append(json.load(f)["end_step"] * stage.config.train.batch_size)
   return seen
 
 
@@ -222,30 +224,27 @@ def main(argv):
     FLAGS.curve_minutes = [str(min(float(m), 0.05)) for m in FLAGS.curve_minutes[:1]]
   workdir = FLAGS.workdir
   configs = budget_configs(FLAGS.minutes)
-  runs = [(name, configs[name], name) for name in FLAGS.models]
-  for minutes in FLAGS.curve_minutes:
-    key = f"hdd_{float(minutes):g}min"
-    runs.append((key, budget_configs(float(minutes))["hdd"], key))
+  runs = [Run(model, model, configs[model], FLAGS.minutes) for model in FLAGS.models]
+  for minutes in map(float, FLAGS.curve_minutes):
+    runs.append(Run(f"hdd_{minutes:g}min", "hdd", budget_configs(minutes)["hdd"], minutes))
   results = study.open_workdir(workdir, "budget", {
       **study.common_inputs(), **study.quality_inputs(), "fid": FLAGS.fid})
-  for key, config, _ in runs:
-    minutes = budget_minutes(config)
-    done = results.data.get(key)
-    flag, settings = settings_of(config)
+  for run in runs:
+    done = results.data.get(run.key)
+    flag, settings = settings_of(run.model)
     if done is not None and done.get(flag, []) != settings:
-      raise UserError(f"{workdir} holds a run of {key} with --{flag}="
+      raise UserError(f"{workdir} holds a run of {run.key} with --{flag}="
                       f"{done.get(flag, [])}, not {settings}: use another --workdir")
-    if done is not None and done["budget_minutes"] != minutes:
-      raise UserError(f"{workdir} holds a {done['budget_minutes']:g}-minute run of {key}, not "
-                      f"--minutes={minutes:g}: use another --workdir")
-  from hdd import run
-  run.configure_runtime()
+    if done is not None and done["budget_minutes"] != run.minutes:
+      raise UserError(f"{workdir} holds a {done['budget_minutes']:g}-minute run of {run.key}, "
+                      f"not --minutes={run.minutes:g}: use another --workdir")
+  study.start_runtime()
   quality = study.Quality(configs["ddpm"].data, workdir, FLAGS.classifier_steps, FLAGS.fid,
                           FLAGS.fid_reference_examples)
   results.data["quality"] = quality.description
-  for key, config, directory in runs:
-    if key not in results.data:
-      results.data[key] = measure(key, config, os.path.join(workdir, directory), quality)
+  for run in runs:
+    if run.key not in results.data:
+      results.data[run.key] = measure(run, os.path.join(workdir, run.key), quality)
       results.save()
   study.write_markdown(workdir, markdown(results.data))
 

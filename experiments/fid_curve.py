@@ -19,8 +19,8 @@ from common.errors import UserError
 from experiments import study
 
 flags.DEFINE_string("workdir", None, "Output directory.")
-flags.DEFINE_list("runs", None, "label=workdir pairs of runs to plot (a cascade's workdir is "
-                  "recognised by its stage directories).")
+flags.DEFINE_list("runs", None, "label=workdir pairs of runs to plot (each run's models are "
+                  "those of its config.json).")
 flags.DEFINE_string("title", "FID during training", "Title of the plot.")
 flags.mark_flags_as_required(["workdir", "runs"])
 FLAGS = flags.FLAGS

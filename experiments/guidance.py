@@ -22,6 +22,7 @@ import os
 from absl import flags, logging
 
 from experiments import study
+from hdd import stages
 
 flags.DEFINE_string("data_path", None, "MNIST npz (Keras layout).")
 flags.DEFINE_string("workdir", None, "Output directory.")
@@ -40,18 +41,18 @@ def guidance_config():
   from configs import hdd_mnist
   config = hdd_mnist.get_config("cond_quick")
   config.data.source, config.data.path = "npz", FLAGS.data_path
-  for stage in config.stages.values():
-    stage.train.num_steps = FLAGS.train_steps
-    stage.train.checkpoint_every = FLAGS.train_steps
+  for model in stages.all_sections(config):
+    model.train.num_steps = FLAGS.train_steps
+    model.train.checkpoint_every = FLAGS.train_steps
   config.sample.batch_size = 100
   return config
 
 
 def with_guidance(config, weight: float, clipped_eps: bool = True):
   config = config.copy_and_resolve_references()
-  for stage in config.stages.values():
-    stage.sample.guidance_scale = weight
-    stage.sample.clipped_eps = clipped_eps
+  for model in stages.all_sections(config):
+    model.sample.guidance_scale = weight
+    model.sample.clipped_eps = clipped_eps
   return config
 
 
@@ -118,10 +119,9 @@ def main(argv):
   results = study.open_workdir(workdir, "guidance", {
       "data_path": study.absolute_path(FLAGS.data_path), **study.quality_inputs(),
       "train_steps": FLAGS.train_steps, "num_samples": FLAGS.num_samples})
-  from hdd import run
-  run.configure_runtime()
+  study.start_runtime()
   from common import images
-  from hdd import cascade, config_checks, generate, pictures, stages
+  from hdd import config_checks, generate, pictures
 
   config = guidance_config()
   config_checks.check_config(config)
@@ -141,11 +141,9 @@ def main(argv):
     if key in rows and ("fid" in rows[key] or not FLAGS.fid):
       continue
     guided = with_guidance(config, weight, clipped_eps)
-    outputs, report, _ = cascade.sample_cascade(guided, stage_params, FLAGS.num_samples)
-    samples = outputs[stages.stage_names(guided)[-1]]
-    rows[key] = {**class_accuracy(quality.predict(samples), labels),
-                 "evaluations": [s["network_evaluations_per_image"] for s in report["stages"]],
-                 "sample_seconds": report["sample_seconds"], **quality(samples)}
+    samples, cost = study.sample_model(guided, stage_params, FLAGS.num_samples,
+                                       f"w={key}" + ("" if clipped_eps else ", eps kept"))
+    rows[key] = {**class_accuracy(quality.predict(samples), labels), **cost, **quality(samples)}
     logging.info("%s w=%s: %s", table, key, rows[key])
     results.save()
     suffix = "" if clipped_eps else "_kept_eps"

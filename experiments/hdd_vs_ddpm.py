@@ -21,6 +21,7 @@ import os
 from absl import flags, logging
 
 from experiments import study
+from hdd import layout, stages
 
 study.define_common_flags(num_samples=500)
 study.define_quality_flags()
@@ -52,12 +53,13 @@ def configs():
   ddpm.train.num_steps = FLAGS.ddpm_steps
   ddpm.train.checkpoint_every = FLAGS.ddpm_steps // 2
   ddpm.sample.num_steps = FLAGS.ddpm_sample_steps
-  for stage in hdd.stages.values():
+  for stage in stages.all_sections(hdd):
     stage.train.num_steps = FLAGS.ddpm_steps // 2
     stage.train.checkpoint_every = FLAGS.ddpm_steps // 4
     stage.sample.num_steps = FLAGS.stage_sample_steps
+  # The cascade's curve is measured through it, on its last stage.
   for model, fid_every in ((ddpm.train, FLAGS.fid_every),
-                           (hdd.stages.stage2.train, FLAGS.fid_every // 2)):
+                           (stages.all_sections(hdd)[-1].train, FLAGS.fid_every // 2)):
     model.fid_every, model.fid_samples = fid_every, FLAGS.fid_samples
   for config in (ddpm, hdd):
     config.eval.reference_examples = FLAGS.fid_reference_examples
@@ -81,12 +83,11 @@ def main(argv):
   results = study.open_workdir(workdir, "hdd_vs_ddpm", {
       **study.common_inputs(), **study.quality_inputs(), "fid": FLAGS.fid,
       **{name: getattr(FLAGS, name) for name in RESULT_FLAGS}})
-  from hdd import run
-  run.configure_runtime()
+  study.start_runtime()
   from common import parallel
   from evaluation import classifier
   from experiments import plots
-  from hdd import cascade, config_checks, generate, stages, timing_report
+  from hdd import cascade, config_checks, generate, timing_report
   from hdd.maths.handover import Handover
   from hdd.plan import SamplingPlan
 
@@ -100,7 +101,7 @@ def main(argv):
 
   if "ddpm" not in results.data:
     params, train_seconds = study.train_model(ddpm_config, os.path.join(workdir, "ddpm"))
-    samples, cost = study.sample_model(ddpm_config, params, FLAGS.num_samples)
+    samples, cost = study.sample_model(ddpm_config, params, FLAGS.num_samples, "DDPM")
     results.data["ddpm"] = {"train_seconds": sum(train_seconds), **cost, **quality(samples)}
     np.savez_compressed(os.path.join(workdir, "ddpm_samples.npz"), images=samples)
     results.save()
@@ -108,19 +109,22 @@ def main(argv):
   hdd_dir = os.path.join(workdir, "hdd")
   if "hdd" not in results.data:
     stage_params, train_seconds = study.train_model(hdd_config, hdd_dir)
-    outputs, report, _ = cascade.sample_cascade(hdd_config, stage_params, FLAGS.num_samples)
+    outputs, report, _ = cascade.sample_cascade(
+        hdd_config, stage_params, FLAGS.num_samples,
+        progress=study.sampling_progress(hdd_config, FLAGS.num_samples, "HDD"))
     timing_report.write_timing_table(hdd_config, hdd_dir, report)
     results.data["hdd"] = {"train_seconds": train_seconds,
                            "sample_seconds": [s["sample_seconds"] for s in report["stages"]],
                            "evaluations": [s["network_evaluations_per_image"]
                                            for s in report["stages"]],
-                           **quality(outputs["stage2"])}
+                           **quality(list(outputs.values())[-1])}
     np.savez_compressed(os.path.join(workdir, "hdd_samples.npz"), **outputs)
     results.save()
 
-  stage_params = cascade.restore_cascade(hdd_config, hdd_dir)
-  low_res = np.load(os.path.join(workdir, "hdd_samples.npz"))["stage1"]
-  stage2 = stages.stage_config(hdd_config, "stage2")
+  # The sweeps: the last stage handed the same samples of the stage before it.
+  stage_params = cascade.restore(hdd_config, hdd_dir)
+  *_, before, last = stages.models(hdd_config)
+  low_res = np.load(os.path.join(workdir, "hdd_samples.npz"))[before.name]
   sweeps = results.table("sweeps")
   points = [("mix", float(g), -1) for g in FLAGS.gammas] + [
       ("truncate", 0.3, int(t)) for t in FLAGS.start_steps]
@@ -128,10 +132,13 @@ def main(argv):
     key = f"{gamma:g}" if method == "mix" else str(start_step)
     if key in sweeps.setdefault(method, {}):
       continue
-    plan = SamplingPlan.create(stage2, Handover(method, gamma, start_step,
-                                                stage2.sample.upsample))
-    samples, info = generate.sample_images(plan, stage_params["stage2"], mesh,
-                                           FLAGS.num_samples, stream=1, low_res=low_res)
+    plan = SamplingPlan.create(last.config, Handover(method, gamma, start_step,
+                                                     last.config.sample.upsample))
+    samples, info = generate.sample_images(
+        plan, stage_params[last.name], mesh, FLAGS.num_samples, stream=last.index,
+        low_res=low_res,
+        progress=study.images_progress(f"Sampling {last.name}, {method} {key}",
+                                       FLAGS.num_samples))
     sweeps[method][key] = {
         "gamma": plan.gamma, "evaluations": plan.network_evaluations,
         "stage2_sample_seconds": info["sample_seconds"], **quality(samples)}
@@ -139,17 +146,19 @@ def main(argv):
     results.save()
 
   if FLAGS.filter_threshold and "filter" not in results.data:
-    critic_dir = os.path.join(workdir, "classifier_14")
-    if not os.path.exists(os.path.join(critic_dir, "meta.json")):
-      classifier.train_classifier(hdd_config.data, 14, 10, critic_dir,
+    size = stages.image_sizes(hdd_config)[0]
+    critic_dir = layout.classifier_dir(workdir, size)
+    if not classifier.is_trained(critic_dir):
+      classifier.train_classifier(hdd_config.data, size, 10, critic_dir,
                                   num_steps=FLAGS.classifier_steps)
     hdd_config.filter.update(enabled=True, threshold=FLAGS.filter_threshold)
     outputs, report, _ = cascade.sample_cascade(
         hdd_config, stage_params, FLAGS.num_samples,
-        critic=classifier.confidence_critic(critic_dir, 14))
+        critic=classifier.confidence_critic(critic_dir, size),
+        progress=study.sampling_progress(hdd_config, FLAGS.num_samples, "HDD, filtered"))
     results.data["filter"] = {**report["stages"][0]["filter"],
                               "sample_seconds": [s["sample_seconds"] for s in report["stages"]],
-                              **quality(outputs["stage2"])}
+                              **quality(list(outputs.values())[-1])}
     results.save()
 
   study.write_markdown(workdir, plots.results_markdown(results.data, FLAGS.dataset,

@@ -1,4 +1,4 @@
-"""Tables and figures of experiments/hdd_vs_ddpm.py: markdown for the README, PNG plots."""
+"""Tables and figures of experiments/hdd_vs_ddpm.py: markdown for docs/results.md, PNG plots."""
 from __future__ import annotations
 
 from experiments import study

@@ -16,12 +16,14 @@ import json
 import math
 import os
 import sys
+from typing import Callable
 
 import numpy as np
 from absl import app, flags
 
-from common import files
+from common import files, runtime
 from common.errors import UserError
+from hdd import layout, stages
 
 DATASETS = ("mnist", "fashion_mnist")
 
@@ -40,14 +42,29 @@ def define_common_flags(num_samples: int) -> None:
 
 def run(main) -> None:
   """app.run(main) with the project's contract for bad input: a UserError (bad data, a
-  workdir without what the study needs) is one line on stderr and exit status 2."""
+  workdir without what the study needs) is one line on stderr and exit status 2. Every
+  study has main.py's quiet terminal, and its --library_logs to show what that drops."""
+  flags.DEFINE_bool("library_logs", False, "Also show the INFO logs of orbax, CLU, JAX and "
+                    "TensorFlow (quiet by default).")
+
   def guarded(argv):
+    if not flags.FLAGS.library_logs:
+      runtime.quiet_library_logs()
     try:
       main(argv)
     except UserError as e:
       print(f"error: {e}", file=sys.stderr)
       sys.exit(2)
   app.run(guarded)
+
+
+def start_runtime() -> None:
+  """What a study does once its flags and workdir are found good, before its JAX or
+  TensorFlow work: TensorFlow loaded without its start-up notices (unless --library_logs;
+  `common.runtime.quiet_logs`), tf.data kept off accelerators and the compilation cache."""
+  if not flags.FLAGS.library_logs:
+    runtime.quiet_logs()
+  runtime.configure_runtime()
 
 
 def define_quality_flags(fid_reference_examples: int = 0) -> None:
@@ -80,7 +97,7 @@ def quick_model(config) -> None:
   """--quick: the smallest U-Net of the family, one resolution level (the study sets a few
   steps and samples): for tests of the whole path, not for numbers. Tracing and compiling
   the network is most of a quick run's time, and a second level doubles it."""
-  for model in chains(config):
+  for model in stages.all_sections(config):
     model.model.update(base_channels=8, channel_mult=(1,), attention_resolutions=(),
                        norm_groups=4)
     model.train.update(log_every=2, warmup_steps=1)
@@ -113,9 +130,10 @@ def load_json(path: str, remedy: str):
     raise UserError(f"cannot read {path} ({reason}): {remedy}") from None
 
 
-def load_record(path: str) -> dict:
-  """A JSON object a study wrote in its workdir (results.json, study.json)."""
-  remedy = "if it is damaged, remove it or use another --workdir"
+def load_record(path: str, remedy: str = "if it is damaged, remove it or use another "
+                "--workdir") -> dict:
+  """A JSON object a study wrote in its workdir (results.json, study.json), or a run's
+  config.json; a UserError naming the file and `remedy` when it is none."""
   record = load_json(path, remedy)
   if not isinstance(record, dict):
     raise UserError(f"cannot read {path} (not a JSON object): {remedy}")
@@ -203,38 +221,27 @@ class Quality:
 
   def __init__(self, data_config, workdir: str, classifier_steps: int, with_fid: bool,
                fid_reference_examples: int = 0, seed: int = 0):
-    from evaluation import classifier, fid
-    from input_pipeline.pipeline import real_images
+    from evaluation import classifier
+    from evaluation.statistics import ClassifierReference, FidReference
     size = data_config.image_size
-    directory = os.path.join(workdir, f"classifier_{size}")
-    if not os.path.exists(os.path.join(directory, "meta.json")):
+    directory = layout.classifier_dir(workdir, size)
+    if not classifier.is_trained(directory):
       classifier.train_classifier(data_config, size, 10, directory, num_steps=classifier_steps,
                                   seed=seed)
-    self.classifier, self.params, meta = classifier.load_classifier(directory)
-    reference, _ = real_images(data_config, "test", size)
-    _, self.reference_features = classifier.apply_in_batches(self.classifier, self.params,
-                                                             reference)
-    self.reference_statistics = fid.feature_statistics(self.reference_features)
-    self.description = {"classifier_test_accuracy": meta["test_accuracy"],
-                        "classifier_reference": f"test split, {len(reference)} images"}
+    self.classifier = ClassifierReference.load(directory, data_config, "test", size)
+    self.description = {"classifier_test_accuracy": self.classifier.test_accuracy,
+                        "classifier_reference": self.classifier.description}
     self.fid_reference = None
     if with_fid:
-      from evaluation.statistics import FidReference
       self.fid_reference = FidReference.load(data_config, "test", size, fid_reference_examples)
       self.description["fid_reference"] = self.fid_reference.description
 
   def predict(self, samples: np.ndarray) -> np.ndarray:
     """The class the classifier gives each sample."""
-    from evaluation import classifier
-    logits, _ = classifier.apply_in_batches(self.classifier, self.params, samples)
-    return np.asarray(logits).argmax(-1)
+    return self.classifier.predict(samples)
 
   def __call__(self, samples: np.ndarray) -> dict:
-    from evaluation import classifier, fid
-    _, features = classifier.apply_in_batches(self.classifier, self.params, samples)
-    measured = fid.distances(features, *self.reference_statistics, self.reference_features,
-                             num_subsets=50, subset_size=500)
-    scores = {"fcd": measured["frechet"], "classifier_kid_x1e3": 1e3 * measured["kid"]}
+    scores = self.classifier.score(samples, num_subsets=50, subset_size=500)
     if self.fid_reference is not None:
       inception = self.fid_reference.score(samples)
       scores.update(fid=inception["fid"], inception_kid_x1e3=inception["kid_x1e3"])
@@ -252,48 +259,57 @@ def write_markdown(workdir: str, text: str) -> None:
   print(text)
 
 
-def train_model(config, workdir: str):
-  """Trains (or resumes, or finds finished) a model or cascade with the hooks its config
-  asks for; returns its EMA parameters ({stage: parameters} for a cascade) and the training
-  seconds of each stage (one entry for a single model), all runs of it counted, without
-  the time its FID hook spent measuring (train.fid_every; `hdd.clock`)."""
-  from hdd import cascade, run, stages, train
-  hooks = run.training_hooks(config, workdir)   # train.fid_every: FID curves.
-  if stages.is_cascade(config):
-    params = cascade.train_cascade(config, workdir, hooks)
-    directories = [stages.stage_workdir(workdir, name) for name in stages.stage_names(config)]
-  else:
-    params, directories = train.train_and_evaluate(config, workdir, hooks).ema_params, [workdir]
+def train_model(config, workdir: str) -> tuple[dict, list[float]]:
+  """Trains (or resumes, or finds finished) every model of `config` with the hooks its
+  config asks for (train.fid_every: FID curves), keeping the run's config.json as main.py
+  does; returns {model: EMA parameters} and the training seconds of each model, all runs of
+  it counted, without the time its FID hook spent measuring (`hdd.clock`)."""
+  from hdd import cascade
+  cascade.keep_config(config, workdir)
+  params = cascade.train(config, workdir)
   seconds = []
-  for directory in directories:
-    with open(os.path.join(directory, "train_timing.json")) as f:
+  for stage in stages.models(config, workdir):
+    with open(layout.train_timing_path(stage.workdir)) as f:
       seconds.append(json.load(f)["total_train_seconds"])
   return params, seconds
 
 
-def sample_model(config, params, num_samples: int) -> tuple[np.ndarray, dict]:
-  """uint8 samples of a model or cascade (its final stage) and their cost: sampling
-  seconds without compilation, and network evaluations per image (per stage)."""
-  from common import parallel
-  from hdd import cascade, generate, stages
-  from hdd.plan import SamplingPlan
-  if stages.is_cascade(config):
-    outputs, report, _ = cascade.sample_cascade(config, params, num_samples)
-    return list(outputs.values())[-1], {
-        "sample_seconds": report["sample_seconds"],
-        "evaluations": [s["network_evaluations_per_image"] for s in report["stages"]]}
-  plan = SamplingPlan.create(config)
-  samples, info = generate.sample_images(plan, params, parallel.create_mesh(), num_samples)
-  return samples, {"sample_seconds": info["sample_seconds"],
-                   "evaluations": [plan.network_evaluations]}
+def sample_model(config, params: dict, num_samples: int, label: str) -> tuple[np.ndarray, dict]:
+  """uint8 samples of the last model of `config` and their cost: sampling seconds without
+  compilation, and network evaluations per image of each model. `label` names the run on
+  the progress lines."""
+  from hdd import cascade
+  outputs, report, _ = cascade.sample_cascade(
+      config, params, num_samples, progress=sampling_progress(config, num_samples, label))
+  return list(outputs.values())[-1], {
+      "sample_seconds": report["sample_seconds"],
+      "evaluations": [s["network_evaluations_per_image"] for s in report["stages"]]}
 
 
-def chains(config) -> list:
-  """The settings that every model of `config` shares: the config itself, or each stage."""
-  from hdd import stages
-  if stages.is_cascade(config):
-    return [config.stages[name] for name in stages.stage_names(config)]
-  return [config]
+def images_progress(what: str, num_images: int) -> Callable[[float], None]:
+  """progress(fraction done) of a step that makes `num_images` images, shown on one
+  progress line (`common.progress`)."""
+  from common.progress import Progress
+  line = Progress(what, num_images, "images")
+  return lambda fraction: line.update(round(fraction * num_images))
+
+
+def sampling_progress(config, num_images: int, label: str) -> Callable[[float, str], None]:
+  """progress(fraction of all models, model name) for `hdd.cascade.sample_cascade`: a
+  progress line per model of `config` ('Sampling LABEL' for one model, 'Sampling LABEL
+  stage2' for a stage), each begun when the one before it ends (its compilation counts)."""
+  names = stages.names(config)
+  titles = [f"Sampling {label}" + (f" {name}" if len(names) > 1 else "") for name in names]
+  lines = [images_progress(titles[0], num_images)]
+
+  def update(fraction: float, name: str) -> None:
+    index = names.index(name)
+    done = fraction * len(names) - index
+    lines[index](done)
+    if round(done * num_images) >= num_images and len(lines) == index + 1 < len(names):
+      lines.append(images_progress(titles[index + 1], num_images))
+
+  return update
 
 
 def balanced_subset(labels, count: int, seed: int = 0):
@@ -310,25 +326,23 @@ def balanced_subset(labels, count: int, seed: int = 0):
 
 
 def load_curve(workdir: str) -> list[dict]:
-  """The FID curve of a run, with `images` and `seconds` counted over all its stages: a
-  cascade's earlier stages (trained first) add their steps x batch and seconds."""
-  stage_dirs = sorted((d for d in os.listdir(workdir) if d.startswith("stage")),
-                      key=lambda d: (len(d), d))
-  directories = [os.path.join(workdir, d) for d in stage_dirs] or [workdir]
+  """The FID curve of a run (the last model's), with `images` and `seconds` counted over all
+  its models: a cascade's earlier stages (trained first) add their steps x batch and
+  seconds. The run's models are those of WORKDIR/config.json."""
+  import ml_collections
   remedy = "give the workdir of a finished run of main.py"
+  config = ml_collections.ConfigDict(load_record(layout.config_path(workdir), remedy))
+  *earlier, last = stages.models(config, workdir)
   earlier_images = earlier_seconds = 0.0
-  for directory in directories[:-1]:
-    timing = load_json(os.path.join(directory, "train_timing.json"), remedy)
-    batch_size = load_json(os.path.join(directory, "config.json"), remedy)["train"]["batch_size"]
-    earlier_images += timing["end_step"] * batch_size
+  for stage in earlier:
+    timing = load_json(layout.train_timing_path(stage.workdir), remedy)
+    earlier_images += timing["end_step"] * stage.config.train.batch_size
     earlier_seconds += timing["total_train_seconds"]
-  batch_size = load_json(os.path.join(directories[-1], "config.json"),
-                         remedy)["train"]["batch_size"]
-  curve_path = os.path.join(directories[-1], "fid_curve.json")
+  curve_path = layout.fid_curve_path(last.workdir)
   if not os.path.exists(curve_path):
-    raise UserError(f"no FID curve in {directories[-1]}: train it with "
-                     "--config.train.fid_every=N (on the last stage of a cascade)")
-  return [{**row, "images": earlier_images + row["step"] * batch_size,
+    raise UserError(f"no FID curve in {last.workdir}: train it with "
+                    "--config.train.fid_every=N (on the last stage of a cascade)")
+  return [{**row, "images": earlier_images + row["step"] * last.config.train.batch_size,
            "seconds": earlier_seconds + row["train_seconds"]}
           for row in load_json(curve_path, remedy)]
 

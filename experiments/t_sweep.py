@@ -19,6 +19,7 @@ Writes WORKDIR/results.json, results.md and t_sweep.png; a finished T is reused.
 from absl import flags, logging
 
 from experiments import study
+from hdd import stages
 
 study.define_common_flags(num_samples=500)
 study.define_quality_flags()
@@ -35,7 +36,7 @@ MODEL_NAMES = {"ddpm": "DDPM 28x28", "hdd": "HDD 14->28"}
 def sweep_config(model: str, noise_steps: int):
   """The model's quick config with T noise steps, trained and sampled as the flags say."""
   config = study.model_configs(FLAGS.dataset, FLAGS.data_path)[model]
-  chains = study.chains(config)
+  chains = stages.all_sections(config)
   for chain in chains:
     chain.diffusion.num_steps = noise_steps
     chain.sample.num_steps = min(FLAGS.ddim_steps, noise_steps)
@@ -50,7 +51,7 @@ def sweep_config(model: str, noise_steps: int):
 def with_sampler(config, sampler: str):
   """The config sampled by the T-step ancestral chain or by DDIM with --ddim_steps."""
   config = config.copy_and_resolve_references()
-  for chain in study.chains(config):
+  for chain in stages.all_sections(config):
     if sampler == "ancestral":
       chain.sample.update(sampler="ddpm", num_steps=0)
     else:
@@ -65,7 +66,7 @@ def signal_left(config) -> float:
   import numpy as np
 
   from hdd.build import create_schedule
-  first = study.chains(config)[0]
+  first = stages.all_sections(config)[0]
   return float(np.sqrt(np.asarray(create_schedule(first.diffusion).alphas_cumprod)[-1]))
 
 
@@ -141,8 +142,7 @@ def main(argv):
   results = study.open_workdir(workdir, "t_sweep", {
       **study.common_inputs(), **study.quality_inputs(), "fid": FLAGS.fid,
       "train_steps": FLAGS.train_steps, "ddim_steps": FLAGS.ddim_steps})
-  from hdd import run
-  run.configure_runtime()
+  study.start_runtime()
   from hdd import config_checks
 
   first = sweep_config(FLAGS.models[0], int(FLAGS.noise_steps[0]))
@@ -164,8 +164,9 @@ def main(argv):
                                                                      f"{model}_T{noise_steps}"))
       row = {"signal_left": signal_left(config), "train_seconds": sum(train_seconds)}
       for sampler in SAMPLERS:
+        label = f"{model} T={noise_steps}, {sampler}"
         samples, cost = study.sample_model(with_sampler(config, sampler), params,
-                                           FLAGS.num_samples)
+                                           FLAGS.num_samples, label)
         row[sampler] = {**cost, **quality(samples)}
       rows[str(noise_steps)] = row
       logging.info("T sweep %s T=%d: %s", model, noise_steps, row)

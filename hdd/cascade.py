@@ -1,17 +1,17 @@
-"""Hierarchical (cascaded) diffusion: a chain of stages at increasing resolution.
+"""Hierarchical (cascaded) diffusion: a chain of stages at increasing resolution, and any
+model of HDD as a cascade of one.
 
 Stage 1 is an ordinary DDPM at low resolution, sampled from pure noise. Each later stage
 is an ordinary DDPM at its own resolution with its own schedule, trained on the same
 images resized to its size, and sampled from the previous stage's output handed over by
 `hdd.maths.handover` (mix or truncate). A stage is therefore just a single-model config
-(`hdd.stages.stage_config`), and everything single models have (training, resume,
-checkpoints, EMA, DDPM/DDIM, guidance, timing) applies per stage, each under
-WORKDIR/<stage name>/.
+(`hdd.stages.models`), and everything single models have (training, resume, checkpoints,
+EMA, DDPM/DDIM, guidance, timing) applies per stage, each in its own workdir. A single
+model is the one stage of its run: every function here takes any config.
 """
 from __future__ import annotations
 
 import logging
-import os
 import time
 from typing import Callable, Optional
 
@@ -19,7 +19,8 @@ import ml_collections
 import numpy as np
 
 from common import files, images, parallel
-from hdd import checkpoints, generate, pictures, stages, timing_report, train
+from hdd import checkpoints, generate, hooks, layout, pictures, stages, timing_report
+from hdd.train import train_and_evaluate
 from hdd.maths.handover import Handover
 from hdd.plan import SamplingPlan
 
@@ -27,30 +28,49 @@ from hdd.plan import SamplingPlan
 Critic = Callable[[np.ndarray], np.ndarray]
 
 
-def train_cascade(config: ml_collections.ConfigDict, workdir: str,
-                  stage_hooks: Optional[dict] = None) -> dict:
-  """Trains (or resumes) the selected stages one after another; returns their EMA params.
+def training_hooks(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """{stage: [hook, ...]}: the optional hooks each trained stage's train section asks for.
+  A later stage's FID is that of the cascade up to it: its hooks get the earlier stages'
+  output."""
+  return {stage.name: hooks.from_config(
+      stage.config, stage.workdir,
+      earlier_stages_output(config, workdir, stage.name) if stage.index else None)
+          for stage in stages.to_train(config, workdir)}
 
-  Each stage resumes independently from WORKDIR/<stage>/checkpoints, so stages can also
-  be trained one per machine (--config.stage=k) into copies of one workdir.
-  `stage_hooks` gives a stage's training loop its hooks ({stage: [hook, ...]}).
+
+def keep_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """WORKDIR/config.json: the config that `hdd.app` serves the workdir with. A model that
+  lives in WORKDIR itself (a single model) keeps its own there: its training writes it and
+  a resumed run is checked against it, so it is left alone here."""
+  if any(stage.workdir == workdir for stage in stages.models(config, workdir)):
+    return
+  with files.atomic_write(layout.config_path(workdir)) as f:
+    f.write(config.to_json_best_effort(indent=2))
+
+
+def train(config: ml_collections.ConfigDict, workdir: str,
+          stage_hooks: Optional[dict] = None) -> dict:
+  """Trains (or resumes) the selected stages one after another; returns {stage: EMA params}.
+
+  Each stage resumes independently from its own checkpoints, so stages can also be trained
+  one per machine (--config.stage=k) into copies of one workdir. `stage_hooks` gives a
+  stage's training loop its hooks ({stage: [hook, ...]}; default `training_hooks`).
   """
+  stage_hooks = training_hooks(config, workdir) if stage_hooks is None else stage_hooks
   params = {}
-  for name in stages.stages_to_train(config):
-    logging.info("Cascade %s: %dx%d.", name, config.stages[name].image_size,
-                 config.stages[name].image_size)
-    state = train.train_and_evaluate(stages.stage_config(config, name),
-                                     stages.stage_workdir(workdir, name),
-                                     (stage_hooks or {}).get(name, ()))
-    params[name] = state.ema_params
+  for stage in stages.to_train(config, workdir):
+    size = stage.config.data.image_size
+    logging.info("Training %s: %dx%d.", stage.name, size, size)
+    state = train_and_evaluate(stage.config, stage.workdir,
+                                     stage_hooks.get(stage.name, ()))
+    params[stage.name] = state.ema_params
   return params
 
 
-def restore_cascade(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """The EMA parameters of every stage's latest checkpoint."""
-  return {name: checkpoints.restore_params(stages.stage_config(config, name),
-                                           stages.stage_workdir(workdir, name))
-          for name in stages.stage_names(config)}
+def restore(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """{stage: the EMA parameters of its latest good checkpoint}."""
+  return {stage.name: checkpoints.restore_params(stage.config, stage.workdir)
+          for stage in stages.models(config, workdir)}
 
 
 def earlier_stages_output(config: ml_collections.ConfigDict, workdir: str,
@@ -58,27 +78,25 @@ def earlier_stages_output(config: ml_collections.ConfigDict, workdir: str,
   """fn(num_images) -> the uint8 output of the stages before `name`, sampled with their
   latest checkpoints: the input that `name` is handed over, for measuring FID through
   the cascade while `name` trains (`hooks.FidMonitor`)."""
-  names = stages.stage_names(config)
-  earlier = names[:names.index(name)]
+  every = stages.models(config, workdir)
+  earlier = every[:[stage.name for stage in every].index(name)]
 
   def sample(num_images: int) -> np.ndarray:
-    plans = {n: plan for n, plan in stage_plans(config).items() if n in earlier}
-    params = {n: checkpoints.restore_params(stages.stage_config(config, n),
-                                            stages.stage_workdir(workdir, n)) for n in earlier}
+    plans = {n: plan for n, plan in sampling_plans(config).items()
+             if n in {stage.name for stage in earlier}}
+    params = {stage.name: checkpoints.restore_params(stage.config, stage.workdir)
+              for stage in earlier}
     outputs, _, _ = sample_cascade(config, params, num_images, plans=plans)
-    return outputs[earlier[-1]]
+    return outputs[earlier[-1].name]
 
   return sample
 
 
-def stage_plans(config: ml_collections.ConfigDict) -> dict:
-  """{stage: SamplingPlan}: stage 1 from noise, every later stage by its hand-over rule."""
-  plans = {}
-  for index, name in enumerate(stages.stage_names(config)):
-    single = stages.stage_config(config, name)
-    plans[name] = SamplingPlan.create(single, Handover.from_config(single.sample) if index
-                                      else None)
-  return plans
+def sampling_plans(config: ml_collections.ConfigDict) -> dict:
+  """{stage: SamplingPlan}: the first stage from noise, every later one by its hand-over."""
+  return {stage.name: SamplingPlan.create(
+      stage.config, Handover.from_config(stage.config.sample) if stage.index else None)
+          for stage in stages.models(config)}
 
 
 def filter_low_res(config, plan: SamplingPlan, params, mesh, samples: np.ndarray,
@@ -123,7 +141,7 @@ def sample_cascade(config: ml_collections.ConfigDict, stage_params: dict, num_im
   `compiled` and `progress(fraction of all stages, stage name)` are passed to
   `generate.sample_images` (a server's cache of compiled chains, and its progress bar)."""
   mesh = parallel.create_mesh()
-  plans = plans or stage_plans(config)
+  plans = plans or sampling_plans(config)
   seed = config.sample.seed if seed is None else seed
   outputs, trajectories, report = {}, {}, {"num_images": num_images, "stages": []}
   previous = None
@@ -154,35 +172,46 @@ def sample_cascade(config: ml_collections.ConfigDict, stage_params: dict, num_im
 
 
 def load_critic(config: ml_collections.ConfigDict, workdir: str) -> Optional[Critic]:
-  """The filter's critic (None when filter.enabled is off): the confidence of the
-  classifier in filter.classifier_dir, by default WORKDIR/classifier_<stage-1 size>."""
-  if not config.filter.enabled:
+  """The filter's critic (None unless the config has a filter section with enabled on):
+  the confidence of the classifier in filter.classifier_dir, by default the run's
+  classifier at the first stage's resolution."""
+  if not config.get("filter", {}).get("enabled", False):
     return None
   from evaluation import classifier  # Only runs that filter need it.
   size = stages.image_sizes(config)[0]
-  directory = config.filter.classifier_dir or os.path.join(workdir, f"classifier_{size}")
+  directory = config.filter.classifier_dir or layout.classifier_dir(workdir, size)
   return classifier.confidence_critic(directory, size)
 
 
-def generate_and_save(config: ml_collections.ConfigDict, stage_params: dict, workdir: str,
-                      critic: Optional[Critic] = None) -> dict:
-  """Samples config.sample.num_samples images through the cascade and writes
-  WORKDIR/samples/{samples.npz (final), stages.npz (every stage), grid.png, cascade.png,
-  chain.png (with sample.trajectory_every), timing.json} and WORKDIR/timing.{json,md}."""
+def sample_and_save(config: ml_collections.ConfigDict, stage_params: dict, workdir: str,
+                    critic: Optional[Critic] = None) -> dict:
+  """Samples config.sample.num_samples images through the stages and writes, all or none,
+  WORKDIR/samples/: samples.npz (the final images), grid.png, timing.json (the sampling
+  report) and the chain of the first images (sample.trajectory_every); with more than one
+  stage, stages.npz (every stage), cascade.png (the stages side by side) and the chain as
+  chain.png through every stage, else as trajectory.png. Then WORKDIR/timing.{json,md}.
+  Returns the sampling report."""
   outputs, report, trajectories = sample_cascade(config, stage_params,
                                                  config.sample.num_samples, critic=critic)
   final = list(outputs.values())[-1]
   labels = generate.class_labels(config, len(final))
-  with files.atomic_directory(os.path.join(workdir, "samples")) as out_dir:  # All or none.
-    images.save_samples_npz(os.path.join(out_dir, "samples.npz"), final, labels)
-    images.save_npz(os.path.join(out_dir, "stages.npz"), outputs)
-    size = final.shape[1]
-    images.save_png(os.path.join(out_dir, "grid.png"),
+  size = final.shape[1]
+  recorded = all(t is not None for t in trajectories.values())
+  with files.atomic_directory(layout.samples_dir(workdir)) as out_dir:  # All or none.
+    images.save_samples_npz(f"{out_dir}/{layout.SAMPLES_NPZ}", final, labels)
+    images.save_png(f"{out_dir}/{layout.GRID}",
                     pictures.for_display(pictures.sample_grid(final, labels), size))
-    images.save_png(os.path.join(out_dir, "cascade.png"), pictures.cascade_picture(outputs))
-    if all(t is not None for t in trajectories.values()):
-      images.save_png(os.path.join(out_dir, "chain.png"),
-                      pictures.for_display(pictures.cascade_chain(trajectories), size))
-    files.write_json(os.path.join(out_dir, "timing.json"), report)
+    if len(outputs) > 1:
+      images.save_npz(f"{out_dir}/{layout.STAGES_NPZ}", outputs)
+      images.save_png(f"{out_dir}/{layout.CASCADE_PICTURE}", pictures.cascade_picture(outputs))
+      if recorded:
+        images.save_png(f"{out_dir}/{layout.CHAIN}",
+                        pictures.for_display(pictures.cascade_chain(trajectories), size))
+    elif recorded:
+      images.save_png(f"{out_dir}/{layout.TRAJECTORY}", pictures.for_display(
+          pictures.trajectory_strip(list(trajectories.values())[0]), size))
+    files.write_json(f"{out_dir}/{layout.SAMPLE_TIMING}", report)
   timing_report.write_timing_table(config, workdir, report)
+  logging.info("Sampled %d images in %.1f s; wrote %s.", len(final), report["sample_seconds"],
+               layout.samples_dir(workdir))
   return report

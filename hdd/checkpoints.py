@@ -24,6 +24,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from common.errors import CheckpointError
+from hdd import layout
 from hdd.build import create_model
 from hdd.train_step import create_train_state
 
@@ -279,7 +280,7 @@ def check_resume_config(config: ml_collections.ConfigDict, workdir: str, step: i
   """Refuses to resume the run in `workdir` at `step` under a config whose meaning-defining
   fields differ from its config.json, unless train.allow_config_change is set; then the
   old config.json is kept as config.before-step-<step>.json."""
-  path = os.path.join(workdir, "config.json")
+  path = layout.config_path(workdir)
   if not os.path.exists(path):
     return
   try:
@@ -295,7 +296,7 @@ def check_resume_config(config: ml_collections.ConfigDict, workdir: str, step: i
                           f"{'; '.join(changes)}; use the same config, another --workdir, or "
                           "--config.train.allow_config_change=True to continue regardless")
   if changes:
-    kept = os.path.join(workdir, f"config.before-step-{step}.json")
+    kept = layout.config_before_path(workdir, step)
     os.replace(path, kept)
     logging.warning("Resuming under a changed config (%s); the old one is in %s.",
                     "; ".join(changes), kept)
@@ -343,7 +344,7 @@ def latest_arrays(directory: str) -> tuple[int, dict]:
 def restore_params(config: ml_collections.ConfigDict, workdir: str, ema: bool = True):
   """The (EMA) parameters of the latest checkpoint in workdir, for sampling and evaluation,
   whether or not a time budget trained them (the optimizer state is read as written)."""
-  directory = os.path.join(workdir, "checkpoints")
+  directory = layout.checkpoint_dir(workdir)
   try:
     step, state = restore_latest(directory, create_train_state(config, create_model(config)),
                                  read_only=True)

@@ -6,6 +6,7 @@ and what is allowed. (Unknown keys are already refused by ml_collections' locked
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import jax
 import ml_collections
@@ -145,92 +146,111 @@ def _problems(config: ml_collections.ConfigDict) -> list[str]:
   return problems
 
 
-def _cascade_problems(config: ml_collections.ConfigDict) -> list[str]:
-  """Every stage checked as a single model (fields renamed to stages.<name>.*), plus
-  what only a cascade has: increasing resolutions, the hand-over, stage, filter."""
-  names = stages.stage_names(config)
-  problems = [] if names else ["stages: a cascade needs at least one stage"]
-  for index, name in enumerate(names):
-    stage = config.stages[name]
-    prefix = f"stages.{name}."
-    for problem in _problems(stages.stage_config(config, name)):
-      field = problem.split("=", 1)[0]
-      if field == "train.time_budget_minutes" and config.time_budget_minutes > 0:
-        continue  # A share of the cascade's budget, which is checked below.
-      section, _, key = field.partition(".")
-      if section in ("model", "diffusion", "train") or (section == "sample" and
-                                                         key in stage.sample):
-        problem = prefix + problem
-      elif field == "data.image_size":
-        problem = prefix + "image_size" + problem[len(field):]
-      problems.append(problem)
-    s, f = stage.sample, stage.diffusion
-    if s.handover not in HANDOVERS:
-      problems.append(f"{prefix}sample.handover={s.handover!r}: must be one of {HANDOVERS}")
-    if s.upsample not in UPSAMPLING:
-      problems.append(f"{prefix}sample.upsample={s.upsample!r}: must be one of {UPSAMPLING}")
-    if not 0.0 <= s.gamma <= 1.0:
-      problems.append(f"{prefix}sample.gamma={s.gamma!r}: must lie in [0, 1]")
-    if not -1 <= s.start_step < f.num_steps:
-      problems.append(f"{prefix}sample.start_step={s.start_step!r}: must lie in [0, "
-                      f"diffusion.num_steps={f.num_steps}) or be -1 (the step matching gamma)")
-    if (index and s.handover == "truncate" and s.start_step == -1 and
-        not 0.0 < s.gamma < 1.0):
-      problems.append(f"{prefix}sample.gamma={s.gamma!r}: truncate with start_step=-1 picks "
-                      "t* from gamma, which must then lie in (0, 1)")
-    previous_size = config.stages[names[index - 1]].image_size if index else 0
-    if stage.model.low_res_size not in (0, previous_size):
-      allowed = (f" or the previous stage's image_size ({previous_size}), to condition on "
-                 "its output" if index else "; the first stage has no stage before it to "
-                 "condition on")
-      problems.append(f"{prefix}model.low_res_size={stage.model.low_res_size!r}: must be 0 "
-                      f"(unconditional){allowed}")
-    if index and s.handover == "noise" and not stage.model.low_res_size:
-      problems.append(f"{prefix}sample.handover='noise': an unconditional stage would ignore "
-                      f"the stage before; set {prefix}model.low_res_size={previous_size} or "
-                      "use mix or truncate")
-    if not 0.0 <= s.low_res_noise <= 1.0:
-      problems.append(f"{prefix}sample.low_res_noise={s.low_res_noise!r}: must lie in [0, 1] "
-                      "(a fraction of the schedule's T - 1)")
-    if index and stage.image_size <= config.stages[names[index - 1]].image_size:
-      problems.append(f"{prefix}image_size={stage.image_size!r}: stage resolutions must "
-                      f"increase (previous stage: {config.stages[names[index - 1]].image_size})")
-    final_size = config.stages[names[-1]].image_size
-    if (isinstance(stage.image_size, int) and isinstance(final_size, int) and
-        stage.image_size >= 1 and final_size >= 1 and final_size % stage.image_size):
-      # Pictures show every stage at the final size by repeating pixels (reports.enlarge).
-      problems.append(f"{prefix}image_size={stage.image_size!r}: must divide the last stage's "
-                      f"image_size ({final_size}){_divisors_below(final_size)}")
-  classes = {config.stages[name].model.num_classes for name in names} - {0}
+def _stage_problems(config: ml_collections.ConfigDict, stage: stages.Stage,
+                    previous: Optional[stages.Stage], final_size) -> list[str]:
+  """A model's problems as a single model (a cascade stage's fields renamed to
+  stages.<name>.*), plus those of its place in the chain: what it is handed over, what it
+  conditions on, its resolution against the stages around it."""
+  prefix, section = stage.field_prefix, stages.sections(config, stage.name)
+  problems = []
+  for problem in _problems(stage.config):
+    field = problem.split("=", 1)[0]
+    if field == "train.time_budget_minutes" and config.get("time_budget_minutes", 0) > 0:
+      continue  # A share of the cascade's budget, which is checked with the run.
+    part, _, key = field.partition(".")
+    if prefix and (part in ("model", "diffusion", "train") or (part == "sample" and
+                                                               key in section.sample)):
+      problem = prefix + problem
+    elif prefix and field == "data.image_size":
+      problem = prefix + "image_size" + problem[len(field):]
+    problems.append(problem)
+  previous_size = previous.config.data.image_size if previous else 0
+  low_res_size = section.model.low_res_size
+  if low_res_size not in (0, previous_size):
+    allowed = (f" or the previous stage's image_size ({previous_size}), to condition on "
+               "its output" if previous else "; the first stage has no stage before it to "
+               "condition on")
+    problems.append(f"{prefix}model.low_res_size={low_res_size!r}: must be 0 "
+                    f"(unconditional){allowed}")
+  if "handover" in section.sample:   # The chain fields a cascade's stages have.
+    problems += _handover_problems(section, prefix, previous_size)
+  size = stage.config.data.image_size
+  if previous and size <= previous_size:
+    problems.append(f"{prefix}image_size={size!r}: stage resolutions must increase (previous "
+                    f"stage: {previous_size})")
+  if (isinstance(size, int) and isinstance(final_size, int) and size >= 1 and final_size >= 1
+      and final_size % size):
+    # Pictures show every stage at the final size by repeating pixels (pictures.enlarge).
+    problems.append(f"{prefix}image_size={size!r}: must divide the last stage's image_size "
+                    f"({final_size}){_divisors_below(final_size)}")
+  return problems
+
+
+def _handover_problems(section: ml_collections.ConfigDict, prefix: str,
+                       previous_size: int) -> list[str]:
+  """A cascade stage's hand-over fields (those of stage 1 are checked but unused)."""
+  s, f, problems = section.sample, section.diffusion, []
+  if s.handover not in HANDOVERS:
+    problems.append(f"{prefix}sample.handover={s.handover!r}: must be one of {HANDOVERS}")
+  if s.upsample not in UPSAMPLING:
+    problems.append(f"{prefix}sample.upsample={s.upsample!r}: must be one of {UPSAMPLING}")
+  if not 0.0 <= s.gamma <= 1.0:
+    problems.append(f"{prefix}sample.gamma={s.gamma!r}: must lie in [0, 1]")
+  if not -1 <= s.start_step < f.num_steps:
+    problems.append(f"{prefix}sample.start_step={s.start_step!r}: must lie in [0, "
+                    f"diffusion.num_steps={f.num_steps}) or be -1 (the step matching gamma)")
+  if (previous_size and s.handover == "truncate" and s.start_step == -1 and
+      not 0.0 < s.gamma < 1.0):
+    problems.append(f"{prefix}sample.gamma={s.gamma!r}: truncate with start_step=-1 picks "
+                    "t* from gamma, which must then lie in (0, 1)")
+  if previous_size and s.handover == "noise" and not section.model.low_res_size:
+    problems.append(f"{prefix}sample.handover='noise': an unconditional stage would ignore "
+                    f"the stage before; set {prefix}model.low_res_size={previous_size} or "
+                    "use mix or truncate")
+  if not 0.0 <= s.low_res_noise <= 1.0:
+    problems.append(f"{prefix}sample.low_res_noise={s.low_res_noise!r}: must lie in [0, 1] "
+                    "(a fraction of the schedule's T - 1)")
+  return problems
+
+
+def _run_problems(config: ml_collections.ConfigDict, every: list) -> list[str]:
+  """What belongs to the run as a whole: one set of classes, the final size, and the
+  fields a cascade adds (its budget and its split, the stage to train, the filter)."""
+  problems = []
+  classes = {stages.sections(config, stage.name).model.num_classes for stage in every} - {0}
   if len(classes) > 1:
     problems.append(f"stages.*.model.num_classes={sorted(classes)}: the conditional stages of "
                     "a cascade must share one set of classes (or be 0, unconditional)")
-  if names and config.data.image_size != config.stages[names[-1]].image_size:
+  final_size = every[-1].config.data.image_size if every else None
+  if every and config.data.image_size != final_size:
     problems.append(f"data.image_size={config.data.image_size!r}: must equal the last stage's "
-                    f"image_size ({config.stages[names[-1]].image_size})")
-  if config.time_budget_minutes < 0:
-    problems.append(f"time_budget_minutes={config.time_budget_minutes!r}: must be >= 0 (0 = "
-                    "no budget, or the stages' own train.time_budget_minutes)")
-  if not config.time_budget_minutes <= MAX_BUDGET_MINUTES:
-    problems.append(f"time_budget_minutes={config.time_budget_minutes!r}: must be a finite "
-                    f"number of minutes, at most {MAX_BUDGET_MINUTES} (a year)")
-  if config.time_budget_minutes > 0:
-    fractions = [config.stages[name].budget_fraction for name in names]
+                    f"image_size ({final_size})")
+  budget = config.get("time_budget_minutes", 0.0)
+  if budget < 0:
+    problems.append(f"time_budget_minutes={budget!r}: must be >= 0 (0 = no budget, or the "
+                    "stages' own train.time_budget_minutes)")
+  if not budget <= MAX_BUDGET_MINUTES:
+    problems.append(f"time_budget_minutes={budget!r}: must be a finite number of minutes, at "
+                    f"most {MAX_BUDGET_MINUTES} (a year)")
+  if budget > 0:
+    fractions = [stages.sections(config, stage.name).budget_fraction for stage in every]
     if not all(0.0 < f <= 1.0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
       problems.append(f"stages.*.budget_fraction={fractions}: each must lie in (0, 1] and "
                       "together they must sum to 1")
-    for name in names:
-      if config.stages[name].train.time_budget_minutes:
-        problems.append(f"stages.{name}.train.time_budget_minutes="
-                        f"{config.stages[name].train.time_budget_minutes!r}: set either the "
-                        "cascade's time_budget_minutes or the stages' own budgets, not both")
-  if not 0 <= config.stage <= len(names):
-    problems.append(f"stage={config.stage!r}: must lie in [0, {len(names)}] (0 = all stages)")
-  if not 0.0 <= config.filter.threshold <= 1.0:
-    problems.append(f"filter.threshold={config.filter.threshold!r}: must lie in [0, 1]")
-  if config.filter.max_rounds < 0:
-    problems.append(f"filter.max_rounds={config.filter.max_rounds!r}: must be >= 0")
-  return list(dict.fromkeys(problems))
+    for stage in every:
+      own = stages.sections(config, stage.name).train.time_budget_minutes
+      if own:
+        problems.append(f"{stage.field_prefix}train.time_budget_minutes={own!r}: set either "
+                        "the cascade's time_budget_minutes or the stages' own budgets, not "
+                        "both")
+  if not 0 <= config.get("stage", 0) <= len(every):
+    problems.append(f"stage={config.stage!r}: must lie in [0, {len(every)}] (0 = all stages)")
+  if "filter" in config:
+    if not 0.0 <= config.filter.threshold <= 1.0:
+      problems.append(f"filter.threshold={config.filter.threshold!r}: must lie in [0, 1]")
+    if config.filter.max_rounds < 0:
+      problems.append(f"filter.max_rounds={config.filter.max_rounds!r}: must be >= 0")
+  return problems
 
 
 def _divisors_below(size: int) -> str:
@@ -256,18 +276,18 @@ def _leaves(config: ml_collections.ConfigDict, prefix: str = ""):
 
 def check_config(config: ml_collections.ConfigDict, mode: str = "train") -> None:
   """Raises ConfigError listing every problem, one per line, of running `mode` (a mode of
-  main.py) with this config."""
-  if stages.is_cascade(config):
-    problems = _cascade_problems(config)
-  else:
-    problems = _problems(config)
-    if config.model.low_res_size:
-      problems.append(f"model.low_res_size={config.model.low_res_size!r}: only a cascade's "
-                      "later stages condition on a low-resolution image; set it to 0")
+  main.py) with this config: every model's, in sampling order, then the run's."""
+  every = stages.models(config)
+  problems = [] if every else ["stages: a cascade needs at least one stage"]
+  final_size = every[-1].config.data.image_size if every else None
+  for previous, stage in zip([None] + every[:-1], every):
+    problems += _stage_problems(config, stage, previous, final_size)
+  problems += _run_problems(config, every)
   # 0 means "no sampling after training", which --mode=sample cannot honour (< 0 is refused
   # for every mode).
   if mode == "sample" and config.sample.num_samples == 0:
     problems.append(f"sample.num_samples={config.sample.num_samples!r}: must be >= 1 for "
                     "--mode=sample")
   if problems:
-    raise ConfigError("\n".join(f"invalid config: {problem}" for problem in problems))
+    raise ConfigError("\n".join(f"invalid config: {problem}"
+                                for problem in dict.fromkeys(problems)))

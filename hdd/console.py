@@ -1,139 +1,40 @@
-"""What a person sees in the terminal: one progress line per training run (step, loss,
-images/s, ETA), and a closing summary of a run's outputs, its timing and the commands to
-run next. (Third-party logs are kept quiet by `common.runtime.quiet_logs`.)"""
+"""What main.py prints: an error as one line (a bad flag or config override mapped to what
+is wrong), and the closing summary of a run's outputs, its timing and the commands to run
+next. Light to import: flag errors are reported before TensorFlow or JAX load. (The
+training's progress line is `hdd.writers.ProgressLine`; third-party logs are kept quiet by
+`common.runtime.quiet_logs`.)"""
 from __future__ import annotations
 
 import os
 import shlex
 import sys
-import time
-from typing import Mapping, Optional, TextIO
 
-from clu import metric_writers
-
-from common import parallel
-
-def duration(seconds: float) -> str:
-  """'42s', '3m05s', '1h02m'."""
-  seconds = int(round(seconds))
-  if seconds < 60:
-    return f"{seconds}s"
-  if seconds < 3600:
-    return f"{seconds // 60}m{seconds % 60:02d}s"
-  return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-
-
-class IgnoringWriter(metric_writers.MetricWriter):
-  """A CLU metric writer that ignores every kind of record: writers that show or send only
-  some kinds override those."""
-
-  def write_summaries(self, step, values, metadata=None):
-    pass
-
-  def write_scalars(self, step, scalars):
-    pass
-
-  def write_images(self, step, images):
-    pass
-
-  def write_videos(self, step, videos):
-    pass
-
-  def write_audios(self, step, audios, *, sample_rate):
-    pass
-
-  def write_texts(self, step, texts):
-    pass
-
-  def write_histograms(self, step, arrays, num_buckets=None):
-    pass
-
-  def write_hparams(self, hparams):
-    pass
-
-  def flush(self):
-    pass
-
-  def close(self):
-    pass
-
-
-class ProgressLine(IgnoringWriter):
-  """A metric writer that shows training as one line: the name, step, loss, images/s
-  (since the last line) and the ETA (at the run's mean pace), or for a budgeted run the
-  budget's spent share and what is left of it (`clock`, a budget.TrainingClock). On a
-  terminal the line is rewritten in place; in a log file it is printed at every quarter of
-  the run."""
-
-  def __init__(self, name: str, start_step: int, num_steps: int, batch_size: int,
-               stream: Optional[TextIO] = None, clock=None):
-    self.name, self.start_step, self.num_steps = name, start_step, num_steps
-    self.batch_size, self.clock = batch_size, clock
-    self.stream = stream or sys.stderr
-    self.live = self.stream.isatty()
-    self.start_time = self.last_time = time.perf_counter()
-    self.last_step, self.quarters_shown = start_step, 0
-    self.start_fraction = self.fraction(start_step)
-    self.enabled = parallel.is_main_process()
-
-  @property
-  def budgeted(self) -> bool:
-    return self.clock is not None and self.clock.budgeted
-
-  def fraction(self, step: int) -> float:
-    """The share of the run done: of its budget, or of its steps."""
-    if self.budgeted:
-      return self.clock.spent_fraction()
-    return min(step / max(self.num_steps, 1), 1.0)
-
-  def line(self, step: int, loss: float, now: float) -> str:
-    rate = (step - self.last_step) * self.batch_size / max(now - self.last_time, 1e-9)
-    head = f"{self.name}  step {step}"
-    if self.budgeted:
-      budget = self.clock.budget_seconds
-      done = self.fraction(step)
-      return (f"{head} ({100 * done:.0f}% of {duration(budget)})  loss {loss:.4f}  "
-              f"{rate:,.0f} img/s  left {duration(budget * (1 - done))}")
-    remaining = (now - self.start_time) / max(step - self.start_step, 1) * (self.num_steps - step)
-    return (f"{head}/{self.num_steps} ({100 * step // self.num_steps}%)  "
-            f"loss {loss:.4f}  {rate:,.0f} img/s  ETA {duration(remaining)}")
-
-  def write_scalars(self, step: int, scalars: Mapping[str, float]):
-    if not self.enabled or "train_loss" not in scalars:
-      return
-    now = time.perf_counter()
-    text = self.line(step, float(scalars["train_loss"]), now)
-    self.last_step, self.last_time = step, now
-    done = self.fraction(step)
-    finished = done >= 1.0 or step >= self.num_steps
-    if self.live:
-      self.stream.write("\r\x1b[K" + text + ("\n" if finished else ""))
-    else:
-      quarter = int(4 * (done - self.start_fraction) / max(1.0 - self.start_fraction, 1e-9)
-                    + 1e-9)
-      if quarter <= self.quarters_shown and not finished:
-        return
-      self.quarters_shown = quarter
-      self.stream.write(text + "\n")
-    self.stream.flush()
-
+from common.progress import duration
+from hdd import layout
 
 def outputs_of(workdir: str) -> list[tuple[str, str]]:
   """(what, path) of the outputs a run left in its workdir, for the closing summary."""
-  found = []
-  for what, relative in (("samples", "samples/grid.png"), ("stages", "samples/cascade.png"),
-                         ("chain", "samples/chain.png"), ("trajectory", "samples/trajectory.png"),
-                         ("images", "samples/samples.npz"), ("timing", "timing.md"),
-                         ("evaluation", "eval/results.json"),
-                         ("interpolation", "interpolation"),
-                         ("forward process", "forward_process.png")):
-    if os.path.exists(os.path.join(workdir, relative)):
-      found.append((what, os.path.join(workdir, relative)))
-  checkpoint_dirs = sorted(os.path.join(workdir, name, "checkpoints")
+  samples = layout.samples_dir(workdir)
+  candidates = [("samples", os.path.join(samples, layout.GRID)),
+                ("stages", os.path.join(samples, layout.CASCADE_PICTURE)),
+                ("chain", os.path.join(samples, layout.CHAIN)),
+                ("trajectory", os.path.join(samples, layout.TRAJECTORY)),
+                ("images", layout.samples_path(workdir)),
+                ("timing", layout.timing_paths(workdir)[1]),
+                ("held-out loss", layout.eval_path(workdir)),
+                ("sample quality", layout.quality_path(workdir)),
+                ("interpolation", layout.interpolation_dir(workdir)),
+                ("forward process", layout.forward_process_path(workdir))]
+  found = [(what, path) for what, path in candidates if os.path.exists(path)]
+  stage_losses = sorted(layout.eval_path(os.path.join(workdir, name))
+                        for name in os.listdir(workdir)
+                        if os.path.isfile(layout.eval_path(os.path.join(workdir, name))))
+  found += [("held-out loss", path) for path in stage_losses]
+  checkpoint_dirs = sorted(layout.checkpoint_dir(os.path.join(workdir, name))
                            for name in os.listdir(workdir)
-                           if os.path.isdir(os.path.join(workdir, name, "checkpoints")))
-  if os.path.isdir(os.path.join(workdir, "checkpoints")):
-    checkpoint_dirs.insert(0, os.path.join(workdir, "checkpoints"))
+                           if os.path.isdir(layout.checkpoint_dir(os.path.join(workdir, name))))
+  if os.path.isdir(layout.checkpoint_dir(workdir)):
+    checkpoint_dirs.insert(0, layout.checkpoint_dir(workdir))
   found += [("checkpoints", d) for d in checkpoint_dirs]
   return found
 
@@ -145,7 +46,7 @@ def summary(workdir: str, mode: str, argv: list[str], seconds: float) -> str:
   lines = ["", f"Done: {mode} in {duration(seconds)}. Outputs in {workdir}:"]
   lines += [f"  {what:<16}{path}" for what, path in outputs_of(workdir)]
   lines.append(f"  {'logs':<16}tensorboard --logdir {shlex.quote(workdir)}")
-  timing = os.path.join(workdir, "timing.md")
+  timing = layout.timing_paths(workdir)[1]
   if os.path.exists(timing):
     with open(timing) as f:
       lines += ["", f.read().rstrip()]
@@ -154,3 +55,27 @@ def summary(workdir: str, mode: str, argv: list[str], seconds: float) -> str:
             f"  evaluate        {base} --mode=eval",
             f"  web app         python -m hdd.app --workdir={shlex.quote(workdir)}"]
   return "\n".join(lines)
+
+
+def fail(message: str, exit_code: int = 2, label: str = "error") -> None:
+  """Prints `label: line` per line and exits at once: saves were already waited for, and
+  library threads stuck on a failed write (orbax) must not keep the process alive."""
+  print("\n".join(f"{label}: {line}" for line in str(message).splitlines()), file=sys.stderr,
+        flush=True)
+  os._exit(exit_code)
+
+
+def flag_error(error: Exception) -> str:
+  """One line for what parsing main.py's flags raised: an unknown or bad flag, a config
+  file that fails to load, a config field that does not exist or a value of the wrong type."""
+  from absl import flags
+  if isinstance(error, flags.Error):  # Unknown flags, bad values, missing flags, a raising config.
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return (f"{lines[0].split(': Error')[0]}: {lines[-1]}" if "Traceback" in str(error) else
+            " ".join(lines))
+  if isinstance(error, OSError):
+    return f"cannot load --config: {str(error).splitlines()[-1].strip()}"
+  if isinstance(error, (AttributeError, KeyError)):  # ml_collections: a field the config lacks.
+    return (f"unknown config field {str(error).strip(chr(34) + chr(39))!r}; the fields are "
+            "listed in configs/default.py")
+  return f"bad config override: {' '.join(str(error).split())}"  # TypeError, ValueError.

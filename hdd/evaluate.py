@@ -1,8 +1,9 @@
 """Evaluation of a trained model.
 
-`evaluate_loss`: the held-out denoising loss, the training objective on the evaluation
-split with fixed seeded t and noise, overall and per quarter of the chain (t in [0, T/4),
-...). It tracks over-fitting and compares checkpoints of one config.
+`evaluate_loss`: the held-out denoising loss, the training objective
+(`train_step.denoising_loss`) on the evaluation split with fixed seeded t and noise,
+overall and per quarter of the chain (t in [0, T/4), ...). It tracks over-fitting and
+compares checkpoints of one config; `evaluate_losses` does it for every model of a run.
 
 `evaluate_samples`: the quality of WORKDIR/samples/samples.npz against the real evaluation
 split: FID and KID with the FID Inception, and the Fréchet distance (FCD) and KID in the
@@ -21,15 +22,17 @@ import ml_collections
 import numpy as np
 
 from common import batching, files, images, parallel
-from hdd import stages
-from hdd.maths import diffusion
+from hdd import layout, stages
 from hdd.build import create_model, create_schedule
 from hdd.maths.handover import LowResInput
-from input_pipeline.pipeline import build_dataset, check_labels, real_images
+from hdd.train_step import denoising_loss
+from input_pipeline.pipeline import build_dataset, check_labels
 from input_pipeline.sources import create_source
 
 
 def evaluate_loss(config: ml_collections.ConfigDict, params, workdir: str) -> dict:
+  """The held-out denoising loss of one model (a single-model config) with `params`,
+  written to WORKDIR/eval.json."""
   data_config = config.data.copy_and_resolve_references()
   data_config.split = config.data.eval_split
   source = create_source(data_config)
@@ -42,11 +45,9 @@ def evaluate_loss(config: ml_collections.ConfigDict, params, workdir: str) -> di
 
   @jax.jit
   def batch_losses(params, x0, labels, rng):
-    extra = {} if low_res is None else low_res.for_training(schedule, x0,
-                                                            jax.random.fold_in(rng, 1))
-    model_fn = lambda x_t, t: model.apply({"params": params}, x_t, t, labels, train=False,
-                                          **extra)
-    return diffusion.denoising_loss(model_fn, schedule, x0, rng, config.diffusion.prediction)
+    return denoising_loss(model.apply, params, schedule, x0, labels, rng,
+                          prediction=config.diffusion.prediction, low_res=low_res,
+                          low_res_rng=jax.random.fold_in(rng, 1))
 
   dataset = build_dataset(source, batch_size, seed=config.seed, num_epochs=1)
   losses, steps, seen = [], [], 0
@@ -70,14 +71,23 @@ def evaluate_loss(config: ml_collections.ConfigDict, params, workdir: str) -> di
   for q in range(4):
     result[f"eval_loss_t_quarter{q + 1}"] = float(losses[quarter == q].mean()) if (
         quarter == q).any() else float("nan")
-  files.write_json(os.path.join(workdir, "eval.json"), result)
+  files.write_json(layout.eval_path(workdir), result)
   logging.info("Held-out denoising loss on %d %s images: %s", seen, config.data.eval_split,
                json.dumps(result))
   return result
 
 
+def evaluate_losses(config: ml_collections.ConfigDict, params_by_model: dict,
+                    workdir: str) -> dict:
+  """`evaluate_loss` of every model of the run ({name: params}, as `cascade.restore` gives
+  them), each into its own workdir's eval.json. Returns {name: result}."""
+  return {model.name: evaluate_loss(model.config, params_by_model[model.name], model.workdir)
+          for model in stages.models(config, workdir)}
+
+
 def classifier_dir(config: ml_collections.ConfigDict, workdir: str, image_size: int) -> str:
-  return config.eval.classifier_dir or os.path.join(workdir, f"classifier_{image_size}")
+  """eval.classifier_dir when set, else the run's own classifier of that size."""
+  return config.eval.classifier_dir or layout.classifier_dir(workdir, image_size)
 
 
 def train_classifiers(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -95,9 +105,9 @@ def evaluate_samples(config: ml_collections.ConfigDict, workdir: str) -> dict:
   (Inception, when the weights are there) and FCD and KID in the features of the
   project's classifier (when one is trained). Writes WORKDIR/quality.json; says how to
   get what is missing. Without samples it says how to make them and returns {}."""
-  from evaluation import classifier, fid, weights
-  from evaluation.statistics import FidReference
-  samples_path = os.path.join(workdir, "samples", "samples.npz")
+  from evaluation import classifier, weights
+  from evaluation.statistics import ClassifierReference, FidReference
+  samples_path = layout.samples_path(workdir)
   if not os.path.exists(samples_path):
     logging.warning("No sample quality: no %s (run --mode=sample).", samples_path)
     return {}
@@ -113,22 +123,17 @@ def evaluate_samples(config: ml_collections.ConfigDict, workdir: str) -> dict:
   else:
     logging.warning("No FID: %s", weights.WEIGHTS_HELP)
   directory = classifier_dir(config, workdir, size)
-  if os.path.exists(os.path.join(directory, "meta.json")):
-    model, params, meta = classifier.load_classifier(directory)
-    real, _ = real_images(config.data, split, size, config.eval.reference_examples, config.seed)
-    _, sample_features = classifier.apply_in_batches(model, params, samples)
-    _, real_features = classifier.apply_in_batches(model, params, real)
-    measured = fid.distances(sample_features, *fid.feature_statistics(real_features),
-                             real_features)
-    result.update({
-        "fcd": measured["frechet"], "classifier_kid_x1e3": 1e3 * measured["kid"],
-        "fcd_reference": f"{split} split, {len(real)} images; classifier test accuracy "
-                         f"{meta['test_accuracy']:.4f}"})
+  if classifier.is_trained(directory):
+    features = ClassifierReference.load(directory, config.data, split, size,
+                                        config.eval.reference_examples, config.seed)
+    result.update(features.score(samples))
+    result["fcd_reference"] = (f"{features.description}; classifier test accuracy "
+                               f"{features.test_accuracy:.4f}")
   else:
     logging.warning("No classifier distance: train the classifier with "
                     "--mode=train_classifier (it goes to %s).", directory)
   if "fid" not in result and "fcd" not in result:
     return {}
-  files.write_json(os.path.join(workdir, "quality.json"), result)
+  files.write_json(layout.quality_path(workdir), result)
   logging.info("Sample quality: %s", json.dumps(result))
   return result

@@ -15,7 +15,7 @@ import ml_collections
 import numpy as np
 
 from common import images
-from hdd import pictures, stages
+from hdd import layout, pictures, stages
 from hdd.maths import diffusion
 from hdd.build import create_schedule
 from input_pipeline.pipeline import real_images
@@ -43,16 +43,15 @@ def forward_frames(config: ml_collections.ConfigDict, x0: np.ndarray,
 
 def forward_process_and_save(config: ml_collections.ConfigDict, workdir: str) -> str:
   """The strip of every stage (or of the model), stacked, at the final resolution."""
-  names = stages.stage_names(config) if stages.is_cascade(config) else [None]
   size = config.data.image_size
   parts, steps = [], []
-  for name in names:
-    single = config if name is None else stages.stage_config(config, name)
+  for stage in stages.models(config):
+    single = stage.config
     x0, _ = real_images(single.data, single.data.split, single.data.image_size,
                         single.pictures.forward_images, single.seed)
     parts.append(pictures.enlarge(forward_frames(single, x0, single.seed), size))
     steps.append(strip_steps(single).tolist())
-  path = os.path.join(workdir, "forward_process.png")
+  path = layout.forward_process_path(workdir)
   os.makedirs(workdir, exist_ok=True)
   images.save_png(path, pictures.for_display(
       pictures.trajectory_strip(np.concatenate(parts, axis=1)), size))

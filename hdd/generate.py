@@ -1,11 +1,9 @@
 """Generating images from trained parameters: batched, seeded, data-parallel sampling
-with the compiled chain of `hdd.maths.sampling`, following a `SamplingPlan`, and the files a
-single model's sampling run leaves in WORKDIR/samples/."""
+with the compiled chain of `hdd.maths.sampling`, following a `SamplingPlan` (the files a
+sampling run leaves are written by `hdd.cascade.sample_and_save`)."""
 from __future__ import annotations
 
 import json
-import logging
-import os
 import time
 from typing import Callable, Optional
 
@@ -13,9 +11,9 @@ import jax
 import ml_collections
 import numpy as np
 
-from common import batching, files, images, parallel
+from common import batching, images, parallel
 from common.errors import ConfigError
-from hdd import pictures, stages, stop_signal
+from hdd import stages, stop_signal
 from hdd.maths import sampling
 from hdd.plan import SamplingPlan
 
@@ -107,7 +105,7 @@ def sample_images(plan: SamplingPlan, params, mesh, num_images: int,
   latter excluding compilation).
 
   `compiled` keeps the compiled chain per `program_key` and batch shape for callers that
-  sample again (a server, `hdd.serving`): a plan that compiles to the same program, with
+  sample again (a server, `hdd.app.serving`): a plan that compiles to the same program, with
   any seed, class, guidance weight or mix gamma, compiles nothing.
   `progress(fraction)` is called after every batch.
   """
@@ -158,28 +156,3 @@ def sample_images(plan: SamplingPlan, params, mesh, num_images: int,
   info = {"labels": labels, "trajectory": trajectory, "compile_seconds": compile_seconds,
           "sample_seconds": sample_seconds}
   return np.concatenate(outputs)[:num_images], info
-
-
-def generate_and_save(config: ml_collections.ConfigDict, params, workdir: str) -> dict:
-  """Samples config.sample.num_samples images and writes WORKDIR/samples/{grid.png,
-  samples.npz, trajectory.png, timing.json}. Returns the timing summary."""
-  plan = SamplingPlan.create(config)
-  num = config.sample.num_samples
-  samples, info = sample_images(plan, params, parallel.create_mesh(), num, with_trajectory=True)
-  timing = {"num_samples": num, "sampler": plan.settings.sampler,
-            "network_evaluations_per_image": plan.network_evaluations,
-            "compile_seconds": info["compile_seconds"], "sample_seconds": info["sample_seconds"],
-            "images_per_second": num / max(info["sample_seconds"], 1e-9)}
-  out_dir = os.path.join(workdir, "samples")
-  with files.atomic_directory(out_dir) as new_dir:  # The files of one run, all or none.
-    images.save_samples_npz(os.path.join(new_dir, "samples.npz"), samples, info["labels"])
-    size = samples.shape[1]
-    images.save_png(os.path.join(new_dir, "grid.png"),
-                    pictures.for_display(pictures.sample_grid(samples, info["labels"]), size))
-    if info["trajectory"] is not None:
-      images.save_png(os.path.join(new_dir, "trajectory.png"),
-                      pictures.for_display(pictures.trajectory_strip(info["trajectory"]), size))
-    files.write_json(os.path.join(new_dir, "timing.json"), timing)
-  logging.info("Sampled %d images in %.1f s (+%.1f s compile) with %s; wrote %s.", num,
-               info["sample_seconds"], info["compile_seconds"], plan.settings.sampler, out_dir)
-  return timing

@@ -12,14 +12,13 @@ import os
 import time
 from typing import Callable, Optional
 
-import jax
 import ml_collections
 import numpy as np
 from clu import metric_writers
 
 from common import files, parallel
 from common.errors import CheckpointError
-from hdd import generate, pictures
+from hdd import generate, layout, pictures
 from hdd.maths.handover import Handover
 from hdd.plan import SamplingPlan
 from hdd.train_step import TrainState
@@ -108,13 +107,13 @@ class FidMonitor:
                        "measure_seconds": time.perf_counter() - measure_start,
                        "num_samples": count})
     if self.workdir:   # (Only process 0 writes it: common.files.)
-      files.write_json(os.path.join(self.workdir, "fid_curve.json"), self.curve)
+      files.write_json(layout.fid_curve_path(self.workdir), self.curve)
 
 
 def read_fid_curve(workdir: str) -> list[dict]:
   """The points of WORKDIR/fid_curve.json ([] if there is none), read when the hook is
   built: a damaged file is refused before anything compiles or trains."""
-  path = os.path.join(workdir, "fid_curve.json")
+  path = layout.fid_curve_path(workdir)
   if not os.path.lexists(path):
     return []
   try:

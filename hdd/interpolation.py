@@ -18,9 +18,8 @@ import ml_collections
 import numpy as np
 
 from common import files, images, parallel
-from hdd import generate, pictures, stages
-from hdd.cascade import stage_plans
-from hdd.plan import SamplingPlan
+from hdd import generate, layout, pictures, stages
+from hdd.cascade import sampling_plans
 
 
 def slerp(z0: np.ndarray, z1: np.ndarray, alpha: float) -> np.ndarray:
@@ -47,17 +46,15 @@ def class_weights(first: np.ndarray, second: np.ndarray, alpha: float,
 
 
 def deterministic(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """The config with every chain (each stage's, or the model's) set to DDIM with eta = 0."""
+  """The config with every model's chain set to DDIM with eta = 0."""
   config = config.copy_and_resolve_references()
-  chains = ([config.stages[n].sample for n in stages.stage_names(config)]
-            if stages.is_cascade(config) else [config.sample])
-  for chain in chains:
-    chain.sampler, chain.eta = "ddim", 0.0
+  for section in stages.all_sections(config):
+    section.sample.sampler, section.sample.eta = "ddim", 0.0
   return config
 
 
-def interpolate(config: ml_collections.ConfigDict, params, seed: int = 0) -> dict:
-  """Interpolations of a model (params) or a cascade ({stage: params}).
+def interpolate(config: ml_collections.ConfigDict, params: dict, seed: int = 0) -> dict:
+  """Interpolations through every stage ({stage: params}, `hdd.cascade.restore`).
 
   Pair p goes from noise set 2p to noise set 2p + 1 (one noise per stage) in
   pictures.interpolation_frames steps, conditioned on class p mod C (or sample.label).
@@ -66,10 +63,7 @@ def interpolate(config: ml_collections.ConfigDict, params, seed: int = 0) -> dic
   conditional, 'classes': {stage: ...}, 'class_pairs'}.
   """
   config = deterministic(config)
-  if stages.is_cascade(config):
-    plans = stage_plans(config)
-  else:
-    plans, params = {"model": SamplingPlan.create(config)}, {"model": params}
+  plans = sampling_plans(config)
   pairs, frames = config.pictures.interpolation_pairs, config.pictures.interpolation_frames
   alphas = np.linspace(0.0, 1.0, frames)
   num_classes = stages.class_count(config)
@@ -110,10 +104,10 @@ def interpolate(config: ml_collections.ConfigDict, params, seed: int = 0) -> dic
   return result
 
 
-def interpolate_and_save(config: ml_collections.ConfigDict, params, workdir: str) -> str:
+def interpolate_and_save(config: ml_collections.ConfigDict, params: dict, workdir: str) -> str:
   """`interpolate` with sample.seed, written to WORKDIR/interpolation/ (all files or none)."""
   result = interpolate(config, params, config.sample.seed)
-  out_dir = os.path.join(workdir, "interpolation")
+  out_dir = layout.interpolation_dir(workdir)
   arrays = {"alphas": result["alphas"]}
   for kind in ("noise", "classes"):
     for name, stage_images in result.get(kind, {}).items():

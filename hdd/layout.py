@@ -3,6 +3,7 @@ and writer of one (training, sampling, evaluation, the app, the studies, the con
 
   WORKDIR/
     config.json           the config the run was made with (the app serves it)
+    config.before-step-N.json  the config before a resume at step N changed it
     checkpoints/<step>/   orbax checkpoints of a model
     train_timing.json     training seconds and images/s, resumes included
     fid_curve.json        FID during training (train.fid_every)
@@ -42,6 +43,11 @@ FORWARD_PROCESS = "forward_process.png"
 
 def config_path(workdir: str) -> str:
   return os.path.join(workdir, CONFIG)
+
+
+def config_before_path(workdir: str, step: int) -> str:
+  """The config a run had before a resume at `step` changed it (train.allow_config_change)."""
+  return os.path.join(workdir, f"config.before-step-{step}.json")
 
 
 def checkpoint_dir(workdir: str) -> str:

@@ -36,10 +36,6 @@ def names(config: ml_collections.ConfigDict) -> list[str]:
   return [SINGLE]
 
 
-def is_cascade(config: ml_collections.ConfigDict) -> bool:
-  return names(config) != [SINGLE]
-
-
 def sections(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
   """The part of the run's config that holds model `name`'s own sections (model,
   diffusion, train, and its chain's sample fields), to read or edit in place."""

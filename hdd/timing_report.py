@@ -1,5 +1,5 @@
-"""The timing table of a run: per stage, training and sampling seconds without compilation,
-as WORKDIR/timing.json and timing.md, and the same table for one sampling request."""
+"""The timing table: per stage, training and sampling seconds without compilation. A run
+writes it as WORKDIR/timing.json and timing.md; the web app shows it for each request."""
 from __future__ import annotations
 
 import json
@@ -9,48 +9,58 @@ from typing import Optional
 import ml_collections
 
 from common import files
-from hdd import stages
+from hdd import layout, stages
+
+COLUMNS = [("stage", "stage"), ("resolution", "size"), ("parameters", "params"), ("T", "T"),
+           ("beta", "beta"), ("train_steps", "train steps"), ("train_seconds", "train s"),
+           ("handover", "hand-over"), ("gamma", "gamma"), ("start_step", "t*"),
+           ("sampler", "sampler"), ("evaluations", "evals/img")]
 
 
-def write_timing_table(config: ml_collections.ConfigDict, workdir: str,
-                       sample_report: Optional[dict] = None) -> list[dict]:
-  """WORKDIR/timing.json and timing.md: per stage, training time (all runs of the stage,
-  resumes included) and sampling time, each without compilation, which is listed apart."""
+def timing_rows(config: ml_collections.ConfigDict, workdir: str,
+                sample_report: Optional[dict] = None) -> list[dict]:
+  """A row per stage: its schedule, its training time from its train_timing.json (all runs
+  of the stage, resumes included; none without a `workdir`, '') and its sampling time in
+  `sample_report` (`cascade.sample_cascade`'s), each without compilation, listed apart."""
   sampled = {s["stage"]: s for s in (sample_report or {}).get("stages", [])}
   rows = []
-  for name in stages.stage_names(config):
-    single = stages.stage_config(config, name)
-    row = {"stage": name, "resolution": single.data.image_size,
-           "T": single.diffusion.num_steps,
-           "beta": f"{single.diffusion.schedule} {single.diffusion.beta_start:g}-"
-                   f"{single.diffusion.beta_end:g}"}
-    timing_path = os.path.join(stages.stage_workdir(workdir, name), "train_timing.json")
-    if os.path.exists(timing_path):
+  for stage in stages.models(config, workdir):
+    diffusion = stage.config.diffusion
+    row = {"stage": stage.name, "resolution": stage.config.data.image_size,
+           "T": diffusion.num_steps,
+           "beta": f"{diffusion.schedule} {diffusion.beta_start:g}-{diffusion.beta_end:g}"}
+    timing_path = layout.train_timing_path(stage.workdir)
+    if workdir and os.path.exists(timing_path):
       with open(timing_path) as f:
         trained = json.load(f)
       row.update(train_steps=trained["end_step"], train_seconds=trained["total_train_seconds"],
                  train_compile_seconds=trained["compile_seconds"],
                  parameters=trained.get("parameters"))
-    if name in sampled:
-      s = sampled[name]
+    if stage.name in sampled:
+      s = sampled[stage.name]
       row.update(handover=s["handover"], start_step=s["start_step"], gamma=s.get("gamma"),
                  sampler=s["sampler"], evaluations=s["network_evaluations_per_image"],
                  sample_seconds=s["sample_seconds"], sample_compile_seconds=s["compile_seconds"])
     rows.append(row)
+  return rows
+
+
+def write_timing_table(config: ml_collections.ConfigDict, workdir: str,
+                       sample_report: Optional[dict] = None) -> list[dict]:
+  """WORKDIR/timing.json and timing.md of `timing_rows`; returns the rows."""
+  rows = timing_rows(config, workdir, sample_report)
   num_samples = (sample_report or {}).get("num_images")
-  files.write_json(os.path.join(workdir, "timing.json"),
-                   {"num_samples": num_samples, "stages": rows})
-  with files.atomic_write(os.path.join(workdir, "timing.md")) as f:
+  json_path, markdown_path = layout.timing_paths(workdir)
+  files.write_json(json_path, {"num_samples": num_samples, "stages": rows})
+  with files.atomic_write(markdown_path) as f:
     f.write(timing_markdown(rows, num_samples))
   return rows
 
 
 def timing_markdown(rows: list[dict], num_samples: Optional[int]) -> str:
-  columns = [("stage", "stage"), ("resolution", "size"), ("parameters", "params"),
-             ("T", "T"), ("beta", "beta"), ("train_steps", "train steps"),
-             ("train_seconds", "train s"), ("handover", "hand-over"), ("gamma", "gamma"),
-             ("start_step", "t*"), ("sampler", "sampler"), ("evaluations", "evals/img"),
-             ("sample_seconds", f"sample s ({num_samples} img)")]
+  """`timing_rows` as a markdown table with a total row ('-': not known), and the seconds
+  of compilation below it."""
+  columns = COLUMNS + [("sample_seconds", f"sample s ({num_samples} img)")]
 
   def cell(value):
     if value is None:
@@ -65,4 +75,14 @@ def timing_markdown(rows: list[dict], num_samples: Optional[int]) -> str:
            "|" + "---|" * len(columns)]
   for row in rows + [total]:
     lines.append("| " + " | ".join(cell(row.get(key)) for key, _ in columns) + " |")
-  return "\n".join(lines) + "\n\nSeconds exclude compilation (listed in timing.json).\n"
+  return "\n".join(lines) + f"\n\n{compilation_note(rows)}\n"
+
+
+def compilation_note(rows: list[dict]) -> str:
+  """'Seconds exclude compilation, which took 7.0 s in training and 5.0 s in sampling.'"""
+  spent = [f"{sum(r.get(key) or 0.0 for r in rows):,.1f} s in {what}"
+           for key, what in (("train_compile_seconds", "training"),
+                             ("sample_compile_seconds", "sampling"))
+           if any(key in r for r in rows)]
+  return "Seconds exclude compilation" + (f", which took {' and '.join(spent)}." if spent
+                                          else ".")

@@ -10,10 +10,10 @@ import jax
 import ml_collections
 import numpy as np
 
-from hdd import console
+from hdd import writers
 
 
-class WandbWriter(console.IgnoringWriter):
+class WandbWriter(writers.IgnoringWriter):
   """Logs to the W&B run `name` of `project`, its files under `directory`."""
 
   def __init__(self, project: str, name: str, config: Mapping[str, Any], directory: str):

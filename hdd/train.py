@@ -20,7 +20,8 @@ from clu import metric_writers, periodic_actions
 
 from common import files, parallel
 from common.errors import UserError
-from hdd import checkpoints, console, guards, hooks as hooks_lib, stop_signal, tracking
+from hdd import (checkpoints, guards, hooks as hooks_lib, layout, stop_signal, tracking,
+                 writers)
 from hdd.clock import TrainingClock
 from hdd.build import create_model, create_schedule
 from hdd.optimizer import budget_learning_rate, learning_rate_fn, with_learning_rate
@@ -53,14 +54,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   # Parameters, EMA and two Adam moments in float32, for each kept checkpoint and one more.
   guards.check_free_space(workdir, 16 * count_params(state.params) *
-                                 (tc.keep_checkpoints + 1) + 2**20)
-  checkpoint_dir = os.path.join(workdir, "checkpoints")
+                          (tc.keep_checkpoints + 1) + 2**20)
+  checkpoint_dir = layout.checkpoint_dir(workdir)
   guards.check_writable(checkpoint_dir)
   restored_step, state = checkpoints.restore_latest(checkpoint_dir, state)
   manager = checkpoints.create_manager(checkpoint_dir, tc.keep_checkpoints)
   start_step = int(state.step)
   clock = TrainingClock(seconds_before(checkpoint_dir, restored_step, workdir),
-                               60.0 * tc.time_budget_minutes)
+                        60.0 * tc.time_budget_minutes)
   if restored_step is not None:
     checkpoints.check_resume_config(config, workdir, start_step)
     logging.info("Resuming from the checkpoint at step %d in %s.", start_step, checkpoint_dir)
@@ -70,7 +71,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                  f" of a {clock.budget_seconds:.0f} s budget" if clock.budgeted else "")
     checkpoints.finish(manager)
     return state
-  with files.atomic_write(os.path.join(workdir, "config.json")) as f:
+  with files.atomic_write(layout.config_path(workdir)) as f:
     f.write(config.to_json_best_effort(indent=2))
 
   batches = create_train_iterator(config.data, tc.batch_size, config.seed, start_step,
@@ -96,7 +97,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   logging.info("Compiled the train step in %.1f s.", compile_seconds)
   name = f"{os.path.basename(os.path.normpath(workdir))} {config.data.image_size}px"
   writer = metric_writers.MultiWriter(
-      [writer, console.ProgressLine(name, start_step, tc.num_steps, tc.batch_size, clock=clock)])
+      [writer, writers.ProgressLine(name, start_step, tc.num_steps, tc.batch_size, clock=clock)])
   learning_rate, replicated = learning_rate_fn(tc), parallel.replicated(mesh)
 
   history, skipped = [], 0
@@ -154,7 +155,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   writer.flush()
   for tracker in tracked:
     tracker.close()
-  files.write_json(os.path.join(workdir, "train_timing.json"), timing)
+  files.write_json(layout.train_timing_path(workdir), timing)
   logging.info("Trained steps %d-%d in %.1f s (%.1f img/s).", start_step, step,
                timing["train_seconds"], timing["images_per_second"])
   stop.raise_if_requested(f"at step {step} of {tc.num_steps} in {workdir}")
@@ -170,7 +171,7 @@ def seconds_before(checkpoint_dir: str, restored_step, workdir: str) -> float:
   recorded = checkpoints.trained_seconds(checkpoint_dir, restored_step)
   if recorded is not None:
     return recorded
-  timing_path = os.path.join(workdir, "train_timing.json")
+  timing_path = layout.train_timing_path(workdir)
   if os.path.exists(timing_path):
     with open(timing_path) as f:
       previous = json.load(f)

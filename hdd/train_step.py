@@ -51,13 +51,33 @@ def ema_decay_at(step, decay: float, warmup: bool):
   return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
 
 
+def denoising_loss(apply_fn: Callable, params, schedule: Schedule, x0, labels, rng, *,
+                   prediction: str, min_snr_gamma: float = 0.0,
+                   low_res: Optional[LowResInput] = None, low_res_rng=None, dropout_rng=None):
+  """(per-example loss [B], t [B]) of the network `apply_fn` with `params` on images x0
+  [B, H, W, C]: the objective that training minimises and `hdd.evaluate` measures on
+  held-out data, wired once so that the two cannot drift apart.
+
+  t and the noise come from `rng` (`diffusion.denoising_loss`); a conditional cascade stage
+  (`low_res`) also gets each image shrunk to the stage before's size, upsampled and noised
+  with `low_res_rng`, as the input its samples will be conditioned on. With `dropout_rng`
+  the network runs in training mode (dropout on), without it in evaluation mode.
+  """
+  extra = {} if low_res is None else low_res.for_training(schedule, x0, low_res_rng)
+  train = dropout_rng is not None
+
+  def model_fn(x_t, t):
+    return apply_fn({"params": params}, x_t, t, labels, train=train,
+                    rngs={"dropout": dropout_rng} if train else None, **extra)
+
+  return diffusion.denoising_loss(model_fn, schedule, x0, rng, prediction, min_snr_gamma)
+
+
 def train_step(state: TrainState, batch: dict, schedule: Schedule, *, prediction: str,
                min_snr_gamma: float, num_classes: int, label_dropout: float, ema_decay: float,
                ema_warmup: bool, low_res: Optional[LowResInput] = None):
-  """One optimizer update from batch['image'] of shape [A, B/A, H, W, C] (A micro-batches).
-
-  A conditional cascade stage (`low_res`) also gets each image shrunk to the stage
-  before's size, upsampled and noised, as the input its samples will be conditioned on.
+  """One optimizer update from batch['image'] of shape [A, B/A, H, W, C] (A micro-batches),
+  minimising `denoising_loss` (a conditional cascade stage: given its `low_res` input).
 
   The loss is weighted per example by Min-SNR-gamma when min_snr_gamma > 0
   (`diffusion.min_snr_weight`).
@@ -73,15 +93,10 @@ def train_step(state: TrainState, batch: dict, schedule: Schedule, *, prediction
     if num_classes:
       drop = jax.random.bernoulli(label_rng, label_dropout, micro_batch["label"].shape)
       labels = jnp.where(drop, num_classes, micro_batch["label"])
-    extra = ({} if low_res is None else
-             low_res.for_training(schedule, micro_batch["image"], jax.random.fold_in(rng, 1)))
-
-    def model_fn(x_t, t):
-      return state.apply_fn({"params": params}, x_t, t, labels, train=True,
-                            rngs={"dropout": dropout_rng}, **extra)
-
-    losses, _ = diffusion.denoising_loss(model_fn, schedule, micro_batch["image"], loss_rng,
-                                         prediction, min_snr_gamma)
+    losses, _ = denoising_loss(state.apply_fn, params, schedule, micro_batch["image"], labels,
+                               loss_rng, prediction=prediction, min_snr_gamma=min_snr_gamma,
+                               low_res=low_res, low_res_rng=jax.random.fold_in(rng, 1),
+                               dropout_rng=dropout_rng)
     return jnp.mean(losses)
 
   # A Python loop, unrolled at trace time: XLA:CPU runs gradients inside lax.scan ~25x

@@ -1,4 +1,4 @@
-"""Sampling on request (hdd.serving) and the web app (hdd.app) on a tiny trained
+"""Sampling on request (hdd.app.serving) and the web app (hdd.app) on a tiny trained
 conditional cascade: requests checked before anything runs, chains compiled once per
 setting, the /generate endpoint through gradio_client, what plain HTTP requests cannot do
 (load a workdir the server does not offer, upload, pass a non-number), the files the
@@ -37,20 +37,21 @@ def workdir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def served(workdir):
-  from hdd import serving
+  from hdd.app import serving
   return serving.Served.load(workdir)
 
 
 def test_served_describes_the_cascade_and_its_defaults(served):
-  from hdd import serving
-  assert served.stage_names == ["stage1", "stage2"] and served.num_classes == 2
+  from hdd.app import serving
+  assert [stage.name for stage in served.models] == ["stage1", "stage2"]
+  assert served.num_classes == 2
   assert served.defaults() == serving.Request(sampler="ddim", steps=(5, 5), handover="mix",
                                               gamma=0.3, start_step=-1, guidance=2.0,
                                               label=-1, seed=0, num_images=16)
 
 
 def test_a_setting_compiles_once_and_seeds_and_classes_do_not_recompile(served):
-  from hdd import serving
+  from hdd.app import serving
   first = served.generate(serving.Request(num_images=6, label=1, guidance=1.0, seed=3))
   assert first.images.shape == (6, 8, 8, 1) and first.images.dtype == np.uint8
   assert first.outputs["stage1"].shape == (6, 4, 4, 1)
@@ -68,7 +69,7 @@ def test_a_setting_compiles_once_and_seeds_and_classes_do_not_recompile(served):
 
 
 def test_truncate_runs_only_the_steps_below_t_star(served):
-  from hdd import serving
+  from hdd.app import serving
   generated = served.generate(serving.Request(num_images=2, handover="truncate", start_step=9,
                                               steps=(5, 40), guidance=1.0))
   # 40-step DDIM on stage 2 from t* = 9: steps 9, 8, ..., 0, each twice under guidance.
@@ -88,28 +89,30 @@ def test_truncate_runs_only_the_steps_below_t_star(served):
 @pytest.mark.parametrize("fields, message", [
     ({"num_images": 0}, "number of images 0: must lie in [1, 64]"),
     ({"num_images": 65}, "number of images 65: must lie in [1, 64]"),
-    ({"steps": (5, 99)}, "stage2 steps 99: must lie in [0, 40]"),
-    ({"label": 2}, "class 2: must lie in [-1, 1]"),
-    ({"sampler": "euler"}, "sampler 'euler': must be one of ddpm, ddim"),
+    ({"steps": (5, 99)}, "stage2 steps 99: must lie in [0, diffusion.num_steps=40]"),
+    ({"label": 2}, "class 2: must lie in [0, model.num_classes=2) or be -1"),
+    ({"sampler": "euler"}, "sampler 'euler': must be one of ('ddpm', 'ddim'"),
     ({"gamma": 1.5}, "gamma 1.5: must lie in [0, 1]"),
-    ({"handover": "truncate", "start_step": 40}, "stage2 t* 40: must lie in [-1, 39]"),
+    ({"handover": "truncate", "start_step": 40},
+     "stage2 t* 40: must lie in [0, diffusion.num_steps=40) or be -1"),
+    ({"handover": "sideways"}, "hand-over 'sideways': must be one of ('mix', 'truncate'"),
     ({"guidance": -1.0}, "guidance weight -1.0: must be >= 0"),
-    ({"seed": -2}, "seed -2: must be >= 0"),
+    ({"seed": -2}, "seed -2: must lie in [0, 2**32)"),
     ({"steps": (5,)}, "1 step counts for 2 stages"),
 ])
 def test_out_of_range_requests_are_refused_by_name(served, fields, message):
-  from hdd import serving
+  from hdd.app import serving
   with pytest.raises(serving.RequestError, match=None) as error:
     served.config_for(serving.Request(**fields))
-  assert message in str(error.value)
+  assert message in str(error.value) and "\n" not in str(error.value)
 
 
 def test_a_single_model_is_served_too(tmp_path):
-  from hdd import serving
+  from hdd.app import serving
   _, workdir = train_tiny(str(tmp_path), "ddpm", "--config.train.num_steps=2",
                           "--config.sample.num_samples=0")
   served = serving.Served.load(workdir)
-  assert served.stage_names == ["model"] and not served.is_cascade
+  assert [stage.name for stage in served.models] == ["model"]
   generated = served.generate(serving.Request(num_images=3, steps=(4,)))
   assert generated.images.shape == (3, 8, 8, 1) and generated.labels is None
   assert generated.report["stages"][0]["network_evaluations_per_image"] == 4
@@ -117,10 +120,13 @@ def test_a_single_model_is_served_too(tmp_path):
   assert drawn["stages"] is drawn["grid"]   # One stage: nothing to put side by side.
   with pytest.raises(serving.RequestError, match="need a class-conditional model"):
     served.config_for(serving.Request(guidance=1.0))
+  with pytest.raises(serving.RequestError, match=r"^model steps 99: must lie in \[0, "
+                     r"diffusion.num_steps=50\]"):
+    served.config_for(serving.Request(steps=(99,)))
 
 
 def test_workdirs_that_cannot_be_served(tmp_path, workdir):
-  from hdd import serving
+  from hdd.app import serving
   with pytest.raises(serving.RequestError, match="no directory"):
     serving.Served.load(str(tmp_path / "missing"))
   with pytest.raises(serving.RequestError, match="holds no config.json: it is not a trained"):
@@ -142,7 +148,7 @@ def test_workdirs_that_cannot_be_served(tmp_path, workdir):
 def test_saved_outputs_and_animation(served, tmp_path):
   from PIL import Image
 
-  from hdd import serving
+  from hdd.app import serving
   generated = served.generate(serving.Request(num_images=3, seed=1))
   drawn = serving.draw(generated)
   paths = serving.save_outputs(generated, drawn, str(tmp_path))
@@ -226,6 +232,14 @@ def queue_call(server: str, api_name: str, data: list) -> dict:
   raise AssertionError(f"{api_name} did not complete")
 
 
+def timing_row(markdown: str, stage: str) -> dict:
+  """{column title: cell} of a stage's row of the timing table."""
+  lines = [line for line in markdown.splitlines() if line.startswith("|")]
+  cells = lambda line: [cell.strip() for cell in line.strip("|").split("|")]
+  return next(dict(zip(cells(lines[0]), cells(line))) for line in lines[2:]
+              if cells(line)[0] == stage)
+
+
 def test_generate_endpoint_returns_the_requested_images(server):
   from gradio_client import Client
   from gradio_client.exceptions import AppError
@@ -238,11 +252,13 @@ def test_generate_endpoint_returns_the_requested_images(server):
   assert {Image.open(item["image"]).size for item in gallery} == {(8, 8)}
   assert Image.open(animation).n_frames > 1
   # DDIM-5 of T = 40 visits 32, 24, 16, 8, 0; truncated at t* = 20: 20, 16, 8, 0, x2 guided.
-  assert "| stage2 | 8 | ddim | 8 |" in timing
+  stage2 = timing_row(timing, "stage2")
+  assert (stage2["size"], stage2["sampler"], stage2["evals/img"]) == ("8", "ddim", "8")
+  assert timing_row(timing, "total")["sample s (5 img)"] != "-"
   assert sorted(os.path.basename(p) for p in downloads) == ["grid.png", "samples.npz"]
   with np.load(downloads[1]) as saved:
     assert saved["images"].shape == (5, 8, 8, 1)
-  with pytest.raises(AppError, match=r"stage1 steps 99: must lie in \[0, 40\]"):
+  with pytest.raises(AppError, match=r"stage1 steps 99: must lie in \[0, diffusion.num_steps=40\]"):
     client.predict("ddim", 99, 5, 0, 0, "mix", 0.3, -1, 1.0, 1, 7, 5, api_name="/generate")
   with pytest.raises(AppError, match="number of images 1000"):
     client.predict("ddim", 5, 5, 0, 0, "mix", 0.3, -1, 1.0, 1, 7, 1000, api_name="/generate")
@@ -287,16 +303,16 @@ def test_the_page_loads_no_workdir_but_those_it_offers(running, workdir, tmp_pat
 
 
 def test_without_further_workdirs_the_page_has_no_load_control(workdir):
-  from hdd import app
-  application = app.App(workdir)
+  from hdd.app import page
+  application = page.App(workdir)
   try:
-    page = app.build(application)
+    built = page.build(application)
   finally:
     application.close()
   assert not os.path.exists(application.output_root)
-  assert not [block for block in page.blocks.values()
+  assert not [block for block in built.blocks.values()
               if getattr(block, "elem_id", None) in ("workdir", "load")]
-  assert "load_workdir" not in {fn.name for fn in page.fns.values()}
+  assert "load_workdir" not in {fn.name for fn in built.fns.values()}
   assert application.offers(workdir) and not application.offers("/root")
 
 
@@ -358,7 +374,8 @@ def test_the_page_in_chromium(running, workdir, browser, tmp_path):
 
   set_number("steps2", 99)
   browser.find_element(By.CSS_SELECTOR, "#generate").click()
-  wait.until(lambda b: "stage2 steps 99: must lie in [0, 40]" in b.page_source)
+  wait.until(lambda b: "stage2 steps 99: must lie in [0, diffusion.num_steps=40]"
+             in b.page_source)
   browser.save_screenshot(os.path.join(shots, "app_bad_input.png"))
 
   # The workdirs the server offers are chosen from a list; the error's toast may still cover

@@ -1,7 +1,7 @@
-"""Requests to hdd.serving and hdd.app without a trained model: a cascade whose first stage
+"""Requests to hdd.app.serving and hdd.app without a trained model: a cascade whose first stage
 is conditional and whose second is not, sampled with the exact template network of
 tests/helpers.py (compiled in a second), the bound on the compiled chains a server keeps,
-and the app's refusals at start-up, before anything loads."""
+and the app's refusals at start-up (port, --config), before anything loads."""
 import os
 import socket
 import subprocess
@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from helpers import ROOT, TemplateDenoiser, free_port, half_templates, tiny_cascade
-from hdd import plan, serving
+from hdd import plan
+from hdd.app import serving
 
 
 class UnconditionalTemplateDenoiser(TemplateDenoiser):
@@ -133,4 +134,12 @@ def test_a_busy_or_impossible_port_stops_the_app_before_it_loads(tmp_path):
   result, seconds = start_app(tmp_path, f"--workdir={tmp_path}", "--port=99999")
   assert result.returncode == 2 and seconds < 20
   assert result.stderr == "error: --port=99999: must lie in [1, 65535]\n"
+  # --config is read as main.py reads it (ml_collections' config_flags), before anything.
+  result, seconds = start_app(tmp_path, f"--workdir={tmp_path}", "--config=missing.py")
+  assert result.returncode == 2 and seconds < 20
+  assert result.stderr == ("error: cannot load --config: [Errno 2] No such file or directory: "
+                           "'missing.py'\n")
+  result, _ = start_app(tmp_path, f"--workdir={tmp_path}",
+                        "--config=tests/tiny_configs.py:cascade_cond", "--config.nosuch=1")
+  assert result.returncode == 2 and result.stderr.startswith("error: unknown config field")
   assert not os.listdir(tmp_path)   # Nothing made, nothing left behind.

@@ -45,7 +45,7 @@ def test_each_stage_runs_the_advertised_network_evaluations(monkeypatch, rule, s
   real_create_model = plan.create_model
   monkeypatch.setattr(plan, "create_model", lambda c: CountingModel(real_create_model(c), calls))
   params = {}
-  for name in stages.stage_names(config):
+  for name in stages.names(config):
     single = stages.stage_config(config, name)
     model = real_create_model(single)
     size = single.data.image_size
@@ -80,7 +80,7 @@ def test_guided_cascade_honours_labels_at_every_stage_and_doubles_evaluations(mo
     stage.sample.update(sampler=sampler, num_steps=5)
   calls = []
   monkeypatch.setattr(plan, "create_model", lambda c: TemplateDenoiser(c, calls))
-  params = {name: {} for name in stages.stage_names(config)}
+  params = {name: {} for name in stages.names(config)}
 
   def sample(w1, w2, label=-1):
     config.stages.stage1.sample.guidance_scale = w1
@@ -137,7 +137,7 @@ def test_guidance_weight_and_mix_gamma_are_inputs_of_one_compiled_chain(monkeypa
   compiled, trajectories = {}, []
   for w, gamma in ((0.5, 0.3), (1.7, 0.62)):
     stage2.sample.update(guidance_scale=w, gamma=gamma)
-    stage_plan = cascade.stage_plans(config)["stage2"]
+    stage_plan = cascade.sampling_plans(config)["stage2"]
     samples, info = generate.sample_images(stage_plan, {}, parallel.create_mesh(), 4,
                                            with_trajectory=True, low_res=low, noise=noise,
                                            compiled=compiled)
@@ -179,7 +179,7 @@ def test_conditional_stage_sees_the_noised_low_res_image_at_every_step(monkeypat
   config.sample.batch_size = 32
   calls = []
   monkeypatch.setattr(plan, "create_model", lambda c: LowResCopier(calls))
-  stage_plan = cascade.stage_plans(config)["stage2"]
+  stage_plan = cascade.sampling_plans(config)["stage2"]
   low = np.random.default_rng(0).integers(64, 192, (64, 4, 4, 1)).astype(np.uint8)
   up = np.repeat(np.repeat(low / 127.5 - 1.0, 2, 1), 2, 2)
   alpha_bar = np.prod(1.0 - np.linspace(1e-4, 0.01, 40)[:9])     # abar_8
@@ -210,7 +210,7 @@ def test_filter_redraws_rejected_low_resolution_samples():
   config.filter.update(enabled=True, threshold=0.5, max_rounds=4)
   config.sample.batch_size = 8
   params = {}
-  for name in stages.stage_names(config):
+  for name in stages.names(config):
     single = stages.stage_config(config, name)
     size = single.data.image_size
     params[name] = create_model(single).init(jax.random.PRNGKey(1), jnp.zeros((1, size, size, 1)),
@@ -301,7 +301,7 @@ def test_three_stage_end_to_end_with_a_conditional_middle_stage(cascade_npz, tmp
       section = section[part]
     section[key] = value
   stage2 = stages.stage_config(config, "stage2")
-  stage2_dir = stages.stage_workdir(workdir, "stage2")
+  stage2_dir = os.path.join(workdir, "stage2")
   held_out = evaluate.evaluate_loss(stage2, checkpoints.restore_params(stage2, stage2_dir),
                                     stage2_dir)
   assert held_out["num_examples"] == 16 and 0.0 < held_out["eval_loss"] < 10.0

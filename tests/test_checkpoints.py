@@ -11,8 +11,8 @@ import pytest
 
 from common.errors import CheckpointError
 from helpers import copy_workdir, run_main, tiny_config
-from hdd import checkpoints, serving, train_step
-from hdd.build import create_model
+from hdd import checkpoints
+from hdd.app import serving
 
 
 def test_a_damaged_latest_step_is_passed_over_by_sample_and_moved_aside_by_train(trained_ddpm,

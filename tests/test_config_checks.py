@@ -93,8 +93,10 @@ def test_conditional_stages_must_share_their_classes():
 def test_a_single_model_has_no_low_res_input():
   config = tiny_config()
   config.model.low_res_size = 4
-  with pytest.raises(ConfigError, match=r"model.low_res_size=4: only a cascade's later stages "
-                     "condition on a low-resolution image; set it to 0"):
+  # A single model is the first (and only) stage: nothing before it to condition on.
+  with pytest.raises(ConfigError, match=r"(?m)^invalid config: model.low_res_size=4: must be 0 "
+                     r"\(unconditional\); the first stage has no stage before it to condition "
+                     "on$"):
     config_checks.check_config(config)
 
 

@@ -1,11 +1,11 @@
-"""The terminal (hdd.console, common.runtime, common.stderr): which log records show, the progress line,
+"""The terminal (hdd.writers, common.progress, common.runtime, common.stderr): which log records show, the progress line,
 and the C++ notices dropped from TensorFlow's start-up."""
 import io
 import logging
 import os
 
-from common import runtime, stderr
-from hdd import console
+from common import progress, runtime, stderr
+from hdd import writers
 
 
 def record(path: str, level: int) -> logging.LogRecord:
@@ -26,7 +26,7 @@ def test_project_records_pass_and_library_info_does_not():
 
 def test_progress_line_in_a_log_file_every_quarter():
   stream = io.StringIO()
-  line = console.ProgressLine("stage1 14px", 0, 100, 64, stream)
+  line = writers.ProgressLine("stage1 14px", 0, 100, 64, stream)
   for step in range(10, 101, 10):
     line.write_scalars(step, {"train_loss": 1.0 / step, "train_grad_norm": 1.0})
   line.write_scalars(100, {"steps_per_sec": 5.0})   # Other scalars are not shown.
@@ -39,7 +39,7 @@ def test_progress_line_in_a_log_file_every_quarter():
 
 def test_progress_line_of_a_resumed_run_counts_from_where_it_resumed():
   stream = io.StringIO()
-  line = console.ProgressLine("run", 60, 100, 8, stream)
+  line = writers.ProgressLine("run", 60, 100, 8, stream)
   line.write_scalars(70, {"train_loss": 0.5})
   assert stream.getvalue().startswith("run  step 70/100 (70%)  loss 0.5000")
 
@@ -51,7 +51,7 @@ def test_progress_line_of_a_budgeted_run_shows_the_budget_spent_and_left():
   clock = TrainingClock(seconds_before=60.0, budget_seconds=600.0, now=lambda: now.t)
   clock.start()
   stream = io.StringIO()
-  line = console.ProgressLine("stage2 28px", 100, 10**7, 64, stream, clock=clock)
+  line = writers.ProgressLine("stage2 28px", 100, 10**7, 64, stream, clock=clock)
   for step, t in ((200, 90.0), (300, 200.0), (400, 420.0), (500, 540.0)):
     now.t = t
     line.write_scalars(step, {"train_loss": 0.25})
@@ -64,7 +64,7 @@ def test_progress_line_of_a_budgeted_run_shows_the_budget_spent_and_left():
 
 
 def test_duration():
-  assert [console.duration(s) for s in (0.4, 42, 185, 3720)] == ["0s", "42s", "3m05s", "1h02m"]
+  assert [progress.duration(s) for s in (0.4, 42, 185, 3720)] == ["0s", "42s", "3m05s", "1h02m"]
 
 
 def test_cpp_info_records_and_their_continuations_are_dropped():

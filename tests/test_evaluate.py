@@ -1,7 +1,7 @@
 """Evaluation of a trained model (hdd.evaluate): the held-out denoising loss and its
-quarters written to eval.json, against the closed form of a network that outputs zero
-(loss = E[eps^2] = 1); and evaluate_samples without samples (or without weights and a
-classifier) returns {} and writes nothing."""
+quarters written to each model's eval.json, against the closed form of a network that
+outputs zero (loss = E[eps^2] = 1); and evaluate_samples without samples (or without
+weights and a classifier) returns {} and writes nothing."""
 import json
 import math
 import os
@@ -12,7 +12,7 @@ import pytest
 
 from common import images
 from helpers import tiny_config
-from hdd import evaluate
+from hdd import evaluate, stages
 from hdd.build import create_model
 from hdd.train_step import create_train_state
 
@@ -27,10 +27,13 @@ def zero_params():
 
 
 def test_evaluate_loss_writes_eval_json(stripes_npz, tmp_path, zero_params):
+  """Through `evaluate_losses`: a single model is one model, evaluated in the run's workdir."""
   config = tiny_config(stripes_npz)
   assert config.eval.num_examples == 16 and config.diffusion.prediction == "eps"
   workdir = tmp_path / "run"
-  result = evaluate.evaluate_loss(config, zero_params, str(workdir))
+  results = evaluate.evaluate_losses(config, {stages.SINGLE: zero_params}, str(workdir))
+  assert list(results) == [stages.SINGLE]
+  result = results[stages.SINGLE]
   assert os.listdir(workdir) == ["eval.json"]
   with open(workdir / "eval.json") as f:
     written = json.load(f)

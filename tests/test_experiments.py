@@ -3,13 +3,14 @@ and their pure parts against hand-computed values."""
 import concurrent.futures
 import json
 import os
+import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from helpers import COMPILATION_CACHE, ROOT, save_stripes_npz
+from helpers import COMPILATION_CACHE, ROOT, save_stripes_npz, tiny_cascade
 
 
 @pytest.fixture(scope="module")
@@ -19,14 +20,19 @@ def data(tmp_path_factory):
                           size=28)
 
 
-def run_study(name: str, workdir, *args) -> str:
+def run_study(name: str, workdir, *args) -> subprocess.CompletedProcess:
+  """A --quick run of a study, finished, its terminal as quiet as main.py's: no INFO logs
+  of the libraries, no start-up notices of TensorFlow."""
   env = dict(os.environ, HDD_COMPILATION_CACHE=COMPILATION_CACHE,
              HDD_FID_STATS=str(workdir / "fid_stats"))
   result = subprocess.run([sys.executable, f"experiments/{name}.py", "--quick",
                            f"--workdir={workdir}", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=900, env=env)
   assert result.returncode == 0, result.stderr[-3000:]
-  return result.stdout
+  assert not re.search(r"^I\d{4} ", result.stderr, re.M), result.stderr[-3000:]
+  for noise in ("orbax", "oneDNN custom operations"):
+    assert noise not in result.stderr
+  return result
 
 
 def read_results(workdir) -> dict:
@@ -58,7 +64,10 @@ def first_runs(request, tmp_path_factory, data):
 
   def first_run(study: str, flags: list):
     workdir = tmp_path_factory.mktemp(study)
-    return run_study(study, workdir, f"--data_path={data}", *flags), workdir
+    result = run_study(study, workdir, f"--data_path={data}", *flags)
+    # Each sampling has its progress line (in a log: at every quarter, the last at 100%).
+    assert re.search(r"^\d\d:\d\d:\d\d Sampling .+ images \(100%\)", result.stderr, re.M)
+    return result.stdout, workdir
 
   yield {study: pool.submit(first_run, study, flags)
          for test, (study, flags) in FIRST_RUNS.items() if test in selected}
@@ -156,12 +165,14 @@ def test_balanced_subset():
 
 def test_load_curve_counts_earlier_stages(tmp_path):
   from experiments.study import load_curve
+  config = tiny_cascade()   # The run's models are those of its config.json.
   for name, steps, seconds, batch in (("stage1", 100, 40.0, 64), ("stage2", 50, 90.0, 32)):
+    config.stages[name].train.batch_size = batch
     stage = tmp_path / name
     stage.mkdir()
     (stage / "train_timing.json").write_text(json.dumps(
         {"end_step": steps, "total_train_seconds": seconds}))
-    (stage / "config.json").write_text(json.dumps({"train": {"batch_size": batch}}))
+  (tmp_path / "config.json").write_text(config.to_json_best_effort())
   (tmp_path / "stage2" / "fid_curve.json").write_text(json.dumps(
       [{"step": 25, "fid": 9.0, "train_seconds": 30.0, "measure_seconds": 5.0,
         "num_samples": 4}]))

@@ -34,7 +34,7 @@ from common.errors import CheckpointError, ConfigError, DataError
 from evaluation import torch_pickle, weights
 from helpers import (COMPILATION_CACHE, ROOT, copy_workdir, run_main, save_stripes_npz,
                      stripes_batch, tiny_config)
-from hdd import checkpoints, config_checks, generate, train, train_step
+from hdd import cascade, checkpoints, config_checks, train, train_step
 from hdd.build import create_model, create_schedule
 from input_pipeline import pipeline, sources
 
@@ -417,12 +417,12 @@ def test_a_sampling_run_that_fails_half_way_leaves_the_previous_set(tmp_path, mo
   config = tiny_config()
   params = train_step.create_train_state(config, create_model(config)).ema_params
   workdir = str(tmp_path / "w")
-  generate.generate_and_save(config, params, workdir)
+  cascade.sample_and_save(config, {"model": params}, workdir)
   samples = os.path.join(workdir, "samples")
   before = {name: open(os.path.join(samples, name), "rb").read()
             for name in os.listdir(samples)}
   config.sample.seed = 1
-  real_save_png = generate.images.save_png
+  real_save_png = cascade.images.save_png
   calls = []
 
   def save_png_then_fail(path, image):
@@ -431,13 +431,14 @@ def test_a_sampling_run_that_fails_half_way_leaves_the_previous_set(tmp_path, mo
     if len(calls) == 2:
       raise OSError(errno.ENOSPC, "No space left on device")
 
-  monkeypatch.setattr(generate.images, "save_png", save_png_then_fail)
+  monkeypatch.setattr(cascade.images, "save_png", save_png_then_fail)
   with pytest.raises(OSError):
-    generate.generate_and_save(config, params, workdir)
+    cascade.sample_and_save(config, {"model": params}, workdir)
   after = {name: open(os.path.join(samples, name), "rb").read()
            for name in os.listdir(samples)}
   assert after == before
-  assert sorted(os.listdir(workdir)) == ["samples"]   # No temporary folder is left behind.
+  # No temporary folder is left behind (the timing table is from the first, good run).
+  assert sorted(os.listdir(workdir)) == ["samples", "timing.json", "timing.md"]
 
 
 # 13 -----------------------------------------------------------------------------------------

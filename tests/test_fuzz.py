@@ -228,9 +228,7 @@ def value_like(value):
 def check_and_build(config):
   """Validation, then everything built from a config before training (no compiling)."""
   config_checks.check_config(config)
-  singles = ([stages.stage_config(config, name) for name in stages.stage_names(config)]
-             if stages.is_cascade(config) else [config])
-  for single in singles:
+  for single in [stage.config for stage in stages.models(config)]:
     plan = SamplingPlan.create(single)
     assert len(plan.steps) >= 1
     create_optimizer(single.train)

@@ -1,6 +1,6 @@
 """Sampling from parameters (hdd.generate): class labels, seeded and deterministic
 sampling, padding of the last batch that never changes the real rows, the trajectory of
-the first batch, hand-over inputs, and the files of generate_and_save. Tiny U-Net with
+the first batch, hand-over inputs, and the files of a single model's cascade.sample_and_save. Tiny U-Net with
 freshly initialised parameters, a 2-step DDIM chain, batches of 4."""
 import json
 import os
@@ -12,7 +12,7 @@ from PIL import Image
 from common import parallel
 from common.errors import ConfigError
 from helpers import tiny_cascade, tiny_config, tiny_sampling_config
-from hdd import generate, stages
+from hdd import cascade, generate, stages
 from hdd.build import create_model
 from hdd.maths.handover import Handover
 from hdd.plan import SamplingPlan
@@ -111,7 +111,7 @@ def test_no_images_to_sample_is_a_config_error(setup, tmp_path):
   config = tiny_sampling_config()
   config.sample.num_samples = 0
   with pytest.raises(ConfigError, match=r"^sample.num_samples=0: must be >= 1 to sample$"):
-    generate.generate_and_save(config, params, str(tmp_path))
+    cascade.sample_and_save(config, {"model": params}, str(tmp_path))
   assert os.listdir(tmp_path) == []
 
 
@@ -119,7 +119,7 @@ def test_generate_and_save_writes_the_samples(setup, runs, tmp_path):
   config, params, _, _ = setup
   config = tiny_sampling_config()
   config.sample.num_samples = 6
-  timing = generate.generate_and_save(config, params, str(tmp_path))
+  timing = cascade.sample_and_save(config, {"model": params}, str(tmp_path))
   out = tmp_path / "samples"
   assert sorted(os.listdir(out)) == ["grid.png", "samples.npz", "timing.json",
                                      "trajectory.png"]
@@ -132,5 +132,5 @@ def test_generate_and_save_writes_the_samples(setup, runs, tmp_path):
   with Image.open(out / "trajectory.png") as strip:
     assert strip.size == (8 * (3 * 10 + 2), 8 * (4 * 10 + 2))   # 3 frames of 4 images.
   assert json.loads((out / "timing.json").read_text()) == timing
-  assert timing["num_samples"] == 6 and timing["sampler"] == "ddim"
-  assert timing["network_evaluations_per_image"] == 2
+  assert timing["num_images"] == 6 and timing["stages"][0]["sampler"] == "ddim"
+  assert timing["stages"][0]["network_evaluations_per_image"] == 2

@@ -79,9 +79,9 @@ def test_noise_interpolation_depends_only_on_the_endpoints_and_the_weight():
                       jnp.zeros((1,), jnp.int32))["params"]
   params = jax.tree_util.tree_map(lambda p: p + 0.05 * jnp.sign(p + 1e-3), params)
   config.pictures.interpolation_frames = 3
-  three = interpolation.interpolate(config, params)["noise"]["model"].astype(int)
+  three = interpolation.interpolate(config, {"model": params})["noise"]["model"].astype(int)
   config.pictures.interpolation_frames = 5
-  five = interpolation.interpolate(config, params)["noise"]["model"].astype(int)
+  five = interpolation.interpolate(config, {"model": params})["noise"]["model"].astype(int)
   np.testing.assert_array_equal(three, five[:, ::2])
   distance = lambda x, y: np.abs(x - y).mean()
   assert distance(five[:, 0], five[:, -1]) > 0

@@ -64,6 +64,9 @@ def test_train_resume_sample_eval(stripes_npz, tmp_path):
   assert evaluation.returncode == 0, evaluation.stderr[-3000:]
   quality = json.load(open(os.path.join(workdir, "quality.json")))
   assert quality["num_samples"] == 8 and quality["fcd"] >= 0
+  # The closing summary lists what eval wrote.
+  for written in ("eval.json", "quality.json"):
+    assert f" {os.path.join(workdir, written)}\n" in evaluation.stdout
   assert quality["fcd_reference"].startswith("test split, 16 images")
   if not weights_args:   # FID with the real weights (fetched by scripts/setup.sh).
     assert quality["fid_reference"] == "test split, 16 images" and quality["fid"] > 0

@@ -1,6 +1,7 @@
-"""What runs report (hdd.pictures, hdd.timing_report): stage-by-stage grids upsampled by nearest neighbour,
-trajectory strips, the timing table of a cascade (JSON and markdown, with a total row)
-from stage timing files written here, and flat hyper-parameters."""
+"""What runs report (hdd.pictures, hdd.timing_report): stage-by-stage grids upsampled by
+nearest neighbour, trajectory strips, the timing table of a cascade and of a single model
+(JSON and markdown, with a total row) from stage timing files written here, and flat
+hyper-parameters."""
 import json
 import os
 
@@ -99,6 +100,7 @@ def test_timing_markdown_sums_a_total_row():
   assert by_stage["stage2"]["gamma"] == "0.312" and by_stage["stage2"]["t*"] == "17"
   assert by_stage["stage2"]["params"] == "-" and by_stage["total"]["size"] == "-"
   assert "Seconds exclude compilation" in markdown
+  assert markdown.endswith("Seconds exclude compilation.\n")   # None is known here.
 
 
 def test_write_timing_table_from_stage_files(tmp_path):
@@ -129,11 +131,21 @@ def test_write_timing_table_from_stage_files(tmp_path):
   assert by_stage["stage1"]["train s"] == "3.5" and by_stage["stage2"]["train s"] == "-"
   assert by_stage["total"]["train s"] == "3.5" and by_stage["total"]["sample s (8 img)"] == "2.5"
   assert sorted(os.listdir(workdir)) == ["stage1", "timing.json", "timing.md"]
+  # Compilation, listed apart: stage 1's training, and both stages' sampling (2.0 + 3.0).
+  markdown = (workdir / "timing.md").read_text()
+  assert "which took 7.0 s in training and 5.0 s in sampling." in markdown
 
   # Without a sample report (a stage trained alone): training columns only.
   rows = timing_report.write_timing_table(config, str(workdir))
   assert "sample_seconds" not in rows[0] and rows[0]["train_steps"] == 4
   assert json.loads((workdir / "timing.json").read_text())["num_samples"] is None
+
+  # A single model: one row, 'model', trained in the run's own workdir.
+  (workdir / "train_timing.json").write_text((workdir / "stage1" / "train_timing.json").read_text())
+  [row] = timing_report.timing_rows(tiny_config(), str(workdir), {"num_images": 8, "stages": [
+      {**sample_report["stages"][0], "stage": "model"}]})
+  assert (row["stage"], row["resolution"], row["T"]) == ("model", 8, 50)
+  assert row["train_seconds"] == 3.5 and row["sample_seconds"] == 0.5
 
 
 def test_flatten_config():

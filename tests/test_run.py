@@ -31,7 +31,7 @@ def test_mode_runs_with_the_lock_and_the_stop_signal(tmp_path, monkeypatch):
       with guards.exclusive(workdir):
         pass
 
-  monkeypatch.setattr(run, "train_mode", fake_train)
+  monkeypatch.setitem(run.MODES, "train", fake_train)
   workdir = str(tmp_path / "run")
   run.run(tiny_config(str(tmp_path / "unused.npz")), workdir, "train", compilation_cache="")
   ((lock_owner, stop),) = seen
@@ -46,7 +46,7 @@ def test_os_error_mid_run_is_one_line(tmp_path, monkeypatch):
   def full_disk(config, workdir):
     raise OSError(errno.ENOSPC, "No space left on device", os.path.join(workdir, "ckpt"))
 
-  monkeypatch.setattr(run, "sample_mode", full_disk)
+  monkeypatch.setitem(run.MODES, "sample", full_disk)
   workdir = str(tmp_path / "run")
   with pytest.raises(UserError) as error:
     run.run(tiny_config(str(tmp_path / "unused.npz")), workdir, "sample", compilation_cache="")

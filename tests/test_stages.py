@@ -1,5 +1,5 @@
-"""Views of a cascade config (hdd.stages): each stage as a single-model config, the
-stages to train, the resolutions, and single models treated as a cascade of one."""
+"""The models view (hdd.stages): each stage as a single-model config with its workdir, the
+stages to train, the resolutions, and a single model as a cascade of one."""
 import pytest
 
 from configs import default
@@ -7,10 +7,10 @@ from helpers import tiny_cascade, tiny_config
 from hdd import stages
 
 
-def test_is_cascade():
-  assert stages.is_cascade(tiny_cascade())
-  assert stages.is_cascade(tiny_cascade("cascade3"))
-  assert not stages.is_cascade(tiny_config())
+def test_names_in_sampling_order():
+  assert stages.names(tiny_cascade()) == ["stage1", "stage2"]
+  assert stages.names(tiny_cascade("cascade3")) == ["stage1", "stage2", "stage3"]
+  assert stages.names(tiny_config()) == [stages.SINGLE]
 
 
 def test_stage_config_carries_the_stages_own_sections():
@@ -18,7 +18,7 @@ def test_stage_config_carries_the_stages_own_sections():
   config.seed = 7
   config.stages.stage1.train.learning_rate = 5e-4
   config.stages.stage2.sample.update(handover="truncate", start_step=17, sampler="ddpm")
-  assert stages.stage_names(config) == ["stage1", "stage2"]
+  assert stages.names(config) == ["stage1", "stage2"]
   first, second = (stages.stage_config(config, name) for name in ("stage1", "stage2"))
   # The stage's resolution, model, schedule and training.
   assert (first.data.image_size, second.data.image_size) == (4, 8)
@@ -55,8 +55,25 @@ def test_stage_config_is_a_copy():
   assert config.data.path == "" and config.stages.stage1.sample.num_steps == 5
 
 
-def test_stage_workdir():
-  assert stages.stage_workdir("/runs/hdd", "stage2") == "/runs/hdd/stage2"
+def test_a_cascade_stage_has_its_own_workdir_and_fields():
+  every = stages.models(tiny_cascade(), "/runs/hdd")
+  assert [(s.name, s.workdir, s.index, s.field_prefix) for s in every] == [
+      ("stage1", "/runs/hdd/stage1", 0, "stages.stage1."),
+      ("stage2", "/runs/hdd/stage2", 1, "stages.stage2.")]
+  assert [s.config.data.image_size for s in every] == [4, 8]
+  assert stages.sections(tiny_cascade(), "stage2").image_size == 8
+
+
+def test_a_single_model_is_one_stage_in_the_run_s_own_workdir():
+  config = tiny_config()
+  (only,) = stages.models(config, "/runs/ddpm")
+  assert (only.name, only.workdir, only.index, only.field_prefix) == (
+      stages.SINGLE, "/runs/ddpm", 0, "")
+  assert only.config is config and stages.sections(config, only.name) is config
+  assert stages.all_sections(config) == [config]
+  assert stages.names(config) == [stages.SINGLE] and stages.names(tiny_cascade()) == [
+      "stage1", "stage2"]
+  assert [s.name for s in stages.to_train(config, "/runs/ddpm")] == [stages.SINGLE]
 
 
 @pytest.mark.parametrize("variant,stage,expected", [
@@ -69,7 +86,8 @@ def test_stage_workdir():
 def test_stages_to_train(variant, stage, expected):
   config = tiny_cascade(variant)
   config.stage = stage
-  assert stages.stages_to_train(config) == expected
+  assert [s.name for s in stages.to_train(config, "/w")] == expected
+  assert [s.workdir for s in stages.to_train(config, "/w")] == [f"/w/{name}" for name in expected]
 
 
 def test_image_sizes():
@@ -82,5 +100,5 @@ def test_ten_or_more_stages_keep_their_order():
   config = default.get_config()
   sizes = [4 * 2**i for i in range(10)]
   default.make_cascade(config, sizes)
-  assert stages.stage_names(config) == [f"stage{i}" for i in range(1, 11)]
+  assert stages.names(config) == [f"stage{i}" for i in range(1, 11)]
   assert stages.image_sizes(config) == sizes

@@ -1,14 +1,15 @@
-"""Reference statistics of real images (evaluation.statistics): computed once, cached
-under a fingerprint of the data, preprocessing and weights, and refused when the
-fingerprint differs."""
+"""Reference statistics of real images (evaluation.statistics): computed once under a
+progress line, cached under a fingerprint of the data, preprocessing and weights, and
+refused when the fingerprint differs."""
+import functools
 import os
 
 import numpy as np
 import pytest
 
 from common.errors import CheckpointError
-from evaluation import statistics, weights
-from helpers import tiny_config
+from evaluation import inception, statistics, weights
+from helpers import golden_state_dict, load_golden, tiny_config
 from input_pipeline.pipeline import real_images
 
 
@@ -32,6 +33,30 @@ def test_reference_statistics_are_cached_and_fingerprinted(stripes_npz, tmp_path
   key = statistics.fingerprint(config.data, "test", 8, 16, weights.default_path())
   with pytest.raises(CheckpointError, match="fingerprint mismatch"):
     statistics.load_statistics(os.path.join(cache, cached), key)
+
+
+def test_reference_statistics_advance_a_progress_line_per_batch(stripes_npz, tmp_path, capsys,
+                                                                 monkeypatch):
+  """The seeded random Inception weights of tests/golden (a stand-in file for their
+  fingerprint) on the 16 test stripes in batches of 4: in a log (stderr is no terminal
+  here) one line at each quarter; the second call reads the cache and computes nothing."""
+  variables = weights.convert(golden_state_dict(load_golden()))
+  weights_path = tmp_path / "random.pt"
+  weights_path.write_bytes(b"the tests' random weights")
+  monkeypatch.setattr(inception, "fid_features",
+                      functools.partial(inception.fid_features, batch_size=4))
+  config, cache = tiny_config(stripes_npz), str(tmp_path / "stats")
+  compute = lambda: statistics.reference_statistics(config.data, "test", 8, 0, variables,
+                                                    str(weights_path), cache)
+  stats = compute()
+  lines = [line.split("  ") for line in capsys.readouterr().err.splitlines()
+           if "FID reference statistics (test split)" in line]
+  assert [line[1] for line in lines] == [f"{n}/16 images ({n * 100 // 16}%)"
+                                         for n in (4, 8, 12, 16)]
+  assert int(stats["n"]) == 16
+  again = compute()
+  assert "FID reference statistics" not in capsys.readouterr().err
+  np.testing.assert_array_equal(again["mu"], stats["mu"])
 
 
 def test_fingerprint_names_everything_that_determines_the_statistics(tmp_path):

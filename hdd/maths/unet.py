@@ -46,7 +46,7 @@ class GroupNorm(nn.Module):
   infers it from the input when not given). The group means are matrix products (pixels
   with a weights vector, channels with a [C, G] membership matrix) rather than reductions:
   on XLA:CPU that made the train step 1.03-1.11x faster (medians of alternating rounds,
-  README "Speed"); it is not measured on GPUs or TPUs. HIGHEST precision keeps them from
+  docs/speed.md); it is not measured on GPUs or TPUs. HIGHEST precision keeps them from
   rounding the operands to bfloat16 or TF32.
   """
   num_groups: int

@@ -1,11 +1,12 @@
-"""Sampling on request from a trained workdir, for the web app (`hdd.app`) and any other
-front end: the EMA parameters are restored once, the sampling chains of the last few
+"""Sampling on request from a trained workdir, for the web page (`hdd.app.page`) and any
+other front end: the EMA parameters are restored once, the sampling chains of the last few
 settings are compiled once and kept, and every request is checked before anything runs.
 
 A request sets what a person varies between samples: the sampler and its steps per
-stage, a cascade's hand-over into each later stage, the guidance weight and class of a
+stage, the hand-over into each later stage, the guidance weight and class of a
 conditional model, the seed and the number of images. Everything else (the networks,
-schedules and the rest of the chain settings) is the workdir's own config.
+schedules and the rest of the chain settings) is the workdir's own config. A single
+model is served as a cascade of one stage (`hdd.stages.models`).
 """
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ import copy
 import dataclasses
 import io
 import json
-import math
 import os
+import re
 from typing import Callable, Optional
 
 import ml_collections
@@ -24,10 +25,7 @@ from PIL import Image
 
 from common import images
 from common.errors import UserError
-from hdd import cascade, checkpoints, config_checks, generate, pictures, run, stages
-from hdd.maths.handover import HANDOVERS
-from hdd.plan import SamplingPlan
-from hdd.maths.sampling import SAMPLERS
+from hdd import cascade, checkpoints, config_checks, generate, layout, pictures, stages
 
 MAX_IMAGES = 64             # per request: a page shows them, a CPU samples them in seconds
 ANIMATION_FRAMES = 12       # recorded states of the chain per stage in the animation
@@ -36,6 +34,11 @@ ANIMATION_FRAMES = 12       # recorded states of the chain per stage in the anim
 # holds a compiled program in memory.
 MAX_CHAINS = 6
 Progress = Callable[[float, str], None]
+# The page's name of each sample field a request sets ({stage}: the stage's name).
+CONTROLS = {"sampler": "sampler", "num_steps": "{stage} steps", "handover": "hand-over",
+            "gamma": "gamma", "start_step": "{stage} t*", "guidance_scale": "guidance weight",
+            "label": "class", "seed": "seed", "num_samples": "number of images"}
+SAMPLE_FIELD = re.compile(r"(?:stages\.(\w+)\.)?sample\.(\w+)")
 
 
 class RequestError(UserError):
@@ -64,8 +67,8 @@ class LeastRecentlyUsed(collections.OrderedDict):
 
 @dataclasses.dataclass(frozen=True)
 class Request:
-  sampler: str = "ddim"                 # every stage: ddpm (all T steps) | ddim
-  steps: tuple[int, ...] = ()           # DDIM steps per stage (0 = T); () = the config's
+  sampler: str = "ddim"                 # every stage: ddpm (all T steps) | ddim | ...
+  steps: tuple[int, ...] = ()           # steps per stage (0 = T); () = the config's
   handover: str = ""                    # later stages: mix | truncate; "" = the config's
   gamma: float = 0.3                    # mix weight, or truncate's SNR-matched t*
   start_step: int = -1                  # truncate: t*; -1 = the step with gamma's SNR
@@ -78,7 +81,7 @@ class Request:
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   """The config a workdir was trained with (its config.json, lists read back as tuples,
   fields added since it was written at the values that mean what their absence did)."""
-  path = os.path.join(workdir, "config.json")
+  path = layout.config_path(workdir)
   if not os.path.isdir(workdir):
     raise RequestError(f"no directory {workdir}; give the --workdir of a trained model")
   if not os.path.exists(path):
@@ -95,13 +98,46 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
       return {key: tuples(v) for key, v in value.items()}
     return tuple(tuples(v) for v in value) if isinstance(value, list) else value
 
-  if "diffusion" not in tree and "stages" not in tree:
+  config = ml_collections.ConfigDict(tuples(tree)) if isinstance(tree, dict) else None
+  sections = model_sections(config)
+  if not sections:
     raise RequestError(f"{path} is not the config of a diffusion model or cascade")
-  for model in tree["stages"].values() if "stages" in tree else [tree]:
+  for section in sections:
     for field, value in checkpoints.ADDED_FIELDS.items():
-      section, key = field.split(".")
-      model.get(section, {}).setdefault(key, value)
-  return ml_collections.ConfigDict(tuples(tree))
+      part, key = field.split(".")
+      if key not in section[part]:
+        section[part][key] = value
+  return config
+
+
+def model_sections(config: Optional[ml_collections.ConfigDict]) -> list:
+  """`stages.all_sections` of a config read from a file, or [] when it is not one of a
+  model or cascade (some model without its model and diffusion sections)."""
+  try:
+    sections = stages.all_sections(config)
+  except (AttributeError, KeyError, TypeError):
+    return []
+  whole = all(isinstance(section.get(part), ml_collections.ConfigDict)
+              for section in sections for part in ("model", "diffusion"))
+  return sections if sections and whole else []
+
+
+def in_control_terms(config: ml_collections.ConfigDict, problem: str) -> str:
+  """A problem of `config_checks` ('stages.stage2.sample.gamma=1.5: must lie in [0, 1]')
+  said with the name of the page's control that set the field ('gamma 1.5: must lie in
+  [0, 1]'); any other problem as it is."""
+  field = problem.split("=", 1)[0]
+  match = SAMPLE_FIELD.fullmatch(field)
+  if not match or match.group(2) not in CONTROLS:
+    return problem
+  value = config
+  for part in field.split("."):
+    value = value[part]
+  said = f"{field}={value!r}: "
+  if not problem.startswith(said):
+    return problem
+  control = CONTROLS[match.group(2)].format(stage=match.group(1) or stages.SINGLE)
+  return f"{control} {value!r}: {problem[len(said):]}"
 
 
 @dataclasses.dataclass
@@ -120,11 +156,12 @@ class Served:
   """A trained model or cascade, ready to sample."""
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str, params=None):
-    """`params`: the EMA parameters ({stage: parameters} of a cascade); None restores
-    them from `workdir`."""
+    """`params`: the EMA parameters by stage (`cascade.restore`); None restores them from
+    `workdir`."""
     config_checks.check_config(config)
     self.config, self.workdir = config, workdir
-    self.params = run.restore(config, workdir) if params is None else params
+    self.models = stages.models(config, workdir)
+    self.params = cascade.restore(config, workdir) if params is None else params
     self.compiled = LeastRecentlyUsed(MAX_CHAINS)   # generate.sample_images' chains.
 
   @classmethod
@@ -132,123 +169,82 @@ class Served:
     return cls(config if config is not None else load_config(workdir), workdir)
 
   @property
-  def is_cascade(self) -> bool:
-    return stages.is_cascade(self.config)
-
-  @property
-  def stage_names(self) -> list[str]:
-    return stages.stage_names(self.config) if self.is_cascade else ["model"]
-
-  @property
   def num_classes(self) -> int:
     return stages.class_count(self.config)
 
-  def chain(self, name: str) -> ml_collections.ConfigDict:
-    """The single-model config of a stage (or of the model)."""
-    return stages.stage_config(self.config, name) if self.is_cascade else self.config
-
   @property
-  def conditional_stages(self) -> list[str]:
+  def conditional_stages(self) -> list[stages.Stage]:
     """The stages that see the class: guidance and class apply to these only."""
-    return [name for name in self.stage_names if self.chain(name).model.num_classes]
+    return [stage for stage in self.models if stage.config.model.num_classes]
 
-  def describe(self) -> str:
+  def summary(self) -> str:
     """One line: what is served, for the page."""
-    parts = [f"{name} {self.chain(name).data.image_size}px T={self.chain(name).diffusion.num_steps}"
-             for name in self.stage_names]
-    kind = f"cascade of {len(parts)} stages" if self.is_cascade else "single model"
+    parts = [f"{stage.name} {stage.config.data.image_size}px "
+             f"T={stage.config.diffusion.num_steps}" for stage in self.models]
+    kind = (f"cascade of {len(parts)} stages" if len(self.models) > 1 else "single model")
     classes = f", {self.num_classes} classes" if self.num_classes else ", unconditional"
     return f"{self.workdir}: {kind} ({'; '.join(parts)}){classes}"
 
   def defaults(self) -> Request:
     """The request that samples as the config does."""
-    chains = [self.chain(name).sample for name in self.stage_names]
-    later = chains[1] if len(chains) > 1 else None
-    return Request(sampler=chains[0].sampler, steps=tuple(c.num_steps for c in chains),
+    settings = [stage.config.sample for stage in self.models]
+    later = settings[1] if len(settings) > 1 else None
+    conditional = self.conditional_stages
+    return Request(sampler=settings[0].sampler, steps=tuple(c.num_steps for c in settings),
                    handover=later.handover if later else "",
                    gamma=later.gamma if later else 0.3,
                    start_step=later.start_step if later else -1,
-                   guidance=(self.chain(self.conditional_stages[-1]).sample.guidance_scale
-                             if self.num_classes else 0.0),
+                   guidance=conditional[-1].config.sample.guidance_scale if conditional
+                   else 0.0,
                    label=self.config.sample.label, seed=self.config.sample.seed)
+
+  def check_request(self, request: Request) -> None:
+    """RequestError for what only a request can get wrong; every field it sets is checked
+    with the config (`config_for`)."""
+    if not 1 <= request.num_images <= MAX_IMAGES:
+      raise RequestError(f"number of images {request.num_images}: must lie in [1, {MAX_IMAGES}]")
+    if request.steps and len(request.steps) != len(self.models):
+      raise RequestError(f"{len(request.steps)} step counts for {len(self.models)} stages")
+    if not self.num_classes and (request.guidance or request.label != -1):
+      raise RequestError("guidance and class need a class-conditional model; this one is "
+                         "unconditional")
 
   def config_for(self, request: Request) -> ml_collections.ConfigDict:
     """The workdir's config with the request's settings; RequestError when one is out of
     range (the message names the control, its value and what it may be)."""
-    if request.sampler not in SAMPLERS:
-      raise RequestError(f"sampler {request.sampler!r}: must be one of {', '.join(SAMPLERS)}")
-    if not 1 <= request.num_images <= MAX_IMAGES:
-      raise RequestError(f"number of images {request.num_images}: must lie in [1, {MAX_IMAGES}]")
-    if request.seed < 0:
-      raise RequestError(f"seed {request.seed}: must be >= 0")
-    if request.steps and len(request.steps) != len(self.stage_names):
-      raise RequestError(f"{len(request.steps)} step counts for {len(self.stage_names)} stages")
-    if request.handover and request.handover not in HANDOVERS:
-      raise RequestError(f"hand-over {request.handover!r}: must be one of {', '.join(HANDOVERS)}")
-    if not self.num_classes and (request.guidance or request.label != -1):
-      raise RequestError("guidance and class need a class-conditional model; this one is "
-                         "unconditional")
-    if not -1 <= request.label < max(self.num_classes, 1):
-      raise RequestError(f"class {request.label}: must lie in [-1, {self.num_classes - 1}] "
-                         "(-1 = every class in turn)")
-    for name, value in (("guidance weight", request.guidance), ("gamma", request.gamma)):
-      if not math.isfinite(value):
-        raise RequestError(f"{name} {value}: must be a finite number")
-    if request.guidance < 0:
-      raise RequestError(f"guidance weight {request.guidance}: must be >= 0")
+    self.check_request(request)
     config = copy.deepcopy(self.config)
     config.unlock()
     config.sample.update(seed=request.seed, label=request.label, num_samples=request.num_images,
                          batch_size=min(request.num_images, 16), trajectory_images=1)
-    chains = ([config.stages[name].sample for name in self.stage_names] if self.is_cascade
-              else [config.sample])
-    conditional = self.conditional_stages
-    for index, (name, chain) in enumerate(zip(self.stage_names, chains)):
-      num_train_steps = self.chain(name).diffusion.num_steps
-      steps = request.steps[index] if request.steps else chain.num_steps
-      if not 0 <= steps <= num_train_steps:
-        raise RequestError(f"{name} steps {steps}: must lie in [0, {num_train_steps}] (0 = all "
-                           f"T = {num_train_steps})")
-      chain.update(sampler=request.sampler, num_steps=steps)
-      if name in conditional:
-        chain.guidance_scale = request.guidance
-      elif self.is_cascade:
-        chain.label = -1   # The class of the cascade's conditional stages is not this one's.
-      if index:
-        self.set_handover(chain, request, name, num_train_steps)
-    visited = max(self.chain(name).diffusion.num_steps for name in self.stage_names)
+    settings = [section.sample for section in stages.all_sections(config)]
+    for stage, sampling in zip(self.models, settings):
+      sampling.update(sampler=request.sampler,
+                      num_steps=request.steps[stage.index] if request.steps else
+                      sampling.num_steps)
+      if stage.config.model.num_classes:
+        sampling.guidance_scale = request.guidance
+      else:
+        sampling.label = -1   # Unconditional: the class is that of the conditional stages.
+      if stage.index:
+        sampling.update(handover=request.handover or sampling.handover, gamma=request.gamma,
+                        start_step=request.start_step)
+    visited = max(stage.config.diffusion.num_steps for stage in self.models)
     if request.sampler == "ddim":
-      visited = max(s or visited for s in (request.steps or [c.num_steps for c in chains]))
+      visited = max(sampling.num_steps or visited for sampling in settings)
     config.sample.trajectory_every = max(1, visited // ANIMATION_FRAMES)
     try:
       config_checks.check_config(config)
     except UserError as e:
-      raise RequestError(str(e)) from None
+      first = str(e).splitlines()[0].removeprefix("invalid config: ")
+      raise RequestError(in_control_terms(config, first)) from None
     return config
-
-  @staticmethod
-  def set_handover(chain, request: Request, name: str, num_train_steps: int) -> None:
-    if request.handover:
-      chain.handover = request.handover
-    if chain.handover == "mix" and not 0.0 <= request.gamma <= 1.0:
-      raise RequestError(f"gamma {request.gamma}: must lie in [0, 1]")
-    if chain.handover == "truncate" and not (0.0 < request.gamma < 1.0 or
-                                              request.start_step >= 0):
-      raise RequestError(f"gamma {request.gamma}: truncate needs gamma in (0, 1) or a t*")
-    if not -1 <= request.start_step < num_train_steps:
-      raise RequestError(f"{name} t* {request.start_step}: must lie in [-1, "
-                         f"{num_train_steps - 1}] (-1 = the step with gamma's SNR)")
-    chain.update(gamma=request.gamma, start_step=request.start_step)
 
   def generate(self, request: Request, progress: Optional[Progress] = None) -> Generated:
     """Samples the request's images (compiling its chains the first time only)."""
     config = self.config_for(request)
-    plans = (cascade.stage_plans(config) if self.is_cascade
-             else {"model": SamplingPlan.create(config)})
-    params = self.params if self.is_cascade else {"model": self.params}
     outputs, report, trajectories = cascade.sample_cascade(
-        config, params, request.num_images, plans=plans, compiled=self.compiled,
-        progress=progress)
+        config, self.params, request.num_images, compiled=self.compiled, progress=progress)
     labels = generate.class_labels(config, request.num_images)
     return Generated(outputs, labels, animation_frames(trajectories), report)
 
@@ -267,16 +263,16 @@ def animation_frames(trajectories: dict) -> list:
 def gif_bytes(frames: list, frame_ms: int = 120, hold_last: int = 8) -> bytes:
   """An endlessly looping GIF of uint8 frames [H, W, 1|3], the last one shown
   `hold_last` times as long."""
-  pictures = [Image.fromarray(images.without_gray_axis(f)) for f in frames]
+  drawn = [Image.fromarray(images.without_gray_axis(f)) for f in frames]
   buffer = io.BytesIO()
-  pictures[0].save(buffer, format="GIF", save_all=True, append_images=pictures[1:],
-                   duration=[frame_ms] * (len(frames) - 1) + [frame_ms * hold_last], loop=0)
+  drawn[0].save(buffer, format="GIF", save_all=True, append_images=drawn[1:],
+                duration=[frame_ms] * (len(frames) - 1) + [frame_ms * hold_last], loop=0)
   return buffer.getvalue()
 
 
 def draw(generated: Generated) -> dict:
   """{'grid': the final images (a row per class), 'stages': each image's stages side by
-  side with labelled columns (a single model: the grid)}, drawn for people."""
+  side with labelled columns (one stage: the grid)}, drawn for people."""
   final = generated.images
   grid = pictures.for_display(pictures.sample_grid(final, generated.labels), final.shape[1])
   if len(generated.outputs) == 1:
@@ -300,16 +296,3 @@ def save_outputs(generated: Generated, drawn: dict, directory: str) -> dict:
   with open(paths["chain.gif"], "wb") as f:
     f.write(gif_bytes(generated.animation))
   return paths
-
-
-def timing_markdown(report: dict) -> str:
-  """The per-stage timing of a request as a markdown table."""
-  lines = ["| stage | size | sampler | evals / image | sample s | compile s |",
-           "|---|---|---|---|---|---|"]
-  for stage in report["stages"]:
-    lines.append(f"| {stage['stage']} | {stage['resolution']} | {stage['sampler']} | "
-                 f"{stage['network_evaluations_per_image']} | {stage['sample_seconds']:.2f} | "
-                 f"{stage['compile_seconds']:.2f} |")
-  lines.append(f"| total | | | | {report['sample_seconds']:.2f} | "
-               f"{sum(s['compile_seconds'] for s in report['stages']):.2f} |")
-  return "\n".join(lines)

@@ -1,16 +1,5 @@
-"""A web page that samples a trained model or cascade (Gradio, on 127.0.0.1):
-
-  python -m hdd.app --workdir=runs/hdd_fmnist_quick [--port=7860] [--workdirs=A,B]
-
-Controls: sampler and steps (per stage), a cascade's hand-over (mix gamma / truncate t*),
-guidance weight and class of a conditional model, seed, number of images. It shows the
-grid, every stage side by side, an animation of one image's chain through the stages,
-the timing of each stage, and PNG / npz downloads. Its generate action is also the API
-endpoint /generate (gradio_client). Bad input is reported in the page; the server keeps
-running. The page can switch to the workdirs given with --workdirs, chosen from a list,
-and to no other: what is served is the operator's choice, not a request's. It takes no
-uploads, keeps the files of the last --keep_outputs requests and removes them on exit.
-"""
+"""The web page (Gradio) over a `serving.Served` model, its request handlers and the HTTP
+server that runs it on 127.0.0.1."""
 from __future__ import annotations
 
 import math
@@ -18,10 +7,11 @@ import os
 import re
 import shutil
 import socket
-import sys
 import tempfile
+from typing import Optional
 
-from absl import app as absl_app, flags, logging
+import ml_collections
+from absl import logging
 
 from common.errors import UserError
 
@@ -32,17 +22,6 @@ GRADIO_CACHE_DELETION = (600, 3600)
 REFUSED_WORKDIR = ("**Error:** not a workdir this server offers; choose one from the list "
                    "(its operator sets them with --workdir and --workdirs).")
 
-flags.DEFINE_string("workdir", None, "Workdir of a trained model or cascade to serve.")
-flags.DEFINE_string("config", "", "Config file[:variant] of a workdir that has no config.json "
-                    "(one trained before it was kept).")
-flags.DEFINE_integer("port", 7860, "Port on 127.0.0.1.")
-flags.DEFINE_list("workdirs", [], "Further workdirs the page may switch to, chosen from a list "
-                  "(the page can load no other directory).")
-flags.DEFINE_integer("keep_outputs", KEEP_OUTPUTS, "Keep the download files of this many "
-                     "latest requests (older ones are deleted, all of them when the server "
-                     "stops).")
-flags.DEFINE_bool("library_logs", False, "Also show the INFO logs of gradio, orbax and JAX.")
-
 
 class StartError(UserError):
   pass
@@ -52,14 +31,14 @@ class App:
   """The page's state: the served workdir (or why none is), the workdirs it may switch to,
   and its request handlers."""
 
-  def __init__(self, workdir: str, config_path: str = "", workdirs=(),
-               keep_outputs: int = KEEP_OUTPUTS):
+  def __init__(self, workdir: str, config: Optional[ml_collections.ConfigDict] = None,
+               workdirs=(), keep_outputs: int = KEEP_OUTPUTS):
     self.served = None
     self.status = ""
     self.workdirs = list(dict.fromkeys([workdir, *workdirs]))
     self.keep_outputs = keep_outputs
     self.count = 0
-    self.load(workdir, config_path)
+    self.load(workdir, config)
     self.output_root = tempfile.mkdtemp(prefix="hdd-app-")
 
   def offers(self, workdir) -> bool:
@@ -70,15 +49,13 @@ class App:
     """Removes the files kept for download."""
     shutil.rmtree(self.output_root, ignore_errors=True)
 
-  def load(self, workdir: str, config_path: str = "") -> str:
-    """Serves `workdir` (with the config file `config_path`, else its config.json); on
-    failure keeps what was served and says why."""
-    from common.errors import UserError
-    from hdd import serving
+  def load(self, workdir: str, config: Optional[ml_collections.ConfigDict] = None) -> str:
+    """Serves `workdir` (with `config`, else its config.json); on failure keeps what was
+    served and says why."""
+    from hdd.app import serving
     try:
-      config = load_config_file(config_path) if config_path else None
       self.served = serving.Served.load((workdir or "").strip(), config)
-      self.status = f"Serving {self.served.describe()}."
+      self.status = f"Serving {self.served.summary()}."
       logging.info("%s", self.status)
       return self.status
     except UserError as e:
@@ -97,23 +74,22 @@ class App:
     import gradio as gr
 
     from common import images
-    from common.errors import UserError
-    from hdd import serving
-    if self.served is None:
+    from hdd import timing_report
+    from hdd.app import serving
+    served = self.served
+    if served is None:
       raise gr.Error(f"Nothing is served ({self.status.replace('**Error:** ', '')}); load "
                      "a trained workdir first.")
     try:
       request = serving.Request(
-          sampler=sampler, steps=tuple(integer(s, "steps")
-                                       for s in steps[:len(self.served.stage_names)]),
-          handover=handover if self.served.is_cascade else "", gamma=number(gamma, "gamma"),
-          start_step=integer(start_step, "t*"), guidance=number(guidance, "guidance weight"),
-          label=integer(label, "class"), seed=integer(seed, "seed"),
-          num_images=integer(num_images, "number of images"))
+          sampler=sampler, steps=tuple(integer(s, "steps") for s in steps[:len(served.models)]),
+          handover=handover, gamma=number(gamma, "gamma"), start_step=integer(start_step, "t*"),
+          guidance=number(guidance, "guidance weight"), label=integer(label, "class"),
+          seed=integer(seed, "seed"), num_images=integer(num_images, "number of images"))
       report_progress = None
       if progress is not None:
         report_progress = lambda fraction, name: progress(fraction, desc=f"sampling {name}")
-      generated = self.served.generate(request, report_progress)
+      generated = served.generate(request, report_progress)
     except UserError as e:
       raise gr.Error(str(e)) from None
     self.count += 1
@@ -125,29 +101,17 @@ class App:
                   ignore_errors=True)
     gallery = [(images.without_gray_axis(image), caption) for image, caption in
                zip(generated.images, captions(generated.labels, len(generated.images)))]
+    timing = timing_report.timing_markdown(
+        timing_report.timing_rows(served.config, served.workdir, generated.report),
+        request.num_images)
     return (gallery, images.without_gray_axis(pictures["grid"]),
-            images.without_gray_axis(pictures["stages"]), paths["chain.gif"],
-            serving.timing_markdown(generated.report),
+            images.without_gray_axis(pictures["stages"]), paths["chain.gif"], timing,
             [paths["grid.png"], paths["samples.npz"]])
-
-
-def load_config_file(path: str):
-  """A config file[:variant], as main.py's --config reads it."""
-  import importlib.util
-
-  from hdd.serving import RequestError
-  filename, _, variant = path.partition(":")
-  spec = importlib.util.spec_from_file_location("served_config", filename)
-  if spec is None or not os.path.exists(filename):
-    raise RequestError(f"--config={path}: no such config file")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(variant) if variant else module.get_config()
 
 
 def integer(value, name: str) -> int:
   """A whole number from a page control, or a RequestError naming the control."""
-  from hdd.serving import RequestError
+  from hdd.app.serving import RequestError
   try:
     whole = float(value)
   except (TypeError, ValueError):
@@ -158,9 +122,9 @@ def integer(value, name: str) -> int:
 
 
 def number(value, name: str) -> float:
-  """A number from a page control (serving refuses nan and inf by name), or a
+  """A number from a page control (the config checks refuse nan and inf by name), or a
   RequestError naming the control."""
-  from hdd.serving import RequestError
+  from hdd.app.serving import RequestError
   try:
     return float(value)
   except (TypeError, ValueError):
@@ -173,25 +137,25 @@ def captions(labels, count: int) -> list:
 
 def control_updates(served) -> list:
   """gr.update()s that fit the controls to the served model: a steps box per stage, the
-  hand-over for cascades, guidance and class for conditional models, its defaults."""
+  hand-over when there is more than one stage, guidance and class for conditional models,
+  its defaults."""
   import gradio as gr
   if served is None:
     return [gr.update()] * (MAX_STAGES + 6)
   defaults = served.defaults()
-  names = served.stage_names
   updates = [gr.update(value=defaults.sampler)]
   for index in range(MAX_STAGES):
-    if index < len(names):
-      chain = served.chain(names[index])
+    if index < len(served.models):
+      stage = served.models[index]
       updates.append(gr.update(visible=True, value=defaults.steps[index],
-                               label=f"{names[index]} steps ({chain.data.image_size}px, "
-                                     f"T={chain.diffusion.num_steps}; 0 = T)"))
+                               label=f"{stage.name} steps ({stage.config.data.image_size}px, "
+                                     f"T={stage.config.diffusion.num_steps}; 0 = T)"))
     else:
       updates.append(gr.update(visible=False))
-  cascade_visible, conditional = served.is_cascade, bool(served.num_classes)
-  updates += [gr.update(visible=cascade_visible, value=defaults.handover or "mix"),
-              gr.update(visible=cascade_visible, value=defaults.gamma),
-              gr.update(visible=cascade_visible, value=defaults.start_step),
+  handed_over, conditional = len(served.models) > 1, bool(served.num_classes)
+  updates += [gr.update(visible=handed_over, value=defaults.handover or "mix"),
+              gr.update(visible=handed_over, value=defaults.gamma),
+              gr.update(visible=handed_over, value=defaults.start_step),
               gr.update(visible=conditional, value=defaults.guidance),
               gr.update(visible=conditional, value=defaults.label)]
   return updates
@@ -201,7 +165,9 @@ def build(application: App):
   """The page."""
   import gradio as gr
 
-  from hdd import serving
+  from hdd.app import serving
+  from hdd.maths.handover import HANDOVERS
+  from hdd.maths.sampling import SAMPLERS
   with gr.Blocks(title="HDD sampler", delete_cache=GRADIO_CACHE_DELETION) as page:
     gr.Markdown("# HDD: sample a trained diffusion model or cascade")
     choice = None
@@ -213,11 +179,10 @@ def build(application: App):
     status = gr.Markdown(application.status, elem_id="status")
     with gr.Row():
       with gr.Column(scale=1):
-        sampler = gr.Radio(list(serving.SAMPLERS), value="ddim", label="sampler",
-                           elem_id="sampler")
+        sampler = gr.Radio(list(SAMPLERS), value="ddim", label="sampler", elem_id="sampler")
         steps = [gr.Number(value=0, precision=0, label=f"stage{i + 1} steps",
                            elem_id=f"steps{i + 1}") for i in range(MAX_STAGES)]
-        handover = gr.Radio(list(serving.HANDOVERS), value="mix",
+        handover = gr.Radio(list(HANDOVERS), value="mix",
                             label="hand-over (later stages; noise: conditional stages)",
                             elem_id="handover")
         gamma = gr.Slider(0.0, 1.0, value=0.3, step=0.01, label="gamma (mix weight; truncate: "
@@ -312,7 +277,7 @@ def check_start(port: int, keep_outputs: int) -> None:
                        "may use it; stop that one or pick another --port") from None
 
 
-def serve(application: App, port: int) -> None:
+def serve(application: App, port: int, library_logs: bool = False) -> None:
   """Runs the page until Ctrl-C or SIGTERM, on which Gradio closes its server (and
   deletes its copies of the page's files)."""
   import signal
@@ -324,41 +289,7 @@ def serve(application: App, port: int) -> None:
   try:
     page.queue(default_concurrency_limit=1).launch(
         server_name="127.0.0.1", server_port=port, show_error=True,
-        allowed_paths=[application.output_root], quiet=not flags.FLAGS.library_logs,
+        allowed_paths=[application.output_root], quiet=not library_logs,
         app_kwargs={"middleware": [Middleware(RefuseUploads)]})
   except OSError as e:
     raise StartError(f"cannot serve on 127.0.0.1:{port} ({e}); pick another --port") from None
-
-
-def main(argv):
-  del argv
-  try:
-    check_start(flags.FLAGS.port, flags.FLAGS.keep_outputs)
-  except StartError as e:
-    fail(e)
-  from common import stderr
-  if not flags.FLAGS.library_logs:
-    stderr.import_tensorflow_quietly()
-    from hdd import console
-    console.quiet_libraries()
-  from hdd import run
-  run.configure_runtime()
-  application = App(flags.FLAGS.workdir or "", flags.FLAGS.config, flags.FLAGS.workdirs,
-                    flags.FLAGS.keep_outputs)
-  try:
-    serve(application, flags.FLAGS.port)
-  except StartError as e:
-    fail(e)
-  finally:
-    application.close()
-
-
-def fail(error: UserError) -> None:
-  """Prints the error as one line and exits with 2, as main.py does."""
-  print(f"error: {error}", file=sys.stderr, flush=True)
-  sys.exit(2)
-
-
-if __name__ == "__main__":
-  flags.mark_flag_as_required("workdir")
-  absl_app.run(main)
