@@ -265,7 +265,6 @@ def train_model(config, workdir: str) -> tuple[dict, list[float]]:
   does; returns {model: EMA parameters} and the training seconds of each model, all runs of
   it counted, without the time its FID hook spent measuring (`hdd.clock`)."""
   from hdd import cascade
-  cascade.keep_config(config, workdir)
   params = cascade.train(config, workdir)
   seconds = []
   for stage in stages.models(config, workdir):

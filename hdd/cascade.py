@@ -50,12 +50,14 @@ def keep_config(config: ml_collections.ConfigDict, workdir: str) -> None:
 
 def train(config: ml_collections.ConfigDict, workdir: str,
           stage_hooks: Optional[dict] = None) -> dict:
-  """Trains (or resumes) the selected stages one after another; returns {stage: EMA params}.
+  """Keeps the run's config (`keep_config`), then trains (or resumes) the selected stages one
+  after another; returns {stage: EMA params}.
 
   Each stage resumes independently from its own checkpoints, so stages can also be trained
   one per machine (--config.stage=k) into copies of one workdir. `stage_hooks` gives a
   stage's training loop its hooks ({stage: [hook, ...]}; default `training_hooks`).
   """
+  keep_config(config, workdir)
   stage_hooks = training_hooks(config, workdir) if stage_hooks is None else stage_hooks
   params = {}
   for stage in stages.to_train(config, workdir):

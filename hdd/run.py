@@ -49,7 +49,6 @@ def train_mode(config: ml_collections.ConfigDict, workdir: str) -> None:
   # Everything the run needs later is found (or found missing) before anything trains.
   sources.check_path(config.data)
   critic = cascade.load_critic(config, workdir)
-  cascade.keep_config(config, workdir)
   params = cascade.train(config, workdir)
   if config.get("stage", 0):
     timing_report.write_timing_table(config, workdir)
