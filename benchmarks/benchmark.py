@@ -25,6 +25,7 @@ import numpy as np
 from common import parallel
 from hdd import stages
 from hdd.maths import diffusion, sampling
+from hdd.maths.handover import LowResInput
 from hdd.build import create_model, create_schedule
 from hdd.train_step import compile_train_step, create_train_state
 from hdd.maths.unet import count_params
@@ -104,9 +105,14 @@ def bench_config(label, config, steps, chain_steps, compare_torch: bool = False)
   state = holder["state"]  # The step donates its input state.
 
   x = jnp.zeros((batch_size, size, size, channels))
+  # A conditional cascade stage also sees the stage before's image (zeros here).
+  low_res = LowResInput.from_config(config)
+  extra = {} if low_res is None else {
+      "low_res": jnp.zeros_like(x), "low_res_step": jnp.zeros((batch_size,), jnp.int32)}
   settings = sampling.SamplerSettings("ddim", num_steps=chain_steps, clip_x0=True)
   denoise = lambda params: sampling.model_denoise_fn(model.apply, params, schedule,
-                                                     config.diffusion.prediction)
+                                                     config.diffusion.prediction,
+                                                     extra_inputs=extra)
   steps_seq, prev_seq = sampling.reverse_timesteps(settings, schedule.num_steps)
   chain = jax.jit(lambda p, x, k: sampling.run_chain(denoise(p), schedule, settings, x, k,
                                                      steps_seq, prev_seq)[0])
@@ -124,7 +130,8 @@ def bench_config(label, config, steps, chain_steps, compare_torch: bool = False)
     return y
 
   loop_seconds = timed(python_loop, 1)
-  forward = jax.jit(lambda p, x: model.apply({"params": p}, x, jnp.zeros((batch_size,), jnp.int32)))
+  forward = jax.jit(lambda p, x: model.apply({"params": p}, x, jnp.zeros((batch_size,), jnp.int32),
+                                             **extra))
   forward_flops = flops_of(forward.lower(state.params, x).compile())
   row = {"config": label,
          "params": count_params(state.params), "size": f"{size}x{size}x{channels}",

@@ -7,8 +7,9 @@ from configs import default
 VARIANTS = ("", "quick")
 # Configs of labelled data also have class-conditional variants.
 LABELLED_VARIANTS = VARIANTS + ("cond", "cond_quick")
-# The 28x28 grayscale configs also have the wall-clock budget recipe (experiments/budget.py).
-BUDGET_VARIANTS = LABELLED_VARIANTS + ("budget",)
+# The MNIST, Fashion-MNIST and CIFAR-10 configs also have the wall-clock budget recipe
+# (experiments/budget.py), unconditional and class-conditional (experiments/guidance.py).
+BUDGET_VARIANTS = LABELLED_VARIANTS + ("budget", "cond_budget")
 BUDGET_MINUTES = 30.0
 
 
@@ -19,10 +20,10 @@ def check_variant(variant: str, allowed=VARIANTS) -> None:
 
 
 def parse_variant(variant: str, allowed=VARIANTS) -> tuple[bool, bool]:
-  """(small model, conditional) of a variant: 'cond_quick' is both, '' neither; 'budget'
-  trains the quick variant's small model."""
+  """(small model, conditional) of a variant: 'cond_quick' is both, '' neither; the budget
+  variants ('budget', 'cond_budget', ...) train the quick variant's small model."""
   check_variant(variant, allowed)
-  return variant.endswith("quick") or variant == "budget", variant.startswith("cond")
+  return variant.endswith(("quick", "budget")), variant.startswith("cond")
 
 
 def budget_training(train, minutes: float = BUDGET_MINUTES) -> None:
@@ -151,7 +152,7 @@ def published_cascade(config, image_sizes, variant: str, variants=VARIANTS):
       stage.diffusion.beta_end = 0.01
       stage.sample.handover = "mix"
       stage.sample.gamma = 0.3
-  if variant == "budget":
+  if variant.endswith("budget"):
     budget_cascade(config)
   return config
 

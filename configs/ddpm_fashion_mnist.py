@@ -26,7 +26,7 @@ def get_config(variant: str = ""):
   config = common.fashion_mnist_data(default.get_config())
   if quick:
     common.apply_quick(config)
-  if variant == "budget":
+  if variant.endswith("budget"):
     common.budget_training(config.train)
     common.budget_sampler(config.sample, 100)   # The cascade's evaluations per image.
   return common.class_conditional(config) if conditional else config

@@ -29,6 +29,8 @@ def get_config() -> ml_collections.ConfigDict:
   data.crop = "center"          # center | bbox (datasets with boxes) | none
   data.random_flip = False
   data.eval_split = "test"
+  data.eval_path = ""           # file or folder of the eval split when not data.path (e.g.
+                                # CIFAR-10's test npz); "" = data.path (source=folder|npz|idx)
   data.bad_images = "error"     # folder: unreadable image files are an error | skip (counted)
 
   config.model = model = ml_collections.ConfigDict()

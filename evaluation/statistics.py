@@ -27,6 +27,7 @@ from common.errors import CheckpointError
 from common.progress import Progress
 from evaluation import classifier, fid, inception, weights
 from input_pipeline.pipeline import real_images
+from input_pipeline.sources import for_split
 
 PREPROCESSING = "pytorch-fid: uint8 levels, grey->RGB, bilinear 299 align_corners=False, 2x-1"
 KID_FEATURES = 10_000
@@ -39,8 +40,9 @@ def default_cache_dir() -> str:
 
 def fingerprint(data_config: ml_collections.ConfigDict, split: str, image_size: int,
                 count: int, weights_path: str) -> str:
+  path = for_split(data_config, split).path
   description = {"source": data_config.source, "name": data_config.name,
-                 "path": os.path.abspath(data_config.path) if data_config.path else "",
+                 "path": os.path.abspath(path) if path else "",
                  "split": split, "image_size": image_size, "channels": data_config.channels,
                  "crop": data_config.crop, "count": count, "preprocessing": PREPROCESSING,
                  "weights_sha256": weights.sha256_of(weights_path)}

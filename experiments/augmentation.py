@@ -44,7 +44,8 @@ RESULT_FLAGS = ("train_steps", "guidance_scale", "real_examples", "width",
 
 
 def generator_config():
-  config = study.model_configs(FLAGS.dataset, FLAGS.data_path, "cond_quick")["hdd"]
+  config = study.model_configs(FLAGS.dataset, FLAGS.data_path, "cond_quick",
+                               FLAGS.test_data_path)["hdd"]
   for chain in stages.all_sections(config):
     chain.train.num_steps = FLAGS.train_steps
     chain.train.checkpoint_every = FLAGS.train_steps
@@ -154,16 +155,17 @@ def main(argv):
   config_checks.check_config(config)
   synthetic_images, synthetic_labels = synthetic_set(config, workdir)
 
-  judge_dir = layout.classifier_dir(workdir, 28)
+  size = config.data.image_size
+  judge_dir = layout.classifier_dir(workdir, size)
   if not classifier.is_trained(judge_dir):
-    classifier.train_classifier(config.data, 28, 10, judge_dir,
+    classifier.train_classifier(config.data, size, 10, judge_dir,
                                 num_steps=FLAGS.classifier_steps)
   judge, judge_params, _ = classifier.load_classifier(judge_dir)
   judged, _ = classifier.apply_in_batches(judge, judge_params, synthetic_images)
 
-  train_images, train_labels = real_images(config.data, "train", 28)
+  train_images, train_labels = real_images(config.data, config.data.split, size)
   real = study.balanced_subset(train_labels, FLAGS.real_examples)
-  test_images, test_labels = real_images(config.data, "test", 28)
+  test_images, test_labels = real_images(config.data, config.data.eval_split, size)
   sets = {"origin": (train_images[real], train_labels[real]),
           "synthesis": (synthetic_images, synthetic_labels),
           "mix": (np.concatenate([train_images[real], synthetic_images]),

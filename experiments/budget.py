@@ -4,16 +4,21 @@ wall-clock budget, in one run, sampled and scored the same way.
   python experiments/budget.py --dataset=mnist --data_path=../shared/data/mnist.npz \
       --minutes=30 --num_samples=2000 --workdir=runs/budget_mnist
   python experiments/budget.py --dataset=fashion_mnist --minutes=30 --workdir=runs/budget_fmnist
+  python experiments/budget.py --dataset=cifar10 \
+      --data_path=../shared/data/cifar10_train_part1.npz \
+      --test_data_path=../shared/data/cifar10_test.npz \
+      --minutes=30 --num_samples=2000 --workdir=runs/budget_cifar10
 
 Models: `configs/hdd_<dataset>.py:budget` (W/hdd/: the cascade, its stage 2 conditional) and
-`configs/ddpm_<dataset>.py:budget` (W/ddpm/). Each is trained for --minutes of training
-time (`train.time_budget_minutes`: the cosine learning rate runs over the budget;
-compilation and measuring are not counted).
+`configs/ddpm_<dataset>.py:budget` (W/ddpm/); on CIFAR-10, --models=hdd,ddpm,seed adds
+`configs/ddpm_cifar10.py:seed_budget` (W/seed/: seed 002's recipe at the quick width).
+Each is trained for --minutes of training time (`train.time_budget_minutes`: the cosine
+learning rate runs over the budget; compilation and measuring are not counted).
 --curve_minutes=10,20 also trains the cascade under those budgets (W/hdd_<m>min/), for the
 curve of quality against budget. --cascade_set=FIELD=VALUE (repeatable) changes the
 cascades' configs: one lever of an ablation, in a workdir of its own (e.g.
 stages.stage2.model.low_res_size=0: the published, unconditional stage 2); --ddpm_set the
-DDPM's (e.g. sample.num_steps=50).
+DDPMs' (e.g. sample.num_steps=50).
 
 For each model: num_samples images in W/<model>/samples/samples.npz (key `images`, uint8
 NHWC) and a grid W/<model>/samples/grid.png (every image >= 64 px); FID and KID against
@@ -23,7 +28,7 @@ without compilation, and the wall-clock with it). For the cascade also the score
 last stage handed real training images shrunk to the size before it, in place of the
 earlier stages' samples (`given_real_low_res`; --noreal_low_res skips it): the gap to the
 cascade's own scores is what better earlier stages could gain. W/results.json (keys
-`hdd`, `ddpm`, `hdd_<m>min`) and W/results.md; a finished model is reused when the
+`hdd`, `ddpm`, `seed`, `hdd_<m>min`) and W/results.md; a finished model is reused when the
 command is run again.
 """
 import os
@@ -40,20 +45,21 @@ study.define_common_flags(num_samples=2000)
 study.define_quality_flags()
 flags.DEFINE_float("minutes", 30.0, "Training budget of each model, in minutes.")
 flags.DEFINE_list("curve_minutes", [], "Further budgets (minutes) to train the cascade under.")
-MODELS = ("hdd", "ddpm")
-flags.DEFINE_list("models", list(MODELS), "Which of hdd (the cascade), ddpm to run.")
+MODELS = ("hdd", "ddpm", "seed")
+flags.DEFINE_list("models", ["hdd", "ddpm"], "Which of hdd (the cascade), ddpm and seed (CIFAR-10 "
+                  "only: seed 002's DDPM recipe at the quick width) to run.")
 flags.DEFINE_bool("real_low_res", True, "Also score the cascade's last stage fed real images "
                   "shrunk to the size before it, in place of the earlier stages' samples.")
 flags.DEFINE_multi_string("cascade_set", [], "FIELD=VALUE for the cascades' configs (hdd and "
                           "the curve), e.g. stages.stage2.model.low_res_size=0: one lever of an "
                           "ablation, changed alone.")
-flags.DEFINE_multi_string("ddpm_set", [], "FIELD=VALUE for the DDPM's config, e.g. "
-                          "sample.num_steps=50, as --cascade_set for the cascade.")
+flags.DEFINE_multi_string("ddpm_set", [], "FIELD=VALUE for the DDPMs' configs (ddpm and seed), "
+                          "e.g. sample.num_steps=50, as --cascade_set for the cascade.")
 FLAGS = flags.FLAGS
 
 
 # The settings flag of each model; what it changes, and an example, for its error message.
-SETTINGS_FLAGS = {"hdd": "cascade_set", "ddpm": "ddpm_set"}
+SETTINGS_FLAGS = {"hdd": "cascade_set", "ddpm": "ddpm_set", "seed": "ddpm_set"}
 SETTINGS_EXAMPLES = {"cascade_set": ("cascade", "stages.stage2.model.attention_resolutions=(7,)"),
                      "ddpm_set": ("DDPM", "sample.num_steps=50")}
 
@@ -95,10 +101,18 @@ def apply_settings(config, flag: str, settings: list[str]) -> None:
 
 
 def budget_configs(minutes: float) -> dict:
-  """{'hdd': the budget cascade, 'ddpm': the budget DDPM}, each trained for `minutes`."""
-  configs = study.model_configs(FLAGS.dataset, FLAGS.data_path, variant="budget")
+  """{'hdd': the budget cascade, 'ddpm': the budget DDPM, and on CIFAR-10 'seed': seed
+  002's DDPM recipe at the quick width}, each trained for `minutes`."""
+  configs = study.model_configs(FLAGS.dataset, FLAGS.data_path, "budget",
+                                FLAGS.test_data_path)
+  if FLAGS.dataset == "cifar10":
+    from configs import ddpm_cifar10
+    configs["seed"] = ddpm_cifar10.get_config("seed_budget")
+    study.data_source(configs["seed"].data, FLAGS.data_path, FLAGS.test_data_path)
   configs["hdd"].time_budget_minutes = minutes
-  configs["ddpm"].train.time_budget_minutes = minutes
+  for name in ("ddpm", "seed"):
+    if name in configs:
+      configs[name].train.time_budget_minutes = minutes
   for model, config in configs.items():
     apply_settings(config, *settings_of(model))
     config.sample.num_samples = FLAGS.num_samples
@@ -136,6 +150,7 @@ def measure(run: Run, workdir: str, quality) -> dict:
             "sample_wall_seconds": wall,
             "evaluations_per_image": cost["evaluations"],
             "num_samples": int(len(samples)),
+            "image_sizes": stages.image_sizes(config),
             "fid": None, "kid": None, **quality(samples)}
   if result.get("inception_kid_x1e3") is not None:
     result["kid"] = result["inception_kid_x1e3"] / 1e3
@@ -178,10 +193,19 @@ def trained_images(config, workdir: str) -> list[int]:
   return seen
 
 
+def model_label(key: str, row: dict) -> str:
+  """'HDD cascade 16->32', 'DDPM 32x32' or 'DDPM 32x32, seed 002's recipe': the model of a
+  results row, by its resolutions (rows of older runs, without them, were 14 -> 28)."""
+  sizes = row.get("image_sizes", [14, 28] if len(row["evaluations_per_image"]) > 1 else [28])
+  if len(sizes) > 1:
+    return "HDD cascade " + "->".join(map(str, sizes))
+  return f"DDPM {sizes[0]}x{sizes[0]}" + (", seed 002's recipe" if key == "seed" else "")
+
+
 def markdown(results: dict) -> str:
-  rows = [("hdd", "HDD cascade 14->28"), ("ddpm", "DDPM 28x28")] + [
-      (key, f"HDD cascade, {key.split('_')[1]} budget") for key in sorted(results)
-      if key.startswith("hdd_") and key.endswith("min")]
+  rows = [(key, model_label(key, results[key])) for key in MODELS if key in results] + [
+      (key, f"{model_label(key, results[key])}, {key.split('_')[1]} budget")
+      for key in sorted(results) if key.startswith("hdd_") and key.endswith("min")]
   lines = ["| model | budget (min) | trained (s) | images seen | FID | KID x1e3 | FCD | "
            "sampling (s) | evaluations/image |", "|---|---|---|---|---|---|---|---|---|"]
   for key, label in rows:
@@ -211,6 +235,9 @@ def markdown(results: dict) -> str:
 def check_flags() -> None:
   """Refuses a bad --models or --curve_minutes before anything runs."""
   study.choices("models", FLAGS.models, MODELS)
+  if "seed" in FLAGS.models and FLAGS.dataset != "cifar10":
+    raise UserError(f"--models=seed: seed 002's recipe is a CIFAR-10 recipe, not "
+                    f"{FLAGS.dataset}'s; use --dataset=cifar10 or leave seed out of --models")
   study.numbers("curve_minutes", FLAGS.curve_minutes, float, "10,20", positive=True,
                 allow_empty=True)
 

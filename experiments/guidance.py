@@ -1,11 +1,17 @@
-"""Classifier-free guidance on the conditional MNIST cascade at CPU scale: FID and
-sample-class accuracy against the guidance weight w.
+"""Classifier-free guidance on a conditional cascade at CPU scale: FID and sample-class
+accuracy against the guidance weight w.
 
   python experiments/guidance.py --data_path=../shared/data/mnist.npz --workdir=runs/guidance
+  python experiments/guidance.py --dataset=cifar10 \
+      --data_path=../shared/data/cifar10_train_part1.npz \
+      --test_data_path=../shared/data/cifar10_test.npz --minutes=30 --weights=0,1,2,3,5 \
+      --fid_reference_examples=0 --workdir=runs/guidance_cifar10
 
-Trains `configs/hdd_mnist.py:cond_quick` (14x14 -> 28x28, every stage conditioned on the
-digit with label dropout 0.1) for --train_steps per stage, and the project's MNIST
-classifier (evaluation.classifier) at 28x28. For each w (the same w at every stage) it
+Trains `configs/hdd_<dataset>.py:cond_quick` (MNIST: 14x14 -> 28x28; CIFAR-10: 16x16 ->
+32x32; every stage conditioned on the class with label dropout 0.1) for --train_steps per
+stage, or with --minutes > 0 the `cond_budget` cascade for that wall-clock budget, and the
+project's classifier (evaluation.classifier) at the full size. For each w (the same w at
+every stage) it
 samples --num_samples images, ten classes in turn, from one seed, and measures
   accuracy: the share of samples asked for class k that the classifier calls k (overall,
             and of the worst class);
@@ -24,9 +30,16 @@ from absl import flags, logging
 from experiments import study
 from hdd import stages
 
-flags.DEFINE_string("data_path", None, "MNIST npz (Keras layout).")
+flags.DEFINE_enum("dataset", "mnist", study.DATASETS, "Dataset.")
+flags.DEFINE_string("data_path", None, "The training images: an npz (Keras layout), or "
+                    "Fashion-MNIST's idx folder.")
+flags.DEFINE_string("test_data_path", "", "The test images, when --data_path does not hold "
+                    "them (e.g. ../shared/data/cifar10_test.npz); default: --data_path.")
 flags.DEFINE_string("workdir", None, "Output directory.")
 flags.DEFINE_integer("train_steps", 1000, "Training steps of each cascade stage.")
+flags.DEFINE_float("minutes", 0.0, "> 0: train the dataset's cond_budget cascade for this "
+                   "many minutes in all (the budget recipe of experiments/budget.py) in place "
+                   "of --train_steps steps of cond_quick.")
 flags.DEFINE_integer("num_samples", 500, "Samples per guidance weight.")
 flags.DEFINE_list("weights", ["0", "0.5", "1", "2", "3", "5"], "Guidance weights w.")
 flags.DEFINE_list("kept_eps_weights", [],
@@ -38,12 +51,17 @@ FLAGS = flags.FLAGS
 
 
 def guidance_config():
-  from configs import hdd_mnist
-  config = hdd_mnist.get_config("cond_quick")
-  config.data.source, config.data.path = "npz", FLAGS.data_path
-  for model in stages.all_sections(config):
-    model.train.num_steps = FLAGS.train_steps
-    model.train.checkpoint_every = FLAGS.train_steps
+  """The conditional cascade of --dataset: cond_quick for --train_steps per stage, or the
+  cond_budget recipe for --minutes."""
+  variant = "cond_budget" if FLAGS.minutes > 0 else "cond_quick"
+  config = study.model_configs(FLAGS.dataset, FLAGS.data_path, variant,
+                               FLAGS.test_data_path)["hdd"]
+  if FLAGS.minutes > 0:
+    config.time_budget_minutes = FLAGS.minutes
+  else:
+    for model in stages.all_sections(config):
+      model.train.num_steps = FLAGS.train_steps
+      model.train.checkpoint_every = FLAGS.train_steps
   config.sample.batch_size = 100
   return config
 
@@ -66,7 +84,11 @@ def class_accuracy(predicted, labels) -> dict:
 
 def results_markdown(results: dict) -> str:
   fid_title = (f"FID ({results['fid_reference']})" if "fid_reference" in results else "FID")
-  lines = [f"Conditional MNIST cascade (14x14 -> 28x28, {results['train_steps']} steps per stage), "
+  sizes = results.get("image_sizes", [14, 28])
+  training = (f"{results['minutes']:g} minutes of training" if results.get("minutes") else
+              f"{results['train_steps']} steps per stage")
+  lines = [f"Conditional {results.get('dataset', 'mnist')} cascade "
+           f"({' -> '.join(f'{s}x{s}' for s in sizes)}, {training}), "
            f"{results['num_samples']} samples per w; classifier test accuracy "
            f"{results['classifier_test_accuracy']:.4f}.", "",
            f"| DDIM eps | w | class accuracy | worst class | {fid_title} | network evals / image "
@@ -104,7 +126,8 @@ def guidance_plot(results: dict, path: str) -> None:
   accuracy_axis.set_ylim(0, 1.02)
   handles = fid_axis.get_legend_handles_labels()[0] + accuracy_axis.get_legend_handles_labels()[0]
   fid_axis.legend(handles=handles, fontsize=7, loc="center right")
-  fid_axis.set_title(f"Classifier-free guidance, conditional MNIST cascade "
+  fid_axis.set_title(f"Classifier-free guidance, conditional {results.get('dataset', 'mnist')} "
+                     "cascade "
                      f"({results['num_samples']} samples per w)", fontsize=9)
   fid_axis.grid(alpha=0.3)
   study.save_figure(figure, path)
@@ -115,17 +138,27 @@ def main(argv):
   study.numbers("weights", FLAGS.weights, float, "0,1,3")
   study.numbers("kept_eps_weights", FLAGS.kept_eps_weights, float, "0,1,3", allow_empty=True)
   workdir = FLAGS.workdir
-  # --fid is left out: a w measured without FID is measured again under --fid.
-  results = study.open_workdir(workdir, "guidance", {
-      "data_path": study.absolute_path(FLAGS.data_path), **study.quality_inputs(),
-      "train_steps": FLAGS.train_steps, "num_samples": FLAGS.num_samples})
+  # --fid is left out: a w measured without FID is measured again under --fid. The
+  # dataset, test data and budget are recorded only when given, so that the workdirs of
+  # MNIST runs from before these flags existed stay valid.
+  made_from = {"data_path": study.absolute_path(FLAGS.data_path), **study.quality_inputs(),
+               "train_steps": FLAGS.train_steps, "num_samples": FLAGS.num_samples}
+  if FLAGS.dataset != "mnist":
+    made_from["dataset"] = FLAGS.dataset
+  if FLAGS.test_data_path:
+    made_from["test_data_path"] = study.absolute_path(FLAGS.test_data_path)
+  if FLAGS.minutes:
+    made_from["minutes"] = FLAGS.minutes
+  results = study.open_workdir(workdir, "guidance", made_from)
   study.start_runtime()
   from common import images
   from hdd import config_checks, generate, pictures
 
   config = guidance_config()
   config_checks.check_config(config)
-  results.data.update(train_steps=FLAGS.train_steps, num_samples=FLAGS.num_samples)
+  results.data.update(train_steps=FLAGS.train_steps, num_samples=FLAGS.num_samples,
+                      dataset=FLAGS.dataset, minutes=FLAGS.minutes,
+                      image_sizes=stages.image_sizes(config))
   quality = study.Quality(config.data, workdir, FLAGS.classifier_steps, FLAGS.fid,
                           FLAGS.fid_reference_examples)
   results.data["classifier_test_accuracy"] = quality.description["classifier_test_accuracy"]

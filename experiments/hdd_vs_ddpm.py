@@ -46,7 +46,8 @@ RESULT_FLAGS = ("ddpm_steps", "ddpm_sample_steps", "stage_sample_steps", "fid_ev
 
 
 def configs():
-  ddpm, hdd = study.model_configs(FLAGS.dataset, FLAGS.data_path).values()
+  ddpm, hdd = study.model_configs(FLAGS.dataset, FLAGS.data_path,
+                                 test_data_path=FLAGS.test_data_path).values()
   for config in (ddpm, hdd):
     config.sample.num_samples = FLAGS.num_samples
     config.sample.batch_size = 100

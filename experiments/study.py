@@ -25,14 +25,17 @@ from common import files, runtime
 from common.errors import UserError
 from hdd import layout, stages
 
-DATASETS = ("mnist", "fashion_mnist")
+DATASETS = ("mnist", "fashion_mnist", "cifar10")
 
 
 def define_common_flags(num_samples: int) -> None:
   """The flags every study has."""
   flags.DEFINE_enum("dataset", "mnist", DATASETS, "Dataset.")
-  flags.DEFINE_string("data_path", "", "MNIST npz (Keras layout) or Fashion-MNIST idx folder; "
-                      "default: the config's (tfds MNIST, Debian's Fashion-MNIST).")
+  flags.DEFINE_string("data_path", "", "MNIST or CIFAR-10 npz (Keras layout) or Fashion-MNIST "
+                      "idx folder; default: the config's (tfds MNIST and CIFAR-10, Debian's "
+                      "Fashion-MNIST).")
+  flags.DEFINE_string("test_data_path", "", "The test images, when --data_path does not hold "
+                      "them (e.g. ../shared/data/cifar10_test.npz); default: --data_path.")
   flags.DEFINE_string("workdir", None, "Output directory; finished parts are reused.")
   flags.DEFINE_integer("num_samples", num_samples, "Samples per measured model or setting.")
   flags.DEFINE_bool("quick", False, "Run the whole path at toy scale in a few minutes (tiny "
@@ -76,21 +79,34 @@ def define_quality_flags(fid_reference_examples: int = 0) -> None:
                     "CPU); --nofid: the classifier distance only.")
 
 
-def model_configs(dataset: str, data_path: str, variant: str = "quick") -> dict:
-  """{'ddpm': the full-resolution DDPM, 'hdd': the 14 -> 28 cascade} of a dataset, each
-  from its `variant` config, reading the data from `data_path` when given."""
-  from configs import ddpm_fashion_mnist, ddpm_mnist, hdd_fashion_mnist, hdd_mnist
+def model_configs(dataset: str, data_path: str, variant: str = "quick",
+                  test_data_path: str = "") -> dict:
+  """{'ddpm': the full-resolution DDPM, 'hdd': the cascade (14 -> 28, CIFAR-10 16 -> 32)}
+  of a dataset, each from its `variant` config, reading the training data from `data_path`
+  and the test data from `test_data_path` when given (`data_source`)."""
+  from configs import (ddpm_cifar10, ddpm_fashion_mnist, ddpm_mnist, hdd_cifar10,
+                       hdd_fashion_mnist, hdd_mnist)
   modules = {"mnist": (ddpm_mnist, hdd_mnist),
-             "fashion_mnist": (ddpm_fashion_mnist, hdd_fashion_mnist)}[dataset]
+             "fashion_mnist": (ddpm_fashion_mnist, hdd_fashion_mnist),
+             "cifar10": (ddpm_cifar10, hdd_cifar10)}[dataset]
   configs = {}
   for name, module in zip(("ddpm", "hdd"), modules):
     config = module.get_config(variant)
-    if data_path:
-      config.data.path = data_path
-      if dataset == "mnist":
-        config.data.source = "npz"
+    data_source(config.data, data_path, test_data_path)
     configs[name] = config
   return configs
+
+
+def data_source(data_config, data_path: str, test_data_path: str = "") -> None:
+  """Points a study's data config at --data_path (a file is read as an npz, a folder with
+  the config's own source) and its test split at --test_data_path; '' keeps the config's
+  own."""
+  if data_path:
+    data_config.path = data_path
+    if not os.path.isdir(data_path):
+      data_config.source = "npz"
+  if test_data_path:
+    data_config.eval_path = test_data_path
 
 
 def quick_model(config) -> None:
@@ -174,8 +190,11 @@ def common_inputs() -> dict:
   """What the common flags make results from, once --quick has set its values; a data path
   made absolute, so that one file named from another directory is the same input."""
   FLAGS = flags.FLAGS
-  return {"dataset": FLAGS.dataset, "data_path": absolute_path(FLAGS.data_path),
-          "quick": FLAGS.quick, "num_samples": FLAGS.num_samples}
+  inputs = {"dataset": FLAGS.dataset, "data_path": absolute_path(FLAGS.data_path),
+            "quick": FLAGS.quick, "num_samples": FLAGS.num_samples}
+  if FLAGS.test_data_path:   # Absent when not given: older workdirs' records stay valid.
+    inputs["test_data_path"] = absolute_path(FLAGS.test_data_path)
+  return inputs
 
 
 def quality_inputs() -> dict:
@@ -217,7 +236,8 @@ def choices(flag: str, values: list[str], allowed) -> None:
 
 
 class Quality:
-  """Scores uint8 samples [N, 28, 28, C] of a dataset against its test split."""
+  """Scores uint8 samples [N, S, S, C] of a dataset against its test split at S, the data
+  config's image size."""
 
   def __init__(self, data_config, workdir: str, classifier_steps: int, with_fid: bool,
                fid_reference_examples: int = 0, seed: int = 0):

@@ -35,7 +35,8 @@ MODEL_NAMES = {"ddpm": "DDPM 28x28", "hdd": "HDD 14->28"}
 
 def sweep_config(model: str, noise_steps: int):
   """The model's quick config with T noise steps, trained and sampled as the flags say."""
-  config = study.model_configs(FLAGS.dataset, FLAGS.data_path)[model]
+  config = study.model_configs(FLAGS.dataset, FLAGS.data_path,
+                              test_data_path=FLAGS.test_data_path)[model]
   chains = stages.all_sections(config)
   for chain in chains:
     chain.diffusion.num_steps = noise_steps

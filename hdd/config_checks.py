@@ -58,6 +58,9 @@ def _problems(config: ml_collections.ConfigDict) -> list[str]:
   one_of("data.channels", (1, 3))
   need(d.source != "tfds" or bool(d.name), "data.name", "needs a tfds dataset name")
   need(d.source == "tfds" or bool(d.path), "data.path", f"needs a path for source={d.source}")
+  need(isinstance(d.eval_path, str) and (d.source != "tfds" or not d.eval_path),
+       "data.eval_path", "must be a file or folder of the eval split, and only with "
+       "data.source=npz|idx|folder (tfds reads data.eval_split itself)")
   need(isinstance(d.image_size, int) and d.image_size >= 4, "data.image_size", "must be >= 4")
   factor = 2**(len(m.channel_mult) - 1)
   need(len(m.channel_mult) >= 1 and all(c >= 1 for c in m.channel_mult), "model.channel_mult",

@@ -27,15 +27,13 @@ from hdd.build import create_model, create_schedule
 from hdd.maths.handover import LowResInput
 from hdd.train_step import denoising_loss
 from input_pipeline.pipeline import build_dataset, check_labels
-from input_pipeline.sources import create_source
+from input_pipeline.sources import create_source, for_split
 
 
 def evaluate_loss(config: ml_collections.ConfigDict, params, workdir: str) -> dict:
   """The held-out denoising loss of one model (a single-model config) with `params`,
   written to WORKDIR/eval.json."""
-  data_config = config.data.copy_and_resolve_references()
-  data_config.split = config.data.eval_split
-  source = create_source(data_config)
+  source = create_source(for_split(config.data, config.data.eval_split))
   check_labels(source, config.model.num_classes)
   num_examples = min(config.eval.num_examples, source.num_examples)
   model, schedule = create_model(config), create_schedule(config.diffusion)

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from common import images
 from common.errors import DataError
-from input_pipeline.sources import Source, create_source
+from input_pipeline.sources import Source, create_source, for_split
 
 
 def index_stream(num_examples: int, seed: int, start: int) -> tf.data.Dataset:
@@ -101,8 +101,8 @@ def create_train_iterator(data_config, batch_size: int, seed: int, start_step: i
 def real_images(data_config, split: str, image_size: int, limit: int = 0, seed: int = 0):
   """uint8 images [N, S, S, C] and labels of a split at a resolution: all of them, or the
   first `limit` of the seeded order (the same images for the same seed)."""
-  data_config = data_config.copy_and_resolve_references()
-  data_config.split, data_config.image_size = split, image_size
+  data_config = for_split(data_config, split)
+  data_config.image_size = image_size
   source = create_source(data_config)
   count = min(limit, source.num_examples) if limit else source.num_examples
   dataset = build_dataset(source, 500, seed=seed, num_epochs=1).take(-(-count // 500))

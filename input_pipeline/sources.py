@@ -305,17 +305,32 @@ def load_tfds(name: str, split: str, data_dir: Optional[str], download: bool):
   return images, np.asarray(labels), np.asarray(bboxes, np.float32)
 
 
+def for_split(data_config, split: str):
+  """A copy of `data_config` that reads `split`: from data.eval_path when that is the eval
+  split and data.eval_path is set (a test set shipped as its own file, as CIFAR-10's
+  often is), else from data.path."""
+  data_config = data_config.copy_and_resolve_references()
+  if split != data_config.split and split == data_config.eval_split and data_config.eval_path:
+    data_config.path = data_config.eval_path
+  data_config.split = split
+  return data_config
+
+
 def check_path(data_config) -> None:
-  """Refuses a file or folder source whose data.path is missing, in one line that names
-  the path (absolute too), what belongs there and the flag that points elsewhere. Runs
-  check it before they create anything, and `create_source` again."""
-  kind, path = data_config.source, data_config.path
-  if kind not in PATH_CONTENTS or os.path.exists(path):
-    return
-  where = "" if os.path.isabs(path) else f" ({os.path.abspath(path)})"
-  what, placeholder = PATH_CONTENTS[kind]
-  raise DataError(f"data.path {path!r}{where} does not exist (data.source={kind}): put {what} "
-                  f"there or pass --config.data.path={placeholder}")
+  """Refuses a file or folder source whose data.path (or data.eval_path, when set) is
+  missing, in one line that names the path (absolute too), what belongs there and the flag
+  that points elsewhere. Runs check it before they create anything, and `create_source`
+  again."""
+  kind = data_config.source
+  for field in ("path", "eval_path"):
+    path = data_config.get(field, "")
+    if kind not in PATH_CONTENTS or os.path.exists(path) or (field == "eval_path" and not path):
+      continue
+    where = "" if os.path.isabs(path) else f" ({os.path.abspath(path)})"
+    what, placeholder = PATH_CONTENTS[kind]
+    what = what if field == "path" else f"{what} of the {data_config.eval_split} split"
+    raise DataError(f"data.{field} {path!r}{where} does not exist (data.source={kind}): put "
+                    f"{what} there or pass --config.data.{field}={placeholder}")
 
 
 def create_source(data_config) -> Source:

@@ -81,6 +81,22 @@ def save_stripes_npz(path: str, num: int = 64, size: int = 8) -> str:
   return path
 
 
+def save_colour_npz(directory: str, num: int = 200, size: int = 32) -> tuple[str, str]:
+  """(train, test) Keras-style npz files of colour stripes, shaped like the shared CIFAR-10
+  files: train.npz holds only x_train/y_train (`num` RGB images, class 0 red horizontal
+  stripes, class 1 blue vertical), test.npz only x_test/y_test (its own 32 images), so
+  the test split is found in the test file or nowhere."""
+  paths = []
+  for split, count, seed in (("train", num, 0), ("test", 32, 1)):
+    grey, labels = make_stripes(count, size=size, seed=seed)
+    colour = np.zeros(grey.shape + (3,), np.uint8)
+    colour[labels == 0, ..., 0] = grey[labels == 0]
+    colour[labels == 1, ..., 2] = grey[labels == 1]
+    paths.append(os.path.join(directory, f"{split}.npz"))
+    np.savez(paths[-1], **{f"x_{split}": colour, f"y_{split}": labels})
+  return paths[0], paths[1]
+
+
 def run_main(*args, config="tests/tiny_configs.py"):
   """main.py with `args` in a subprocess, sharing the tests' compilation cache."""
   env = dict(os.environ, HDD_COMPILATION_CACHE=COMPILATION_CACHE)

@@ -127,3 +127,15 @@ def test_sample_mode_needs_images_to_sample():
     config_checks.check_config(config, "sample")
   assert str(error.value) == ("invalid config: sample.num_samples=0: must be >= 1 for "
                               "--mode=sample")
+
+
+def test_an_eval_path_needs_a_source_that_reads_paths():
+  config = importlib.import_module("configs.default").get_config()
+  config.data.eval_path = "test.npz"
+  with pytest.raises(ConfigError) as error:
+    config_checks.check_config(config)
+  assert str(error.value) == (
+      "invalid config: data.eval_path='test.npz': must be a file or folder of the eval split, "
+      "and only with data.source=npz|idx|folder (tfds reads data.eval_split itself)")
+  config.data.update(source="npz", path="train.npz")
+  config_checks.check_config(config)

@@ -101,3 +101,41 @@ def test_budget_variants_share_one_budget_and_the_quick_models(dataset):
   linear = lambda d: np.linspace(d.beta_start, d.beta_end, d.num_steps)
   np.testing.assert_allclose(linear(stage2.diffusion), linear(published.diffusion)[:400],
                              rtol=1e-12)
+
+
+def test_cifar10_budget_variants():
+  """CIFAR-10's `budget`: the cascade 16 -> 32 on the quick U-Nets (stage 1 twice as wide)
+  with attention at 8x8 only, 30 minutes split 35/65, stage 2 conditional on stage 1's 16x16 output with a
+  25-step chain; the DDPM on the quick U-Net with 100 steps; random flips everywhere;
+  `seed_budget` the seed's training recipe on that U-Net; `cond_budget` both conditional."""
+  from hdd import stages
+  module = importlib.import_module("configs.hdd_cifar10")
+  cascade, conditional = module.get_config("budget"), module.get_config("cond_budget")
+  ddpm_module = importlib.import_module("configs.ddpm_cifar10")
+  ddpm, seed = ddpm_module.get_config("budget"), ddpm_module.get_config("seed_budget")
+  for config in (cascade, conditional, ddpm, seed):
+    config_checks.check_config(config)
+    assert config.data.channels == 3 and config.data.random_flip
+  assert [stages.stage_config(cascade, name).train.time_budget_minutes
+          for name in ("stage1", "stage2")] == pytest.approx([10.5, 19.5])
+  assert stages.image_sizes(cascade) == [16, 32]
+  assert [cascade.stages[n].model.attention_resolutions for n in ("stage1", "stage2")] == [
+      (8,), (8,)] and ddpm.model.attention_resolutions == (8,)
+  assert cascade.stages.stage2.model.low_res_size == 16
+  assert [cascade.stages[n].sample.num_steps for n in ("stage1", "stage2")] == [50, 25]
+  assert ddpm.sample.num_steps == 100 and ddpm.train.time_budget_minutes == 30.0
+  assert not ddpm.train.mixed_precision and ddpm.train.grad_accum_steps == 1
+  # The seed's recipe: its lr held constant, two micro-batches of 64, EMA 0.995, bfloat16,
+  # T = 1000 linear; the U-Net and the sampler are the budget DDPM's.
+  assert (seed.train.learning_rate, seed.train.lr_schedule, seed.train.batch_size,
+          seed.train.grad_accum_steps, seed.train.ema_decay, seed.train.mixed_precision) == (
+              8e-5, "constant", 128, 2, 0.995, True)
+  assert seed.model == ddpm.model and seed.sample == ddpm.sample
+  assert seed.diffusion == ddpm.diffusion and seed.diffusion.num_steps == 1000
+  assert seed.train.time_budget_minutes == 30.0
+  assert [cascade.stages[n].model.base_channels for n in ("stage1", "stage2")] == [32, 16]
+  # cond_budget: only the conditioning differs from budget.
+  for name in ("stage1", "stage2"):
+    model = conditional.stages[name].model
+    assert model.num_classes == 10 and conditional.stages[name].sample.guidance_scale == 2.0
+    assert model.base_channels == cascade.stages[name].model.base_channels

@@ -39,6 +39,8 @@ def refusal(result: subprocess.CompletedProcess) -> str:
      "error: --architectures=foo: unknown ['foo']; choose from resnet18, vgg16"),
     ("hdd_vs_ddpm", ["--gammas=x"], "error: --gammas=x: expected comma-separated"),
     ("guidance", ["--data_path=d.npz", "--weights=x"], "error: --weights=x: expected"),
+    ("budget", ["--models=hdd,seed"], "error: --models=seed: seed 002's recipe is a CIFAR-10 "
+     "recipe, not mnist's; use --dataset=cifar10 or leave seed out of --models"),
 ])
 def test_bad_flags_are_refused_in_one_line(tmp_path, name, args, expected):
   workdir = tmp_path / "workdir"
@@ -65,6 +67,12 @@ def fake_run(directory) -> None:
      "dataset: 'mnist' there, 'fashion_mnist' now"),
     ("guidance", ["--data_path=/data/b.npz"], {"data_path": "/data/a.npz"},
      "data_path: '/data/a.npz' there, '/data/b.npz' now"),
+    ("guidance", ["--data_path=/data/a.npz", "--dataset=cifar10", "--minutes=30"],
+     {"data_path": "/data/a.npz"}, "dataset: (none) there, 'cifar10' now"),
+    ("budget", ["--quick", "--dataset=cifar10", "--data_path=/data/train.npz",
+                "--test_data_path=/data/test.npz"],
+     {"dataset": "cifar10", "data_path": "/data/train.npz", "test_data_path": "/data/t.npz"},
+     "test_data_path: '/data/t.npz' there, '/data/test.npz' now"),
     ("fid_curve", ["--runs=A=RUN"], {"runs": {"B": "RUN"}},
      "runs: {'B': 'RUN'} there, {'A': 'RUN'} now"),
 ])

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from helpers import COMPILATION_CACHE, ROOT, save_stripes_npz, tiny_cascade
+from helpers import COMPILATION_CACHE, ROOT, save_colour_npz, save_stripes_npz, tiny_cascade
 
 
 @pytest.fixture(scope="module")
@@ -18,6 +18,13 @@ def data(tmp_path_factory):
   """A Keras-style npz of 28x28 stripes (two classes), standing in for MNIST."""
   return save_stripes_npz(str(tmp_path_factory.mktemp("data") / "stripes28.npz"), num=200,
                           size=28)
+
+
+@pytest.fixture(scope="module")
+def colour_data(tmp_path_factory):
+  """(train, test) npz files of 32x32 colour stripes, standing in for the shared CIFAR-10
+  files: the test images only in the second."""
+  return save_colour_npz(str(tmp_path_factory.mktemp("colour")))
 
 
 def run_study(name: str, workdir, *args) -> subprocess.CompletedProcess:
@@ -43,18 +50,19 @@ def read_results(workdir) -> dict:
 HANDOVER_FLAGS = ["--fid_reference_examples=16", "--gammas=0.3,1", "--start_steps=99,499",
                   "--fid_every=4"]
 # The first run of each study test: {test: (study, flags besides --quick, --workdir and
-# --data_path)}, the longest first.
+# the data flags)}, the longest first. The budget study runs on CIFAR-10-shaped data, the
+# others on MNIST-shaped data.
 FIRST_RUNS = {
     "test_handover_sweeps_report_fid_and_fid_curves": ("hdd_vs_ddpm", HANDOVER_FLAGS),
     "test_augmentation_trains_each_classifier_on_each_set": ("augmentation", []),
     "test_t_sweep_measures_every_t_and_sampler": ("t_sweep", ["--nofid", "--models=hdd"]),
     "test_budget_trains_the_models_for_the_budget_and_scores_their_samples": (
-        "budget", ["--nofid", "--minutes=0.05"]),
+        "budget", ["--nofid", "--minutes=0.05", "--dataset=cifar10"]),
 }
 
 
 @pytest.fixture(scope="module")
-def first_runs(request, tmp_path_factory, data):
+def first_runs(request, tmp_path_factory, data, colour_data):
   """{study: future of (stdout, workdir)}: the first run of the study of every selected
   test, started with the module's first study test, two at a time. A run keeps one of two
   cores busy most of the time (it traces and compiles one program after another), so two
@@ -64,7 +72,10 @@ def first_runs(request, tmp_path_factory, data):
 
   def first_run(study: str, flags: list):
     workdir = tmp_path_factory.mktemp(study)
-    result = run_study(study, workdir, f"--data_path={data}", *flags)
+    train, test = colour_data
+    data_flags = ([f"--data_path={train}", f"--test_data_path={test}"]
+                  if "--dataset=cifar10" in flags else [f"--data_path={data}"])
+    result = run_study(study, workdir, *data_flags, *flags)
     # Each sampling has its progress line (in a log: at every quarter, the last at 100%).
     assert re.search(r"^\d\d:\d\d:\d\d Sampling .+ images \(100%\)", result.stderr, re.M)
     return result.stdout, workdir
@@ -180,10 +191,14 @@ def test_load_curve_counts_earlier_stages(tmp_path):
   assert row["images"] == 100 * 64 + 25 * 32 and row["seconds"] == 40.0 + 30.0
 
 
-def test_budget_trains_the_models_for_the_budget_and_scores_their_samples(first_runs, data):
-  """The DDPM and the budget cascade (its stage 2 conditional), each for the same budget."""
+def test_budget_trains_the_models_for_the_budget_and_scores_their_samples(first_runs,
+                                                                           colour_data):
+  """The DDPM and the budget cascade (its stage 2 conditional), each for the same budget,
+  on CIFAR-10-shaped data: 32x32 RGB training images in one file, the test images in
+  another (--test_data_path)."""
   from PIL import Image
   out, workdir = first_runs["budget"].result()
+  train, test = colour_data
   results = read_results(workdir)
   for key in ("hdd", "ddpm"):
     row = results[key]
@@ -192,27 +207,38 @@ def test_budget_trains_the_models_for_the_budget_and_scores_their_samples(first_
     assert np.isfinite(row["fcd"]) and row["sample_seconds"] > 0 and row["num_samples"] == 16
     assert row["fid"] is None and row["kid"] is None   # --nofid: not measured.
     with np.load(workdir / key / "samples" / "samples.npz") as samples:
-      assert samples["images"].shape == (16, 28, 28, 1) and samples["images"].dtype == np.uint8
+      assert samples["images"].shape == (16, 32, 32, 3) and samples["images"].dtype == np.uint8
     with Image.open(workdir / key / "samples" / "grid.png") as grid:
-      assert grid.width >= 10 * 56 and grid.height >= 2 * 56   # 10 x 2 images, >= 56 px each.
+      assert grid.width >= 10 * 64 and grid.height >= 2 * 64   # 10 x 2 images, >= 64 px each.
+  # The classifier of the scores was trained on the training file and tested on the 32
+  # images of the test file (test.npz alone holds x_test).
+  with open(workdir / "classifier_32" / "meta.json") as f:
+    meta = json.load(f)
+  assert meta["channels"] == 3 and meta["test_examples"] == 32
+  assert results["quality"]["classifier_test_accuracy"] == meta["test_accuracy"]
+  with open(workdir / "study.json") as f:
+    assert json.load(f)["test_data_path"] == test
   # The cascade's budget split 35% / 65%; stage 2 trained on its chain's 400 steps only.
   first, second = results["hdd"]["train_seconds_per_stage"]
   assert first >= 0.35 * 3.0 and second >= 0.65 * 3.0
-  assert results["hdd"]["evaluations_per_image"][0] == 50 and results["ddpm"][
+  # Stage 2: t* = 399 itself, then the 25 strided steps below it.
+  assert results["hdd"]["evaluations_per_image"] == [50, 26] and results["ddpm"][
       "evaluations_per_image"] == [100]
   with open(workdir / "hdd" / "stage2" / "config.json") as f:
     stage2 = json.load(f)
-  assert stage2["diffusion"]["num_steps"] == 400 and stage2["model"]["low_res_size"] == 14
-  assert "| HDD cascade 14->28 | 0.05 |" in out and "| DDPM 28x28 | 0.05 |" in out
-  # Stage 2 also scored on real 14x14 images in place of stage 1's samples: with the same
+  assert stage2["diffusion"]["num_steps"] == 400 and stage2["model"]["low_res_size"] == 16
+  assert stage2["data"]["eval_path"] == test and stage2["data"]["random_flip"]
+  assert "| HDD cascade 16->32 | 0.05 |" in out and "| DDPM 32x32 | 0.05 |" in out
+  # Stage 2 also scored on real 16x16 images in place of stage 1's samples: with the same
   # seed and noise stream, only the different input can change its scores.
   given = results["hdd"]["given_real_low_res"]
   assert np.isfinite(given["fcd"]) and given["fcd"] != results["hdd"]["fcd"]
   assert "given real low-resolution images" in out and "given_real_low_res" not in results["ddpm"]
   # The same workdir under another budget is refused before anything trains.
   env = dict(os.environ, HDD_COMPILATION_CACHE=COMPILATION_CACHE)
+  data = [f"--data_path={train}", f"--test_data_path={test}", "--dataset=cifar10"]
   again = subprocess.run([sys.executable, "experiments/budget.py", f"--workdir={workdir}",
-                          f"--data_path={data}", "--nofid", "--minutes=20", "--quick",
+                          *data, "--nofid", "--minutes=20", "--quick",
                           "--models=hdd"], cwd=ROOT,
                          capture_output=True, text=True, timeout=300, env=env)
   assert again.returncode == 2
@@ -226,7 +252,7 @@ def test_budget_trains_the_models_for_the_budget_and_scores_their_samples(first_
       ("sample.num_stepz=50", "error: --ddpm_set=sample.num_stepz=50: expected FIELD=VALUE "
        "with FIELD a field of the DDPM config, e.g. sample.num_steps=50")]:
     again = subprocess.run([sys.executable, "experiments/budget.py", f"--workdir={workdir}",
-                            f"--data_path={data}", "--nofid", "--minutes=0.05", "--quick",
+                            *data, "--nofid", "--minutes=0.05", "--quick",
                             "--models=ddpm", f"--ddpm_set={settings}"], cwd=ROOT,
                            capture_output=True, text=True, timeout=300, env=env)
     assert again.returncode == 2 and again.stderr.strip().splitlines() == [message]

@@ -145,3 +145,34 @@ def test_an_image_is_opened_only_by_the_plugins_of_image_folders(tmp_path, monke
                      "cannot identify image"):
     sources.decode_image(str(eps), 1)
   assert sources.decode_image(str(folder / "jpeg.png"), 1).shape == (12, 12, 1)
+
+
+def test_the_eval_split_is_read_from_data_eval_path(tmp_path):
+  """A test set in a file of its own (as CIFAR-10's often is): data.eval_path serves the
+  eval split, data.path every other split; unset, data.path serves both."""
+  from helpers import save_colour_npz
+  train, test = save_colour_npz(str(tmp_path), num=40, size=8)
+  config = tiny_data_config(source="npz", path=train, eval_path=test, channels=3)
+  for split, count, path in (("train", 40, train), ("test", 32, test)):
+    chosen = sources.for_split(config, split)
+    assert chosen.split == split and chosen.path == path
+    images, labels = pipeline.real_images(config, split, 8)
+    assert images.shape == (count, 8, 8, 3) and set(labels) <= {0, 1}
+  with np.load(test) as data:   # Class 0 red stripes, class 1 blue: read unchanged.
+    assert np.array_equal(np.sort(images.reshape(32, -1), 0),
+                          np.sort(data["x_test"].reshape(32, -1), 0))
+  assert config.path == train and config.split == "train"   # The config is not changed.
+  # Without data.eval_path the train file must hold x_test, and this one does not.
+  with pytest.raises(DataError, match=r"has no 'x_test' or 'images' array"):
+    pipeline.real_images(tiny_data_config(source="npz", path=train, channels=3), "test", 8)
+
+
+def test_a_missing_eval_path_is_named_before_anything_runs(tmp_path):
+  train = str(tmp_path / "train.npz")
+  np.savez(train, x_train=np.zeros((4, 8, 8), np.uint8))
+  config = tiny_data_config(source="npz", path=train, eval_path=str(tmp_path / "test.npz"))
+  with pytest.raises(DataError) as error:
+    sources.check_path(config)
+  assert str(error.value) == (
+      f"data.eval_path {str(tmp_path / 'test.npz')!r} does not exist (data.source=npz): put "
+      "the npz file of the test split there or pass --config.data.eval_path=FILE")
