@@ -13,10 +13,11 @@ full:  14.7M + 56.9M parameters, 50k updates of 128 per stage. CPU: impractical;
 quick: 0.18M + 0.28M parameters, 150 steps of 64 each, DDIM-50 per stage: about 6
        minutes on 2 CPU cores; colour blobs.
 budget: the recipe of configs/hdd_mnist.py:budget at 16 -> 32 (`common.budget_cascade`):
-       the quick U-Nets (stage 1 at base width 32) with attention at 8x8 only, config.time_budget_minutes = 30 (35%
-       stage 1), stochastic DDIM with 50 steps at 16x16 and 25 at 32x32 (2,000 samples in
-       under 3 minutes on 2 cores), stage 2 by truncate at t* = 399 and conditional on
-       up(x_16): experiments/budget.py --dataset=cifar10.
+       the quick U-Nets (stage 1 at base width 32) with attention at 8x8 only,
+       config.time_budget_minutes = 30 (35% stage 1), stochastic DDIM with 50 steps at
+       16x16 and 25 at 32x32 (2,000 samples in under 3 minutes on 2 cores), stage 2 by
+       truncate at t* = 399 and conditional on up(x_16): experiments/budget.py
+       --dataset=cifar10.
 cond, cond_quick, cond_budget: every stage class-conditional on the class, label dropout
        0.1, each guided at w = 2 (--config.stages.stageK.sample.guidance_scale); a row per
        class. FID and class accuracy against w: experiments/guidance.py --dataset=cifar10.

@@ -197,9 +197,8 @@ def model_label(key: str, row: dict) -> str:
   """'HDD cascade 16->32', 'DDPM 32x32' or 'DDPM 32x32, seed 002's recipe': the model of a
   results row, by its resolutions (rows of older runs, without them, were 14 -> 28)."""
   sizes = row.get("image_sizes", [14, 28] if len(row["evaluations_per_image"]) > 1 else [28])
-  if len(sizes) > 1:
-    return "HDD cascade " + "->".join(map(str, sizes))
-  return f"DDPM {sizes[0]}x{sizes[0]}" + (", seed 002's recipe" if key == "seed" else "")
+  name = study.model_name(sizes).replace("HDD", "HDD cascade")
+  return name + (", seed 002's recipe" if key == "seed" else "")
 
 
 def markdown(results: dict) -> str:

@@ -40,6 +40,8 @@ flags.DEFINE_integer("train_steps", 1000, "Training steps of each cascade stage.
 flags.DEFINE_float("minutes", 0.0, "> 0: train the dataset's cond_budget cascade for this "
                    "many minutes in all (the budget recipe of experiments/budget.py) in place "
                    "of --train_steps steps of cond_quick.")
+flags.DEFINE_bool("quick", False, "Run the whole path at toy scale in a few minutes (tiny "
+                  "models, a few steps, samples and weights; for tests).")
 flags.DEFINE_integer("num_samples", 500, "Samples per guidance weight.")
 flags.DEFINE_list("weights", ["0", "0.5", "1", "2", "3", "5"], "Guidance weights w.")
 flags.DEFINE_list("kept_eps_weights", [],
@@ -63,6 +65,8 @@ def guidance_config():
       model.train.num_steps = FLAGS.train_steps
       model.train.checkpoint_every = FLAGS.train_steps
   config.sample.batch_size = 100
+  if FLAGS.quick:
+    study.quick_model(config)
   return config
 
 
@@ -99,6 +103,14 @@ def results_markdown(results: dict) -> str:
       lines.append(f"| {name} | {key} | {row['accuracy']:.3f} | "
                    f"{row['worst_class_accuracy']:.3f} | {fid} | "
                    f"{' + '.join(map(str, row['evaluations']))} | {row['sample_seconds']:.1f} |")
+  rows = sorted(results.get("weights", {}).items(), key=lambda kv: float(kv[0]))
+  if rows:
+    classes = sorted(rows[0][1]["per_class_accuracy"], key=int)
+    lines += ["", "Class accuracy of the samples asked for each class (eps from clipped x0):", "",
+              "| w | " + " | ".join(f"class {k}" for k in classes) + " |",
+              "|---|" + "---|" * len(classes)]
+    lines += [f"| {key} | " + " | ".join(f"{row['per_class_accuracy'][k]:.2f}" for k in classes)
+              + " |" for key, row in rows]
   return "\n".join(lines) + "\n"
 
 
@@ -135,6 +147,10 @@ def guidance_plot(results: dict, path: str) -> None:
 
 def main(argv):
   del argv
+  if FLAGS.quick:
+    FLAGS.num_samples, FLAGS.classifier_steps, FLAGS.train_steps = 20, 4, 2
+    FLAGS.fid_reference_examples, FLAGS.weights = 16, FLAGS.weights[:2]
+    FLAGS.minutes = min(FLAGS.minutes, 0.05)
   study.numbers("weights", FLAGS.weights, float, "0,1,3")
   study.numbers("kept_eps_weights", FLAGS.kept_eps_weights, float, "0,1,3", allow_empty=True)
   workdir = FLAGS.workdir
@@ -149,6 +165,8 @@ def main(argv):
     made_from["test_data_path"] = study.absolute_path(FLAGS.test_data_path)
   if FLAGS.minutes:
     made_from["minutes"] = FLAGS.minutes
+  if FLAGS.quick:
+    made_from["quick"] = True
   results = study.open_workdir(workdir, "guidance", made_from)
   study.start_runtime()
   from common import images
@@ -181,7 +199,8 @@ def main(argv):
     results.save()
     suffix = "" if clipped_eps else "_kept_eps"
     images.save_png(os.path.join(workdir, f"grid_w{key}{suffix}.png"),
-                    pictures.sample_grid(samples, labels))
+                    pictures.for_display(pictures.sample_grid(samples, labels),
+                                         samples.shape[1]))
 
   study.write_markdown(workdir, results_markdown(results.data))
   guidance_plot(results.data, os.path.join(workdir, "guidance.png"))

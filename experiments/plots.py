@@ -18,6 +18,7 @@ def _quality_cells(row: dict) -> str:
 def results_markdown(results: dict, dataset: str, num_samples: int) -> str:
   """The DDPM-vs-HDD table and the two sweep tables."""
   ddpm, hdd, quality = results["ddpm"], results["hdd"], results["quality"]
+  low, high = study.cascade_sizes(dataset)
   hdd_train, hdd_sample = sum(hdd["train_seconds"]), sum(hdd["sample_seconds"])
   quality_header = "FID | Inception KID x1e3 | FCD | classifier KID x1e3"
   lines = [
@@ -28,9 +29,10 @@ def results_markdown(results: dict, dataset: str, num_samples: int) -> str:
       "better.", "",
       f"| method | train s | sample s | network evals / image | {quality_header} |",
       "|---|---|---|---|---|---|---|---|",
-      f"| DDPM 28x28 (T=1000) | {ddpm['train_seconds']:.0f} | {ddpm['sample_seconds']:.1f} | "
+      f"| DDPM {high}x{high} (T=1000) | {ddpm['train_seconds']:.0f} | "
+      f"{ddpm['sample_seconds']:.1f} | "
       f"{ddpm['evaluations'][0]} | {_quality_cells(ddpm)} |",
-      f"| HDD 14x14 + 28x28 (T=500 + 500) | {hdd['train_seconds'][0]:.0f} + "
+      f"| HDD {low}x{low} + {high}x{high} (T=500 + 500) | {hdd['train_seconds'][0]:.0f} + "
       f"{hdd['train_seconds'][1]:.0f} | {hdd['sample_seconds'][0]:.1f} + "
       f"{hdd['sample_seconds'][1]:.1f} | {hdd['evaluations'][0]} + {hdd['evaluations'][1]} | "
       f"{_quality_cells(hdd)} |",
@@ -39,14 +41,15 @@ def results_markdown(results: dict, dataset: str, num_samples: int) -> str:
       f"{_ratio(hdd.get('fid'), ddpm.get('fid'))} | | {_ratio(hdd['fcd'], ddpm['fcd'])} | |", ""]
   if "filter" in results:
     f = results["filter"]
-    lines += [f"Low-resolution filter (threshold {f['threshold']}: 14x14 classifier confidence): "
+    lines += [f"Low-resolution filter (threshold {f['threshold']}: {low}x{low} classifier "
+              "confidence): "
               f"{f['initially_rejected']} of {num_samples} stage-1 samples rejected, "
               f"{f['redrawn']} re-drawn in {f['rounds']} round(s), {f['still_rejected']} kept "
               f"anyway; sample s {f['sample_seconds'][0]:.1f} + {f['sample_seconds'][1]:.1f} "
               f"(filter included); FID {number(f.get('fid'))} (unfiltered "
               f"{number(hdd.get('fid'))}), FCD {f['fcd']:.2f} (unfiltered {hdd['fcd']:.2f}).", ""]
-  for method, title, key_name in (("mix", "mix: x = gamma up(x_14) + (1 - gamma) z", "gamma"),
-                                  ("truncate", "truncate: x = q(x_t* | up(x_14))", "t*")):
+  for method, title, key_name in (("mix", f"mix: x = gamma up(x_{low}) + (1 - gamma) z", "gamma"),
+                                  ("truncate", f"truncate: x = q(x_t* | up(x_{low}))", "t*")):
     points = results["sweeps"].get(method, {})
     if not points:
       continue

@@ -97,6 +97,24 @@ def model_configs(dataset: str, data_path: str, variant: str = "quick",
   return configs
 
 
+def model_name(image_sizes: list[int]) -> str:
+  """'HDD 16->32' for a cascade of those resolutions, 'DDPM 32x32' for one model."""
+  if len(image_sizes) > 1:
+    return "HDD " + "->".join(map(str, image_sizes))
+  return f"DDPM {image_sizes[0]}x{image_sizes[0]}"
+
+
+def cascade_sizes(dataset: str) -> list[int]:
+  """The resolutions of a dataset's cascade: [14, 28], or CIFAR-10's [16, 32]."""
+  return stages.image_sizes(model_configs(dataset, "")["hdd"])
+
+
+def model_names(dataset: str) -> dict:
+  """{'ddpm': 'DDPM 28x28', 'hdd': 'HDD 14->28'}: the names of a dataset's two models."""
+  return {name: model_name(stages.image_sizes(config))
+          for name, config in model_configs(dataset, "").items()}
+
+
 def data_source(data_config, data_path: str, test_data_path: str = "") -> None:
   """Points a study's data config at --data_path (a file is read as an npz, a folder with
   the config's own source) and its test split at --test_data_path; '' keeps the config's

@@ -30,7 +30,7 @@ flags.DEFINE_integer("ddim_steps", 50, "DDIM steps (per cascade stage).")
 FLAGS = flags.FLAGS
 
 SAMPLERS = ("ancestral", "ddim")
-MODEL_NAMES = {"ddpm": "DDPM 28x28", "hdd": "HDD 14->28"}
+MODELS = ("ddpm", "hdd")
 
 
 def sweep_config(model: str, noise_steps: int):
@@ -82,6 +82,7 @@ def results_markdown(data: dict) -> str:
            f"{data['ddim_steps']} steps per stage.", "",
            "| model | T | sqrt(alpha_bar_T) | train s | ancestral: FID | FCD | sample s | "
            "DDIM: FID | FCD | sample s |", "|---|---|---|---|---|---|---|---|---|---|"]
+  names = study.model_names(data["dataset"])
   for model, rows in data["runs"].items():
     for key, row in sorted(rows.items(), key=lambda kv: int(kv[0])):
       cells = []
@@ -89,7 +90,7 @@ def results_markdown(data: dict) -> str:
         measured = row[sampler]
         cells += [study.number(measured.get("fid")), study.number(measured["fcd"]),
                   study.number(measured["sample_seconds"], 1)]
-      lines.append(f"| {MODEL_NAMES[model]} | {key} | {row['signal_left']:.3f} | "
+      lines.append(f"| {names[model]} | {key} | {row['signal_left']:.3f} | "
                    f"{row['train_seconds']:.0f} | " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"
 
@@ -101,11 +102,12 @@ def sweep_plot(data: dict, path: str) -> None:
   import matplotlib.pyplot as plt
   figure, (quality_axis, time_axis) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=120)
   metric = "fid" if data["quality"].get("fid_reference") else "fcd"
+  names = study.model_names(data["dataset"])
   for model, rows in data["runs"].items():
     points = sorted((int(k), row) for k, row in rows.items())
     t_values = [t for t, _ in points]
     for sampler, style in (("ancestral", "o-"), ("ddim", "s--")):
-      label = f"{MODEL_NAMES[model]}, {'T-step ancestral' if sampler == 'ancestral' else 'DDIM'}"
+      label = f"{names[model]}, {'T-step ancestral' if sampler == 'ancestral' else 'DDIM'}"
       quality_axis.plot(t_values, [row[sampler][metric] for _, row in points], style,
                         label=label)
       time_axis.plot(t_values, [row[sampler]["sample_seconds"] for _, row in points], style,
@@ -127,7 +129,7 @@ def sweep_plot(data: dict, path: str) -> None:
 
 def check_flags() -> None:
   """Refuses a bad --models or --noise_steps before anything runs."""
-  study.choices("models", FLAGS.models, MODEL_NAMES)
+  study.choices("models", FLAGS.models, MODELS)
   study.numbers("noise_steps", FLAGS.noise_steps, int, "100,1000", positive=True)
 
 

@@ -105,9 +105,10 @@ def test_budget_variants_share_one_budget_and_the_quick_models(dataset):
 
 def test_cifar10_budget_variants():
   """CIFAR-10's `budget`: the cascade 16 -> 32 on the quick U-Nets (stage 1 twice as wide)
-  with attention at 8x8 only, 30 minutes split 35/65, stage 2 conditional on stage 1's 16x16 output with a
-  25-step chain; the DDPM on the quick U-Net with 100 steps; random flips everywhere;
-  `seed_budget` the seed's training recipe on that U-Net; `cond_budget` both conditional."""
+  with attention at 8x8 only, 30 minutes split 35/65, stage 2 conditional on stage 1's
+  16x16 output with a 25-step chain; the DDPM on the quick U-Net with 100 steps; random
+  flips everywhere; `seed_budget` the seed's training recipe on that U-Net; `cond_budget`
+  both stages conditional."""
   from hdd import stages
   module = importlib.import_module("configs.hdd_cifar10")
   cascade, conditional = module.get_config("budget"), module.get_config("cond_budget")

@@ -58,6 +58,8 @@ FIRST_RUNS = {
     "test_t_sweep_measures_every_t_and_sampler": ("t_sweep", ["--nofid", "--models=hdd"]),
     "test_budget_trains_the_models_for_the_budget_and_scores_their_samples": (
         "budget", ["--nofid", "--minutes=0.05", "--dataset=cifar10"]),
+    "test_guidance_scores_every_weight_on_cifar10_shaped_data": (
+        "guidance", ["--nofid", "--minutes=0.05", "--dataset=cifar10"]),
 }
 
 
@@ -256,3 +258,29 @@ def test_budget_trains_the_models_for_the_budget_and_scores_their_samples(first_
                             "--models=ddpm", f"--ddpm_set={settings}"], cwd=ROOT,
                            capture_output=True, text=True, timeout=300, env=env)
     assert again.returncode == 2 and again.stderr.strip().splitlines() == [message]
+
+
+def test_guidance_scores_every_weight_on_cifar10_shaped_data(first_runs):
+  """The conditional budget cascade of CIFAR-10 (16 -> 32, both stages conditioned on the
+  class) trained for its budget, sampled at each w and judged by the 32x32 classifier."""
+  from PIL import Image
+  out, workdir = first_runs["guidance"].result()
+  results = read_results(workdir)
+  assert results["dataset"] == "cifar10" and results["image_sizes"] == [16, 32]
+  assert results["minutes"] == 0.05 and 0 <= results["classifier_test_accuracy"] <= 1
+  assert sorted(results["weights"]) == ["0", "0.5"]   # --quick: the first two weights.
+  for key, row in results["weights"].items():
+    # 20 samples, two of each class; one accuracy per class asked for.
+    assert sorted(row["per_class_accuracy"]) == [str(k) for k in range(10)]
+    assert row["accuracy"] == pytest.approx(np.mean(list(row["per_class_accuracy"].values())))
+    assert row["worst_class_accuracy"] == min(row["per_class_accuracy"].values())
+    assert np.isfinite(row["fcd"]) and "fid" not in row
+    with Image.open(workdir / f"grid_w{key}.png") as grid:   # A row per class, >= 64 px.
+      assert grid.width >= 10 * 64 and grid.height >= 10 * 64
+  # Guidance evaluates the network twice per step: with and without the class.
+  assert results["weights"]["0"]["evaluations"] == [50, 26]
+  assert results["weights"]["0.5"]["evaluations"] == [100, 52]
+  with open(workdir / "cascade" / "stage2" / "config.json") as f:
+    stage2 = json.load(f)
+  assert stage2["model"]["num_classes"] == 10 and stage2["model"]["low_res_size"] == 16
+  assert "Conditional cifar10 cascade (16x16 -> 32x32, 0.05 minutes of training)" in out
