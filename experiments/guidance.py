@@ -30,11 +30,7 @@ from absl import flags, logging
 from experiments import study
 from hdd import stages
 
-flags.DEFINE_enum("dataset", "mnist", study.DATASETS, "Dataset.")
-flags.DEFINE_string("data_path", None, "The training images: an npz (Keras layout), or "
-                    "Fashion-MNIST's idx folder.")
-flags.DEFINE_string("test_data_path", "", "The test images, when --data_path does not hold "
-                    "them (e.g. ../shared/data/cifar10_test.npz); default: --data_path.")
+study.define_data_flags(data_path_required=True)
 flags.DEFINE_string("workdir", None, "Output directory.")
 flags.DEFINE_integer("train_steps", 1000, "Training steps of each cascade stage.")
 flags.DEFINE_float("minutes", 0.0, "> 0: train the dataset's cond_budget cascade for this "
@@ -48,7 +44,7 @@ flags.DEFINE_list("kept_eps_weights", [],
                   "Also sample at these w with DDIM keeping the network's eps after clipping "
                   "x0 (diffusers' default) instead of re-deriving it (the config's choice).")
 study.define_quality_flags(fid_reference_examples=2000)
-flags.mark_flags_as_required(["data_path", "workdir"])
+flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
 
 

@@ -28,14 +28,23 @@ from hdd import layout, stages
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
 
 
-def define_common_flags(num_samples: int) -> None:
-  """The flags every study has."""
+def define_data_flags(data_path_required: bool = False) -> None:
+  """--dataset, --data_path and --test_data_path (`model_configs` reads them); without
+  --data_path a study reads the config's own data, unless `data_path_required`."""
   flags.DEFINE_enum("dataset", "mnist", DATASETS, "Dataset.")
-  flags.DEFINE_string("data_path", "", "MNIST or CIFAR-10 npz (Keras layout) or Fashion-MNIST "
-                      "idx folder; default: the config's (tfds MNIST and CIFAR-10, Debian's "
-                      "Fashion-MNIST).")
+  default = "" if data_path_required else ("; default: the config's (tfds MNIST and "
+                                            "CIFAR-10, Debian's Fashion-MNIST)")
+  flags.DEFINE_string("data_path", None if data_path_required else "",
+                      f"MNIST or CIFAR-10 npz (Keras layout) or Fashion-MNIST idx folder{default}.")
   flags.DEFINE_string("test_data_path", "", "The test images, when --data_path does not hold "
                       "them (e.g. ../shared/data/cifar10_test.npz); default: --data_path.")
+  if data_path_required:
+    flags.mark_flag_as_required("data_path")
+
+
+def define_common_flags(num_samples: int) -> None:
+  """The flags every study has."""
+  define_data_flags()
   flags.DEFINE_string("workdir", None, "Output directory; finished parts are reused.")
   flags.DEFINE_integer("num_samples", num_samples, "Samples per measured model or setting.")
   flags.DEFINE_bool("quick", False, "Run the whole path at toy scale in a few minutes (tiny "
