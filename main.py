@@ -11,7 +11,8 @@ Modes (--mode):
   forward_process   a picture of q(x_t | x_0) on real images
 
 Configs: configs/hdd_mnist.py, hdd_fashion_mnist.py, hdd_cifar10.py, ddpm_*.py, ...;
-variants: quick (CPU minutes), cond_quick (class-conditional), '' (the published sizes).
+variants: '' (the published sizes), quick (CPU minutes), budget (a 30-minute wall-clock
+recipe), and cond, cond_quick, cond_budget (class-conditional) where the data has labels.
 Most used overrides:
   --config.stages.stage1.train.num_steps=N   training steps of a stage (a cascade)
   --config.train.num_steps=N                 training steps (a single model)

@@ -8,7 +8,7 @@ multipliers (1,2,4,8), lr 8e-5, gradient accumulation 2, EMA 0.995, mixed precis
 
 Data: tfds 'cifar10' (downloads); offline, Keras-style npz files as above (the shared
 training file lacks the test images, hence data.eval_path).
-full:  ~35M parameters, 100k updates of 128. CPU: impractical (days); one modern GPU:
+full:  56.9M parameters (docs/speed.md), 100k updates of 128. CPU: impractical (days); one modern GPU:
        roughly a day. Expected: recognisable objects.
 quick: ~0.3M parameters, 300 steps of 64, DDIM-100 samples: several minutes on 2 CPU
        cores; colour blobs with object-like layout.

@@ -193,8 +193,10 @@ def sample_and_save(config: ml_collections.ConfigDict, stage_params: dict, workd
   stage, stages.npz (every stage), cascade.png (the stages side by side) and the chain as
   chain.png through every stage, else as trajectory.png. Then WORKDIR/timing.{json,md}.
   Returns the sampling report."""
+  plans = sampling_plans(config)
   outputs, report, trajectories = sample_cascade(config, stage_params,
-                                                 config.sample.num_samples, critic=critic)
+                                                 config.sample.num_samples, critic=critic,
+                                                 plans=plans)
   final = list(outputs.values())[-1]
   labels = generate.class_labels(config, len(final))
   size = final.shape[1]
@@ -206,12 +208,9 @@ def sample_and_save(config: ml_collections.ConfigDict, stage_params: dict, workd
     if len(outputs) > 1:
       images.save_npz(f"{out_dir}/{layout.STAGES_NPZ}", outputs)
       images.save_png(f"{out_dir}/{layout.CASCADE_PICTURE}", pictures.cascade_picture(outputs))
-      if recorded:
-        images.save_png(f"{out_dir}/{layout.CHAIN}",
-                        pictures.for_display(pictures.cascade_chain(trajectories), size))
-    elif recorded:
-      images.save_png(f"{out_dir}/{layout.TRAJECTORY}", pictures.for_display(
-          pictures.trajectory_strip(list(trajectories.values())[0]), size))
+    if recorded:
+      chain_name = layout.CHAIN if len(outputs) > 1 else layout.TRAJECTORY
+      images.save_png(f"{out_dir}/{chain_name}", pictures.chain_picture(trajectories, plans))
     files.write_json(f"{out_dir}/{layout.SAMPLE_TIMING}", report)
   timing_report.write_timing_table(config, workdir, report)
   logging.info("Sampled %d images in %.1f s; wrote %s.", len(final), report["sample_seconds"],

@@ -29,6 +29,9 @@ IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")
 # What data.path holds for each source that reads one, and its placeholder in messages.
 PATH_CONTENTS = {"folder": ("the image files", "DIR"), "npz": ("the npz file", "FILE"),
                  "idx": ("the idx files", "DIR")}
+# The command that makes what data.path holds, for the sources that have one.
+PREPARE_COMMANDS = {"folder": "python -m input_pipeline.prepare_folder DOWNLOADED DIR makes DIR "
+                              "from a folder of images of any sizes"}
 IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
              "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 
@@ -318,9 +321,9 @@ def for_split(data_config, split: str):
 
 def check_path(data_config) -> None:
   """Refuses a file or folder source whose data.path (or data.eval_path, when set) is
-  missing, in one line that names the path (absolute too), what belongs there and the flag
-  that points elsewhere. Runs check it before they create anything, and `create_source`
-  again."""
+  missing, in one line that names the path (absolute too), what belongs there, the flag
+  that points elsewhere and, for a folder, the command that prepares one. Runs check it
+  before they create anything, and `create_source` again."""
   kind = data_config.source
   for field in ("path", "eval_path"):
     path = data_config.get(field, "")
@@ -329,8 +332,9 @@ def check_path(data_config) -> None:
     where = "" if os.path.isabs(path) else f" ({os.path.abspath(path)})"
     what, placeholder = PATH_CONTENTS[kind]
     what = what if field == "path" else f"{what} of the {data_config.eval_split} split"
+    prepare = f"; {PREPARE_COMMANDS[kind]}" if kind in PREPARE_COMMANDS else ""
     raise DataError(f"data.{field} {path!r}{where} does not exist (data.source={kind}): put "
-                    f"{what} there or pass --config.data.{field}={placeholder}")
+                    f"{what} there or pass --config.data.{field}={placeholder}{prepare}")
 
 
 def create_source(data_config) -> Source:

@@ -1,5 +1,6 @@
 """What several test files share: tiny datasets made by the tests themselves, tiny
-configs, and running main.py in a subprocess."""
+configs, and running main.py in a process of its own."""
+import functools
 import os
 import socket
 import subprocess
@@ -97,21 +98,50 @@ def save_colour_npz(directory: str, num: int = 200, size: int = 32) -> tuple[str
   return paths[0], paths[1]
 
 
-def run_main(*args, config="tests/tiny_configs.py"):
-  """main.py with `args` in a subprocess, sharing the tests' compilation cache."""
+def run_main(*args, config="tests/tiny_configs.py", fresh: bool = False):
+  """main.py with `args` in a process of its own (`run_python`), sharing the tests'
+  compilation cache."""
   env = dict(os.environ, HDD_COMPILATION_CACHE=COMPILATION_CACHE)
-  return subprocess.run([sys.executable, "main.py", f"--config={config}", *args],
-                        cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+  return run_python(["main.py", f"--config={config}", *args], env, fresh=fresh)
+
+
+def run_python(args, env: dict, timeout: float = 600, fresh: bool = False):
+  """`python ARGS` in the repository in a process of its own, as subprocess.run with
+  capture_output=True, text=True would: forked from one that has imported the libraries
+  already (tests/forked_main.py), or with `fresh`, a new interpreter (for what a start from
+  nothing prints)."""
+  if not fresh and _forked_server().can_run(env):
+    return _forked_server().run(list(args), env, timeout)
+  return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
+                        timeout=timeout, env=env)
+
+
+@functools.cache
+def _forked_server():
+  import atexit
+  import tempfile
+  from forked_main import Server
+  server = Server(os.path.join(tempfile.gettempdir(), f"hdd-forked-main-{os.getpid()}.log"))
+  atexit.register(server.close)
+  return server
 
 
 def train_tiny(root, name: str, *args, config="tests/tiny_configs.py") -> tuple[str, str]:
   """(data, workdir): stripes written into `root` and a model of `config` trained on them
   by main.py into root/name (a module's shared trained model)."""
+  return train_tiny_run(root, name, *args, config=config)[:2]
+
+
+def train_tiny_run(root, name: str, *args, config="tests/tiny_configs.py", fresh: bool = False
+                   ) -> tuple[str, str, subprocess.CompletedProcess]:
+  """`train_tiny`, and main.py's run that trained it (`fresh`: in a new interpreter, for
+  tests of what a run prints from its start)."""
   data = save_stripes_npz(os.path.join(root, "stripes.npz"))
   workdir = os.path.join(root, name)
-  trained = run_main(f"--config.data.path={data}", f"--workdir={workdir}", *args, config=config)
+  trained = run_main(f"--config.data.path={data}", f"--workdir={workdir}", *args, config=config,
+                     fresh=fresh)
   assert trained.returncode == 0, trained.stderr[-3000:]
-  return data, workdir
+  return data, workdir, trained
 
 
 def copy_workdir(trained: str, root) -> str:

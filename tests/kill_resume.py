@@ -23,27 +23,32 @@ import time
 import numpy as np
 
 import save_faults
-from helpers import ROOT
+from helpers import ROOT, run_python
 
 
-def command(data_path: str, workdir: str, num_steps: int, script: str = "main.py"):
+def command(data_path: str, workdir: str, num_steps: int, script: str = "main.py",
+            checkpoint_every: int = 1):
   return [sys.executable, script, "--config=tests/tiny_configs.py",
           f"--config.data.path={data_path}", f"--workdir={workdir}",
-          f"--config.train.num_steps={num_steps}", "--config.train.checkpoint_every=1",
-          "--config.train.log_every=1"]
+          f"--config.train.num_steps={num_steps}",
+          f"--config.train.checkpoint_every={checkpoint_every}", "--config.train.log_every=1"]
 
 
-def run(data_path, workdir, num_steps, env):
-  return subprocess.run(command(data_path, workdir, num_steps), cwd=ROOT, env=env,
-                        capture_output=True, text=True, timeout=900)
+def run(data_path, workdir, num_steps, env, checkpoint_every=1):
+  """The uninterrupted run (`checkpoint_every`: saving changes nothing of what it trains)."""
+  return run_python(command(data_path, workdir, num_steps,
+                            checkpoint_every=checkpoint_every)[1:], env, timeout=900)
 
 
-def run_with_kills(data_path, workdir, num_steps, kills, env, seed=0):
+def run_with_kills(data_path, workdir, num_steps, kills, env, seed=0, finish=True):
   """Starts the run, SIGKILLs it `kills` times at random moments (after it has written a
-  first checkpoint, so each kill lands in training or saving), then lets it finish."""
+  first checkpoint, so each kill lands in training or saving), then lets it finish (or,
+  without `finish`, leaves it killed). Returns the number of kills."""
   rng = random.Random(seed)
   killed = 0
   while True:
+    if killed >= kills and not finish:
+      return killed
     process = subprocess.Popen(command(data_path, workdir, num_steps), cwd=ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if killed < kills:
@@ -87,10 +92,9 @@ def run_with_save_kills(data_path, workdir, num_steps, kills, env, seed=0):
     point = save_faults.POINTS[sum(landed.values()) % len(save_faults.POINTS)]
     planted = dict(env, HDD_SAVE_KILL=f"{point}:{rng.randint(1, 2)}")
     done = sum(landed.values()) >= kills
-    result = subprocess.run(command(data_path, workdir, num_steps,
-                                    "main.py" if done else "tests/save_faults.py"),
-                            cwd=ROOT, env=env if done else planted, capture_output=True,
-                            text=True, timeout=900)
+    result = run_python(command(data_path, workdir, num_steps,
+                                "main.py" if done else "tests/save_faults.py")[1:],
+                        env if done else planted, timeout=900)
     resumed = re.search(r"Resuming from the checkpoint at step (\d+)", result.stderr)
     if newest is not None and (resumed is None or int(resumed.group(1)) != newest):
       raise RuntimeError(f"after a kill, the newest committed step was {newest} but the "

@@ -45,10 +45,18 @@ class Planted:
 
 def watch_arrays(workdir: str, planted: Planted) -> None:
   """Kills once a temporary step folder under workdir holds array files (the step metadata
-  and at least one file under default/): a save half-way through its arrays."""
+  and at least one file under default/): a save half-way through its arrays. Folders that
+  a run killed earlier left behind do not count."""
+  def temporary_folders():
+    return {os.path.join(root, name) for root, names, _ in os.walk(workdir)
+            for name in names if TEMPORARY in name}
+
+  left_before = temporary_folders()
+
   def arrays_written():
     for root, _, names in os.walk(workdir):
-      if TEMPORARY in root and os.sep + "default" in root and names:
+      if (TEMPORARY in root and os.sep + "default" in root and names and
+          not any(root.startswith(old + os.sep) for old in left_before)):
         return True
     return False
 

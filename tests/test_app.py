@@ -3,9 +3,12 @@ conditional cascade: requests checked before anything runs, chains compiled once
 setting, the /generate endpoint through gradio_client, what plain HTTP requests cannot do
 (load a workdir the server does not offer, upload, pass a non-number), the files the
 server keeps until it exits, and the page in Debian's Chromium (headless, driven by
-selenium through Debian's chromedriver; nothing downloads a browser).
+selenium through Debian's chromedriver; nothing downloads a browser): 64 images in a gallery
+that scrolls down, never sideways, a grid of exactly the rows and columns they need, and
+the labelled chain.
 
-Screenshots go to $HDD_APP_SCREENSHOTS (default: the test's tmp directory)."""
+Screenshots go to $HDD_APP_SCREENSHOTS (default: the test's tmp directory); the README's is
+taken by scripts/app_screenshot.py."""
 import dataclasses
 import glob
 import json
@@ -23,16 +26,16 @@ import numpy as np
 import pytest
 import requests
 
-from helpers import COMPILATION_CACHE, ROOT, free_port, train_tiny
+from helpers import COMPILATION_CACHE, ROOT, copy_workdir, free_port
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-  """The tiny conditional cascade (4x4 -> 8x8, 2 classes), trained 4 steps per stage."""
-  return train_tiny(str(tmp_path_factory.mktemp("app")), "cascade",
-                    config="tests/tiny_configs.py:cascade_cond")[1]
+def workdir(tmp_path_factory, trained_cascade):
+  """A copy of the session's tiny conditional cascade (4x4 -> 8x8, 2 classes), trained 4
+  steps per stage."""
+  return copy_workdir(trained_cascade[1], str(tmp_path_factory.mktemp("app")))
 
 
 @pytest.fixture(scope="module")
@@ -107,10 +110,9 @@ def test_out_of_range_requests_are_refused_by_name(served, fields, message):
   assert message in str(error.value) and "\n" not in str(error.value)
 
 
-def test_a_single_model_is_served_too(tmp_path):
+def test_a_single_model_is_served_too(tmp_path, trained_ddpm):
   from hdd.app import serving
-  _, workdir = train_tiny(str(tmp_path), "ddpm", "--config.train.num_steps=2",
-                          "--config.sample.num_samples=0")
+  workdir = copy_workdir(trained_ddpm[1], str(tmp_path))
   served = serving.Served.load(workdir)
   assert [stage.name for stage in served.models] == ["model"]
   generated = served.generate(serving.Request(num_images=3, steps=(4,)))
@@ -167,8 +169,14 @@ def test_saved_outputs_and_animation(served, tmp_path):
   assert gif.info["duration"] >= 8 * 120
   np.testing.assert_array_equal(np.asarray(Image.open(paths["grid.png"]))[..., None],
                                 drawn["grid"])
-  assert drawn["grid"].shape[:2] == (8 * (2 + 2 * 10), 8 * (2 + 10 * 10))   # A row per class.
+  # A row per class, as many columns as a class has images: classes 0 (2), 1 (1), 8 px
+  # tiles with 2 px padding drawn 8 times as large.
+  assert drawn["grid"].shape[:2] == (8 * (2 + 2 * 10), 8 * (2 + 2 * 10))
   assert drawn["stages"].shape[1] == 8 * (2 + 6 * 10)   # 3 images x 2 stages, 8 px drawn at 64.
+  # The first image's chain: per stage a header of two text lines over its 6 frames.
+  chain = drawn["chain"]
+  assert chain.shape[:2] == (2 * (2 * 16 + 8 * (2 + 10)), 8 * (2 + 6 * 10))
+  assert (chain[:32] < 128).any() and (chain[:32] == 255).mean() > 0.5
 
 
 @dataclasses.dataclass
@@ -246,16 +254,21 @@ def test_generate_endpoint_returns_the_requested_images(server):
   from PIL import Image
   client = Client(server, verbose=False)
   # sampler, steps of stages 1-4, hand-over, gamma, t*, w, class, seed, number of images.
-  gallery, grid, stages, animation, timing, downloads = client.predict(
+  gallery, grid, stages, chain, timing, downloads = client.predict(
       "ddim", 5, 5, 0, 0, "truncate", 0.3, 20, 1.0, 1, 7, 5, api_name="/generate")
   assert len(gallery) == 5 and {item["caption"] for item in gallery} == {"class 1"}
   assert {Image.open(item["image"]).size for item in gallery} == {(8, 8)}
-  assert Image.open(animation).n_frames > 1
+  # The grid: one class, one row of its 5 images (8 px and 2 px padding, drawn at 64).
+  assert Image.open(grid).size == (8 * (2 + 5 * 10), 8 * (2 + 1 * 10))
+  # The chain: stage 1's 6 frames (noise, 5 steps), stage 2's 5 (t* = 20, then 16, 8, 0, x0),
+  # each stage under two lines of text.
+  assert Image.open(chain).size == (8 * (2 + 6 * 10), 2 * (2 * 16 + 8 * (2 + 10)))
   # DDIM-5 of T = 40 visits 32, 24, 16, 8, 0; truncated at t* = 20: 20, 16, 8, 0, x2 guided.
   stage2 = timing_row(timing, "stage2")
   assert (stage2["size"], stage2["sampler"], stage2["evals/img"]) == ("8", "ddim", "8")
   assert timing_row(timing, "total")["sample s (5 img)"] != "-"
-  assert sorted(os.path.basename(p) for p in downloads) == ["grid.png", "samples.npz"]
+  assert sorted(os.path.basename(p) for p in downloads) == ["chain.gif", "grid.png",
+                                                             "samples.npz"]
   with np.load(downloads[1]) as saved:
     assert saved["images"].shape == (5, 8, 8, 1)
   with pytest.raises(AppError, match=r"stage1 steps 99: must lie in \[0, diffusion.num_steps=40\]"):
@@ -356,20 +369,35 @@ def test_the_page_in_chromium(running, workdir, browser, tmp_path):
   def gallery_images():
     return browser.find_elements(By.CSS_SELECTOR, "#gallery img")
 
+  def natural_size(selector):
+    """(width, height) of the image file the page shows, whatever size it is drawn at,
+    once it has loaded."""
+    return tuple(wait.until(lambda b: b.execute_script(
+        "const image = document.querySelector(arguments[0]); return image && "
+        "image.naturalWidth ? [image.naturalWidth, image.naturalHeight] : null", selector)))
+
   browser.get(running.url)
   wait.until(lambda b: "Serving" in b.find_element(By.ID, "status").text)
   assert "cascade of 2 stages" in browser.find_element(By.ID, "status").text
   wait.until(lambda b: b.find_element(By.CSS_SELECTOR, "#steps1 input").get_attribute("value")
              == "5")   # The controls fit the served model: its steps per stage.
   assert not browser.find_elements(By.CSS_SELECTOR, "#steps3 input")   # Two stages only.
-  set_number("num_images", 4)
+  set_number("num_images", 64)   # The most a request may ask for, of each class in turn.
   set_number("seed", 3)
-  set_number("label", 1)
   browser.find_element(By.CSS_SELECTOR, "#generate").click()
-  wait.until(lambda b: len(gallery_images()) >= 4)
+  wait.until(lambda b: len(gallery_images()) == 64)
   wait.until(lambda b: "stage2" in b.find_element(By.ID, "timing").text)
   assert browser.find_elements(By.CSS_SELECTOR, "#stages img")
-  assert browser.find_elements(By.CSS_SELECTOR, "#animation img")
+  # The gallery scrolls down, not sideways, and so does the page.
+  assert browser.execute_script(
+      "const wrap = document.querySelector('#gallery .grid-wrap'), page = "
+      "document.documentElement; return wrap.scrollWidth <= wrap.clientWidth && "
+      "page.scrollWidth <= page.clientWidth")
+  # The grid holds the 64 images and no empty column: 32 of each of the 2 classes, wrapped
+  # after 10, 8 px tiles with 2 px padding drawn 8 times as large.
+  assert natural_size("#grid img") == (8 * (2 + 10 * 10), 8 * (2 + 2 * 4 * 10))
+  # The first image's chain, each stage's 6 frames under two lines of text.
+  assert natural_size("#chain img") == (8 * (2 + 6 * 10), 2 * (2 * 16 + 8 * (2 + 10)))
   browser.save_screenshot(os.path.join(shots, "app.png"))
 
   set_number("steps2", 99)

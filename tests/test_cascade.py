@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import TemplateDenoiser, half_templates, run_main, save_stripes_npz, tiny_cascade
+from helpers import (TemplateDenoiser, copy_workdir, half_templates, run_main,
+                     save_stripes_npz, tiny_cascade)
 from common import images, parallel
 from hdd import cascade, checkpoints, evaluate, generate, plan, stages
 from hdd.maths import handover
@@ -241,27 +242,27 @@ def run_cascade(variant, *args):
   return run_main(*args, config=f"tests/tiny_configs.py:{variant}")
 
 
-def test_two_stage_train_sample_and_independent_resume(cascade_npz, tmp_path):
-  workdir = str(tmp_path / "hdd")
-  data = f"--config.data.path={cascade_npz}"
-  first = run_cascade("cascade", data, f"--workdir={workdir}")
-  assert first.returncode == 0, first.stderr[-3000:]
+def test_two_stage_train_sample_and_independent_resume(trained_cascade, tmp_path):
+  """The session's tiny two-stage cascade as main.py trained and sampled it; then stage 2
+  alone trained on, on a copy, leaving stage 1's checkpoints untouched."""
+  data, trained = trained_cascade
   for name in ("samples.npz", "stages.npz", "grid.png", "cascade.png", "timing.json"):
-    assert os.path.exists(os.path.join(workdir, "samples", name)), name
-  final = np.load(os.path.join(workdir, "samples", "samples.npz"))["images"]
-  by_stage = np.load(os.path.join(workdir, "samples", "stages.npz"))
+    assert os.path.exists(os.path.join(trained, "samples", name)), name
+  final = np.load(os.path.join(trained, "samples", "samples.npz"))["images"]
+  by_stage = np.load(os.path.join(trained, "samples", "stages.npz"))
   assert final.shape == (8, 8, 8, 1) and by_stage["stage1"].shape == (8, 4, 4, 1)
   np.testing.assert_array_equal(by_stage["stage2"], final)
-  timing = json.load(open(os.path.join(workdir, "timing.json")))
+  timing = json.load(open(os.path.join(trained, "timing.json")))
   assert [row["stage"] for row in timing["stages"]] == ["stage1", "stage2"]
   assert all(row["train_steps"] == 4 and row["sample_seconds"] > 0 for row in timing["stages"])
-  assert "| total |" in open(os.path.join(workdir, "timing.md")).read()
+  assert "| total |" in open(os.path.join(trained, "timing.md")).read()
 
+  workdir = copy_workdir(trained, tmp_path)
   stage1_dir = os.path.join(workdir, "stage1", "checkpoints")
   before = {name: os.path.getmtime(os.path.join(stage1_dir, name))
             for name in os.listdir(stage1_dir)}
-  more = run_cascade("cascade", data, f"--workdir={workdir}", "--config.stage=2",
-                     "--config.stages.stage2.train.num_steps=6")
+  more = run_cascade("cascade_cond", f"--config.data.path={data}", f"--workdir={workdir}",
+                     "--config.stage=2", "--config.stages.stage2.train.num_steps=6")
   assert more.returncode == 0, more.stderr[-3000:]
   assert "Resuming from the checkpoint at step 4" in more.stderr
   after = {name: os.path.getmtime(os.path.join(stage1_dir, name))
@@ -308,24 +309,26 @@ def test_three_stage_end_to_end_with_a_conditional_middle_stage(cascade_npz, tmp
 
 
 def test_conditional_cascade_main_samples_labels_interpolates_and_draws_the_processes(
-    cascade_npz, tmp_path):
-  """The conditional tiny cascade through main.py: labels in samples.npz, a grid row per
-  class, the per-stage chain figure, --mode=interpolate and --mode=forward_process."""
-  workdir = str(tmp_path / "cond")
-  args = (f"--config.data.path={cascade_npz}", f"--workdir={workdir}")
-  trained = run_cascade("cascade_cond", *args)
-  assert trained.returncode == 0, trained.stderr[-3000:]
-  samples = np.load(os.path.join(workdir, "samples", "samples.npz"))
+    trained_cascade, tmp_path):
+  """The session's conditional tiny cascade through main.py: labels in samples.npz, a grid
+  row per class, the per-stage chain figure; then, on a copy, --mode=interpolate and
+  --mode=forward_process."""
+  data, trained = trained_cascade
+  samples = np.load(os.path.join(trained, "samples", "samples.npz"))
   np.testing.assert_array_equal(samples["labels"], np.arange(8) % 2)
-  grid = np.asarray(Image.open(os.path.join(workdir, "samples", "grid.png")))
-  # 2 class rows of 10 tiles of 8 + 2, drawn 8 times as large (every image >= 64 px).
-  assert grid.shape[:2] == (8 * (2 + 2 * 10), 8 * (2 + 10 * 10))
-  chain = np.asarray(Image.open(os.path.join(workdir, "samples", "chain.png")))
-  # Stage 1: noise + 5 DDIM steps; a blank column; stage 2: hand-over + 5 steps.
-  assert chain.shape[1] == 8 * (2 + 13 * 10)
-  timing = json.load(open(os.path.join(workdir, "samples", "timing.json")))
+  grid = np.asarray(Image.open(os.path.join(trained, "samples", "grid.png")))
+  # 2 class rows of the 4 images each class has, tiles of 8 + 2, drawn 8 times as large
+  # (every image >= 64 px).
+  assert grid.shape[:2] == (8 * (2 + 2 * 10), 8 * (2 + 4 * 10))
+  chain = np.asarray(Image.open(os.path.join(trained, "samples", "chain.png")))
+  # A block per stage, each under a 2-line header (name, steps): a row per sample of the
+  # first batch (8), a column per frame (the start + 5 DDIM steps), 8x8 tiles drawn 8x.
+  assert chain.shape[:2] == (2 * (2 * 16 + 8 * (2 + 8 * 10)), 8 * (2 + 6 * 10))
+  timing = json.load(open(os.path.join(trained, "samples", "timing.json")))
   assert [s["network_evaluations_per_image"] for s in timing["stages"]] == [10, 10]  # DDIM-5, x2
 
+  workdir = copy_workdir(trained, tmp_path)
+  args = (f"--config.data.path={data}", f"--workdir={workdir}")
   interpolated = run_cascade("cascade_cond", *args, "--mode=interpolate")
   assert interpolated.returncode == 0, interpolated.stderr[-3000:]
   out = os.path.join(workdir, "interpolation")

@@ -69,7 +69,7 @@ def test_unknown_variant_is_refused():
 @pytest.mark.parametrize("dataset", ["mnist", "fashion_mnist"])
 def test_budget_variants_share_one_budget_and_the_quick_models(dataset):
   """`budget`: the quick U-Nets with attention at 7x7 only, 30 minutes (the cascade's split
-  35/65), DPM-Solver++(2M) with equal evaluations per image; stage 2 is conditional on
+  35/65), stochastic DDIM (eta = 1) with equal evaluations per image; stage 2 is conditional on
   stage 1's 14x14 output and its schedule is the published one cut at t*."""
   import numpy as np
   from hdd import stages
@@ -140,3 +140,39 @@ def test_cifar10_budget_variants():
     model = conditional.stages[name].model
     assert model.num_classes == 10 and conditional.stages[name].sample.guidance_scale == 2.0
     assert model.base_channels == cascade.stages[name].model.base_channels
+
+
+@pytest.mark.parametrize("name, ddpm_name", [("hdd_mnist", "ddpm_mnist"),
+                                             ("hdd_mnist_3stage", "ddpm_mnist"),
+                                             ("hdd_afd", "ddpm_afd"),
+                                             ("hdd_cifar10", "ddpm_cifar10")])
+@pytest.mark.parametrize("variant", ["", "quick"])
+def test_published_cascade_recipe(name, ddpm_name, variant):
+  """The published recipe (configs.common.published_cascade): T = 500 per stage, linear
+  betas from 1e-4 to 0.02 in the first stage (sampled from pure noise) and to 0.01 in later
+  stages (started from the gamma = 0.3 mix x = 0.3 up(x_low) + 0.7 z), the DDPM's steps
+  split evenly between the stages; the schedules built from it end where it says (float64
+  closed form of the linear schedule)."""
+  import numpy as np
+  from hdd import stages
+  from hdd.build import create_schedule
+  from hdd.maths.handover import Handover
+  config = importlib.import_module(f"configs.{name}").get_config(variant)
+  ddpm = importlib.import_module(f"configs.{ddpm_name}").get_config(variant)
+  models = stages.models(config)
+  for stage in models:
+    diffusion, sample = stage.config.diffusion, stage.config.sample
+    beta_end = 0.01 if stage.index else 0.02
+    assert (diffusion.schedule, diffusion.num_steps, diffusion.beta_start,
+            diffusion.beta_end) == ("linear", 500, 1e-4, beta_end)
+    assert stage.config.train.num_steps == ddpm.train.num_steps // len(models)
+    betas = np.linspace(1e-4, beta_end, 500)
+    schedule = create_schedule(diffusion)
+    np.testing.assert_allclose(schedule.betas, betas, rtol=1e-6)
+    assert (float(schedule.betas[0]), float(schedule.betas[-1])) == pytest.approx(
+        (1e-4, beta_end), rel=1e-6)
+    np.testing.assert_allclose(schedule.alphas_cumprod[-1], np.prod(1 - betas), rtol=1e-5)
+    if stage.index:
+      handover = Handover.from_config(sample)
+      assert (handover.method, handover.gamma) == ("mix", 0.3)
+      assert handover.chain_start(np.asarray(schedule.alphas_cumprod)) is None   # All T steps.

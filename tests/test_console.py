@@ -1,10 +1,11 @@
-"""The terminal (hdd.writers, common.progress, common.runtime, common.stderr): which log records show, the progress line,
-and the C++ notices dropped from TensorFlow's start-up."""
+"""The terminal (hdd.writers, common.progress, common.runtime): which log records show,
+and the progress line. The C++ notices dropped from TensorFlow's start-up:
+tests/test_stderr.py."""
 import io
 import logging
 import os
 
-from common import progress, runtime, stderr
+from common import progress, runtime
 from hdd import writers
 
 
@@ -65,22 +66,3 @@ def test_progress_line_of_a_budgeted_run_shows_the_budget_spent_and_left():
 
 def test_duration():
   assert [progress.duration(s) for s in (0.4, 42, 185, 3720)] == ["0s", "42s", "3m05s", "1h02m"]
-
-
-def test_cpp_info_records_and_their_continuations_are_dropped():
-  text = ("WARNING: All log messages before absl::InitializeLog() is called are written to "
-          "STDERR\n"
-          "I0000 00:00:1796122236.232014    5572 port.cc:153] oneDNN custom operations are on.\n"
-          "I0000 00:00:1796122236.5  5572 cpu_feature_guard.cc:210] This binary is optimized\n"
-          "To enable the following instructions: AVX2, rebuild TensorFlow.\n"
-          "W0000 00:00:1796122237.1  5572 gpu.cc:1] Cannot dlopen some GPU libraries.\n"
-          "Traceback (most recent call last):\n")
-  assert stderr.without_info_records(text) == (
-      "W0000 00:00:1796122237.1  5572 gpu.cc:1] Cannot dlopen some GPU libraries.\n"
-      "Traceback (most recent call last):\n")
-
-
-def test_without_notices_passes_other_output_of_descriptor_2(capfd):
-  with stderr.without_notices():
-    os.write(2, b"I0000 00:00:1.0  1 port.cc:1] notice\nImportError: real problem\n")
-  assert capfd.readouterr().err == "ImportError: real problem\n"

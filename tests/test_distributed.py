@@ -12,13 +12,12 @@ import sys
 import time
 
 import numpy as np
-import pytest
 
 from common import parallel
-from helpers import COMPILATION_CACHE, ROOT, free_port, tiny_config, train_tiny
+from helpers import COMPILATION_CACHE, ROOT, free_port, tiny_config
 
 
-STEPS = 40
+STEPS = 6   # The session's tiny DDPM (trained_ddpm) is the 1-process run of STEPS steps.
 
 
 def start_main(*args) -> subprocess.Popen:
@@ -59,24 +58,18 @@ def assert_same_params(a, b):
     np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-5)
 
 
-@pytest.fixture(scope="module")
-def single(tmp_path_factory):
-  """The 1-process run: STEPS steps of the global batch of 16."""
-  return train_tiny(str(tmp_path_factory.mktemp("distributed")), "single",
-                    f"--config.train.num_steps={STEPS}", "--config.sample.num_samples=0")
-
-
-def test_two_processes_killed_and_restarted_train_what_one_process_trains(single, tmp_path):
+def test_two_processes_killed_and_restarted_train_what_one_process_trains(trained_ddpm,
+                                                                         tmp_path):
   """Process 1 killed with SIGKILL mid-run, process 0 fails within seconds in one line (not
   a Gloo traceback and, a minute later, JAX's C++ abort); restarted, the two processes
   resume where they were and end on the 1-process run's parameters; only process 0 writes
   files, and the samples are gathered from both processes' halves."""
-  data, single_dir = single
+  data, single_dir = trained_ddpm
   workdir = str(tmp_path / "killed")
-  # Checkpoints at every step; kill process 1 once step 3's checkpoint is complete.
+  # Checkpoints at every step; kill process 1 once step 2's checkpoint is complete.
   processes = start_processes(workdir, data, "--config.train.checkpoint_every=1",
                               "--config.sample.num_samples=0")
-  checkpoint = os.path.join(workdir, "checkpoints", "3")
+  checkpoint = os.path.join(workdir, "checkpoints", "2")
   deadline = time.time() + 300
   while not os.path.isdir(checkpoint) and time.time() < deadline:
     assert all(p.poll() is None for p in processes), processes[0].communicate()[0][-3000:]
@@ -92,7 +85,7 @@ def test_two_processes_killed_and_restarted_train_what_one_process_trains(single
   processes[1].wait()
   killed_at = max(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints"))
                   if s.isdigit())
-  assert 3 <= killed_at < STEPS   # Killed mid-run.
+  assert 2 <= killed_at < STEPS   # Killed mid-run.
   outputs = finish(start_processes(workdir, data, "--config.sample.num_samples=4"))
   assert "JAX process 0/2" in outputs[0] and "JAX process 1/2" in outputs[1]
   assert f"Resuming from the checkpoint at step {killed_at}" in outputs[0]
@@ -103,12 +96,12 @@ def test_two_processes_killed_and_restarted_train_what_one_process_trains(single
   assert "Done: train" in outputs[0] and "Done: train" not in outputs[1]
 
 
-def test_two_processes_end_a_time_budget_at_the_same_step(single, tmp_path):
+def test_two_processes_end_a_time_budget_at_the_same_step(stripes_npz, tmp_path):
   """Process 0's clock decides the end of a budget for both: they stop, checkpoint and
   finish together (each reading its own clock could leave one waiting in a collective)."""
-  data, _ = single
   workdir = str(tmp_path / "budget")
-  outputs = finish(start_processes(workdir, data, "--config.train.time_budget_minutes=0.1",
+  outputs = finish(start_processes(workdir, stripes_npz,
+                                   "--config.train.time_budget_minutes=0.1",
                                    "--config.train.num_steps=1000000",
                                    "--config.sample.num_samples=0"))
   ends = [[line for line in output.splitlines() if "Trained steps 0-" in line]

@@ -130,7 +130,8 @@ def test_generate_and_save_writes_the_samples(setup, runs, tmp_path):
   with Image.open(out / "grid.png") as grid:
     assert grid.size == (8 * (3 * 10 + 2), 8 * (2 * 10 + 2))   # 6 images: 3 columns, 2 rows.
   with Image.open(out / "trajectory.png") as strip:
-    assert strip.size == (8 * (3 * 10 + 2), 8 * (4 * 10 + 2))   # 3 frames of 4 images.
+    # 3 frames of 4 images under the header: the stage's name, then each column's step.
+    assert strip.size == (8 * (3 * 10 + 2), 2 * 16 + 8 * (4 * 10 + 2))
   assert json.loads((out / "timing.json").read_text()) == timing
   assert timing["num_images"] == 6 and timing["stages"][0]["sampler"] == "ddim"
   assert timing["stages"][0]["network_evaluations_per_image"] == 2

@@ -7,44 +7,49 @@ import numpy as np
 import pytest
 
 from evaluation import weights
-from helpers import run_main
+from helpers import copy_workdir, run_main
 
-def test_train_resume_sample_eval(stripes_npz, tmp_path):
-  workdir = str(tmp_path / "run")
-  data = f"--config.data.path={stripes_npz}"
-  first = run_main(data, f"--workdir={workdir}", "--config.train.num_steps=4")
-  assert first.returncode == 0, first.stderr[-3000:]
-  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["3", "4"]
-  assert any(name.startswith("events.out.tfevents") for name in os.listdir(workdir))
-  samples = np.load(os.path.join(workdir, "samples", "samples.npz"))["images"]
+
+def test_train_resume_sample_eval(trained_ddpm_run, tmp_path):
+  """The session's tiny DDPM as main.py trained it in a process of its own (6 steps): its
+  files and what the terminal showed; then, on a copy, resumed to 8 steps, sampled again,
+  evaluated, a classifier trained, and evaluated with it."""
+  data, trained, first = trained_ddpm_run
+  assert sorted(os.listdir(os.path.join(trained, "checkpoints"))) == ["3", "6"]
+  assert any(name.startswith("events.out.tfevents") for name in os.listdir(trained))
+  samples = np.load(os.path.join(trained, "samples", "samples.npz"))["images"]
   assert samples.shape == (8, 8, 8, 1) and samples.dtype == np.uint8
   for name in ("grid.png", "trajectory.png", "timing.json"):
-    assert os.path.exists(os.path.join(workdir, "samples", name))
-  timing = json.load(open(os.path.join(workdir, "train_timing.json")))
-  assert timing["start_step"] == 0 and timing["end_step"] == 4
+    assert os.path.exists(os.path.join(trained, "samples", name))
+  timing = json.load(open(os.path.join(trained, "train_timing.json")))
+  assert timing["start_step"] == 0 and timing["end_step"] == 6
   # The terminal: a progress line, the closing summary, none of the libraries' INFO logs.
   terminal = first.stdout + first.stderr
   assert len(terminal.splitlines()) <= 40, terminal
-  assert re.search(r"run 8px  step 4/4 \(100%\)  loss \d\.\d{4}  [\d,]+ img/s  ETA 0s", terminal)
-  assert f"Outputs in {workdir}:" in first.stdout and "python -m hdd.app" in first.stdout
-  assert os.path.join(workdir, "samples", "grid.png") in first.stdout
+  assert re.search(r"\bw 8px  step 6/6 \(100%\)  loss \d\.\d{4}  [\d,]+ img/s  ETA 0s", terminal)
+  assert f"Outputs in {trained}:" in first.stdout and "python -m hdd.app" in first.stdout
+  assert os.path.join(trained, "samples", "grid.png") in first.stdout
   for noise in ("orbax", "Scheduling D2H", "oneDNN custom operations", "steps_per_sec"):
     assert noise not in terminal
 
-  second = run_main(data, f"--workdir={workdir}")  # num_steps=6: resumes at 4.
+  workdir = copy_workdir(trained, tmp_path)
+  data = f"--config.data.path={data}"
+  second = run_main(data, f"--workdir={workdir}", "--config.train.num_steps=8")
   assert second.returncode == 0, second.stderr[-3000:]
-  assert "Resuming from the checkpoint at step 4" in second.stderr
+  assert "Resuming from the checkpoint at step 6" in second.stderr
+  # The last step is saved though checkpoint_every=3 does not divide it.
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["3", "6", "8"]
   timing = json.load(open(os.path.join(workdir, "train_timing.json")))
-  assert timing["start_step"] == 4 and timing["end_step"] == 6
+  assert timing["start_step"] == 6 and timing["end_step"] == 8
 
-  trained = np.load(os.path.join(workdir, "samples", "samples.npz"))["images"]
+  resumed = np.load(os.path.join(workdir, "samples", "samples.npz"))["images"]
 
   sample = run_main(data, f"--workdir={workdir}", "--mode=sample", "--library_logs")
   assert sample.returncode == 0, sample.stderr[-3000:]
   assert "orbax" in sample.stderr   # --library_logs shows what is otherwise kept quiet.
   # Same seed, same parameters: sampling again reproduces the images bit for bit.
   np.testing.assert_array_equal(np.load(os.path.join(workdir, "samples", "samples.npz"))["images"],
-                                trained)
+                                resumed)
 
   evaluation = run_main(data, f"--workdir={workdir}", "--mode=eval",
                         "--config.eval.inception_weights=/no/weights.pt")

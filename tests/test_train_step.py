@@ -1,11 +1,14 @@
 """The train step: the EMA decay formula, learning on a tiny dataset with micro-batches,
-and a non-finite step that changes nothing but the step counter."""
+a non-finite step that changes nothing but the step counter, micro-batches against one
+batch as large as them all, and bfloat16 compute with float32 state."""
 import functools
 import math
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from helpers import stripes_batch, tiny_config
 from hdd import train_step
@@ -73,3 +76,78 @@ def test_non_finite_step_changes_nothing_but_the_step():
                       jax.tree_util.tree_leaves((state.params, state.ema_params,
                                                  state.opt_state))):
     np.testing.assert_array_equal(new, old)
+
+
+class PixelDenoiser(nn.Module):
+  """A network of 33 parameters with the U-Net's call signature, eps of each pixel from
+  its value and t: the train step's own arithmetic compiles in seconds around it."""
+
+  @nn.compact
+  def __call__(self, x, t, labels=None, train=False):
+    step = jnp.broadcast_to((t / 50.0)[:, None, None, None], x.shape[:3] + (1,))
+    hidden = jnp.tanh(nn.Dense(8)(jnp.concatenate([x, step], axis=-1)))
+    return nn.Dense(x.shape[-1])(hidden)
+
+
+def test_micro_batches_update_as_one_batch_k_times_as_large():
+  """k micro-batches of B make the update of one batch of kB: the train step's gradient
+  (read off a plain SGD update at rate 1) and its loss are those of the mean loss over
+  all kB examples, each with the timestep and noise its micro-batch i drew from
+  fold_in(fold_in(rng, step), i), as the step documents; the reported gradient norm is
+  that gradient's."""
+  config, k = tiny_config(), 3
+  model = PixelDenoiser()
+  params = jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 1)),
+                               jnp.zeros((1,)))["params"]
+  state = train_step.TrainState.create(apply_fn=model.apply, params=params, tx=optax.sgd(1.0),
+                                       ema_params=params, rng=jax.random.PRNGKey(1))
+  schedule, batch = create_schedule(config.diffusion), _stripes_batch(4 * k, 0, k)
+  new_state, metrics = _step_fn(config)(state, batch, schedule)
+  step_rng = jax.random.fold_in(state.rng, state.step)
+
+  def one_batch_loss(params):
+    losses = []
+    for index in range(k):
+      loss_rng, _, dropout_rng = jax.random.split(jax.random.fold_in(step_rng, index), 3)
+      losses.append(train_step.denoising_loss(
+          model.apply, params, schedule, batch["image"][index], None, loss_rng,
+          prediction=config.diffusion.prediction, dropout_rng=dropout_rng)[0])
+    return jnp.mean(jnp.concatenate(losses))
+
+  loss, grads = jax.jit(jax.value_and_grad(one_batch_loss))(state.params)
+  assert math.isclose(float(metrics["loss"]), float(loss), rel_tol=1e-6)
+  flat = lambda tree: np.concatenate([np.ravel(np.float64(x))
+                                      for x in jax.tree_util.tree_leaves(tree)])
+  before, after, expected = flat(state.params), flat(new_state.params), flat(grads)
+  np.testing.assert_allclose(before - after, expected,
+                             atol=1e-6 * np.max(np.abs(before)) + 1e-5 * np.max(np.abs(expected)))
+  assert math.isclose(float(metrics["grad_norm"]), np.linalg.norm(expected), rel_tol=1e-5)
+
+
+def test_bfloat16_step_keeps_float32_state_and_lowers_the_loss():
+  """Mixed precision: the network's convolutions compute in bfloat16, the parameters,
+  Adam's moments and the EMA stay float32, and a few steps lower the loss of fixed images,
+  timesteps and noise (the tiny U-Net on one level, the quickest to compile)."""
+  config = tiny_config()
+  config.model.update(channel_mult=(1,), attention_resolutions=())
+  config.train.update(mixed_precision=True, learning_rate=3e-3, lr_schedule="constant")
+  state = train_step.create_train_state(config, create_model(config))
+  network = jax.make_jaxpr(state.apply_fn)({"params": state.params}, jnp.zeros((2, 8, 8, 1)),
+                                           jnp.zeros(2, int))
+  convolutions = [e for e in network.eqns if e.primitive.name == "conv_general_dilated"]
+  assert convolutions and {v.aval.dtype for e in convolutions for v in e.invars} == {
+      jnp.dtype(jnp.bfloat16)}
+  schedule, step_fn = create_schedule(config.diffusion), _step_fn(config)
+  # A step at step 0 on this batch reports the loss of the same timesteps and noise.
+  fixed = _stripes_batch(16, 100)
+  _, metrics = step_fn(state, fixed, schedule)
+  first = float(metrics["loss"])
+  for step in range(20):
+    state, metrics = step_fn(state, _stripes_batch(16, step), schedule)
+    assert bool(metrics["finite"])
+  dtypes = {x.dtype for x in jax.tree_util.tree_leaves((state.params, state.ema_params,
+                                                         state.opt_state))
+            if jnp.issubdtype(x.dtype, jnp.floating)}
+  assert dtypes == {jnp.dtype(jnp.float32)}
+  _, metrics = step_fn(state.replace(step=0), fixed, schedule)
+  assert float(metrics["loss"]) < 0.7 * first

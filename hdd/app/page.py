@@ -17,6 +17,10 @@ from common.errors import UserError
 
 MAX_STAGES = 4   # the page has a steps control for each of up to this many stages
 KEEP_OUTPUTS = 16   # requests whose download files are kept
+# Gradio makes a gallery column at least 100 px wide: 6 fit beside the controls in a window
+# 1100 px wide or more, and more images scroll down, never sideways.
+GALLERY_COLUMNS = 6
+GRID_HEIGHT = 560   # pixels: 10 rows of classes at about 50 px per image
 # Gradio's copies of the files the page shows: every 10 minutes, those over an hour old go.
 GRADIO_CACHE_DELETION = (600, 3600)
 REFUSED_WORKDIR = ("**Error:** not a workdir this server offers; choose one from the list "
@@ -70,7 +74,7 @@ class App:
   def generate(self, sampler, steps, handover, gamma, start_step, guidance, label, seed,
                num_images, progress=None):
     """The /generate endpoint: (gallery of the images at their own size, grid, stages,
-    chain animation, timing, download files)."""
+    the first image's chain, timing, download files)."""
     import gradio as gr
 
     from common import images
@@ -105,8 +109,9 @@ class App:
         timing_report.timing_rows(served.config, served.workdir, generated.report),
         request.num_images)
     return (gallery, images.without_gray_axis(pictures["grid"]),
-            images.without_gray_axis(pictures["stages"]), paths["chain.gif"], timing,
-            [paths["grid.png"], paths["samples.npz"]])
+            images.without_gray_axis(pictures["stages"]),
+            images.without_gray_axis(pictures["chain"]), timing,
+            [paths["grid.png"], paths["samples.npz"], paths["chain.gif"]])
 
 
 def integer(value, name: str) -> int:
@@ -199,15 +204,16 @@ def build(application: App):
                                elem_id="num_images")
         generate = gr.Button("Generate", variant="primary", elem_id="generate")
       with gr.Column(scale=2):
-        gallery = gr.Gallery(label="images", columns=8, height=300, format="png",
+        gallery = gr.Gallery(label="images", columns=GALLERY_COLUMNS, height=440, format="png",
                              elem_id="gallery")
-        # Without the label badge, which would cover the first column's stage label.
+        # Without the label badge, which would cover the first stage label of the picture.
         stages_picture = gr.Image(label="stages side by side", show_label=False, format="png",
                                   elem_id="stages")
-        with gr.Row():
-          grid = gr.Image(label="grid", format="png", elem_id="grid")
-          animation = gr.Image(label="one image's chain through the stages", type="filepath",
-                               elem_id="animation")
+        chain = gr.Image(label="one image's chain through the stages", show_label=False,
+                         format="png", elem_id="chain")
+        # A row per class makes a tall grid: the page fits it into GRID_HEIGHT; grid.png in
+        # the downloads holds it at full size.
+        grid = gr.Image(label="grid", format="png", height=GRID_HEIGHT, elem_id="grid")
         timing = gr.Markdown(elem_id="timing")
         downloads = gr.File(label="downloads", file_count="multiple", elem_id="downloads")
 
@@ -236,7 +242,7 @@ def build(application: App):
     generate.click(run_generate,
                    inputs=[sampler, *steps, handover, gamma, start_step, guidance, label, seed,
                            num_images],
-                   outputs=[gallery, grid, stages_picture, animation, timing, downloads],
+                   outputs=[gallery, grid, stages_picture, chain, timing, downloads],
                    api_name="generate", preprocess=False)
   return page
 

@@ -28,7 +28,10 @@ from common.errors import UserError
 from hdd import cascade, checkpoints, config_checks, generate, layout, pictures, stages
 
 MAX_IMAGES = 64             # per request: a page shows them, a CPU samples them in seconds
-ANIMATION_FRAMES = 12       # recorded states of the chain per stage in the animation
+# The first image's chain is recorded at every step; shown per stage are these many of its
+# states, evenly spread from its start to its end (pictures.spread).
+CHAIN_COLUMNS = 9           # in the chain picture
+ANIMATION_FRAMES = 12       # in the animation
 # Compiled chains kept, the most recently used (one per stage, setting and batch size; the
 # seed, class, guidance weight and mix gamma are inputs, see generate.program_key): each
 # holds a compiled program in memory.
@@ -144,12 +147,17 @@ def in_control_terms(config: ml_collections.ConfigDict, problem: str) -> str:
 class Generated:
   outputs: dict                 # {stage: uint8 [N, h, w, C]}; a single model: {"model": ...}
   labels: Optional[np.ndarray]
-  animation: list               # uint8 frames [H, W, C] of the first image's chains
+  trajectories: dict            # {stage: uint8 [frames, 1, h, w, C]}: the first image's chain
+  plans: dict                   # {stage: SamplingPlan}: the steps each chain visited
   report: dict                  # per stage: sampler, evaluations, compile and sample seconds
 
   @property
   def images(self) -> np.ndarray:
     return list(self.outputs.values())[-1]
+
+  @property
+  def animation(self) -> list:
+    return animation_frames(self.trajectories, ANIMATION_FRAMES)
 
 
 class Served:
@@ -216,7 +224,8 @@ class Served:
     config = copy.deepcopy(self.config)
     config.unlock()
     config.sample.update(seed=request.seed, label=request.label, num_samples=request.num_images,
-                         batch_size=min(request.num_images, 16), trajectory_images=1)
+                         batch_size=min(request.num_images, 16), trajectory_images=1,
+                         trajectory_every=1)
     settings = [section.sample for section in stages.all_sections(config)]
     for stage, sampling in zip(self.models, settings):
       sampling.update(sampler=request.sampler,
@@ -229,10 +238,6 @@ class Served:
       if stage.index:
         sampling.update(handover=request.handover or sampling.handover, gamma=request.gamma,
                         start_step=request.start_step)
-    visited = max(stage.config.diffusion.num_steps for stage in self.models)
-    if request.sampler == "ddim":
-      visited = max(sampling.num_steps or visited for sampling in settings)
-    config.sample.trajectory_every = max(1, visited // ANIMATION_FRAMES)
     try:
       config_checks.check_config(config)
     except UserError as e:
@@ -243,19 +248,22 @@ class Served:
   def generate(self, request: Request, progress: Optional[Progress] = None) -> Generated:
     """Samples the request's images (compiling its chains the first time only)."""
     config = self.config_for(request)
+    plans = cascade.sampling_plans(config)
     outputs, report, trajectories = cascade.sample_cascade(
-        config, self.params, request.num_images, compiled=self.compiled, progress=progress)
+        config, self.params, request.num_images, plans=plans, compiled=self.compiled,
+        progress=progress)
     labels = generate.class_labels(config, request.num_images)
-    return Generated(outputs, labels, animation_frames(trajectories), report)
+    return Generated(outputs, labels, trajectories, plans, report)
 
 
-def animation_frames(trajectories: dict) -> list:
-  """The first image's chain through every stage, each frame at the final resolution
-  magnified for display."""
+def animation_frames(trajectories: dict, per_stage: int) -> list:
+  """The first image's chain through every stage, `per_stage` states of each evenly spread
+  from its start to its end, each frame at the final resolution magnified for display."""
   final_size = list(trajectories.values())[-1].shape[2]
   frames = []
   for trajectory in trajectories.values():
-    for frame in pictures.enlarge(trajectory[:, 0], final_size):
+    shown = trajectory[pictures.spread(len(trajectory), per_stage), 0]
+    for frame in pictures.enlarge(shown, final_size):
       frames.append(pictures.for_display(frame, final_size))
   return frames
 
@@ -272,12 +280,14 @@ def gif_bytes(frames: list, frame_ms: int = 120, hold_last: int = 8) -> bytes:
 
 def draw(generated: Generated) -> dict:
   """{'grid': the final images (a row per class), 'stages': each image's stages side by
-  side with labelled columns (one stage: the grid)}, drawn for people."""
+  side with labelled columns (one stage: the grid), 'chain': the first image's chain, a
+  labelled block per stage}, drawn for people."""
   final = generated.images
   grid = pictures.for_display(pictures.sample_grid(final, generated.labels), final.shape[1])
+  chain = pictures.chain_picture(generated.trajectories, generated.plans, CHAIN_COLUMNS)
   if len(generated.outputs) == 1:
-    return {"grid": grid, "stages": grid}
-  return {"grid": grid, "stages": pictures.cascade_picture(generated.outputs)}
+    return {"grid": grid, "stages": grid, "chain": chain}
+  return {"grid": grid, "stages": pictures.cascade_picture(generated.outputs), "chain": chain}
 
 
 def save_outputs(generated: Generated, drawn: dict, directory: str) -> dict:
