@@ -275,8 +275,10 @@ def test_guidance_scores_every_weight_on_cifar10_shaped_data(first_runs):
     assert row["accuracy"] == pytest.approx(np.mean(list(row["per_class_accuracy"].values())))
     assert row["worst_class_accuracy"] == min(row["per_class_accuracy"].values())
     assert np.isfinite(row["fcd"]) and "fid" not in row
-    with Image.open(workdir / f"grid_w{key}.png") as grid:   # A row per class, >= 64 px.
-      assert grid.width >= 10 * 64 and grid.height >= 10 * 64
+    # A row per class of its 2 images: 32x32 tiles with a 2 px border, drawn twice as
+    # large (>= 64 px per image); no empty columns.
+    with Image.open(workdir / f"grid_w{key}.png") as grid:
+      assert grid.size == (2 * (2 + 2 * 34), 2 * (2 + 10 * 34))
   # Guidance evaluates the network twice per step: with and without the class.
   assert results["weights"]["0"]["evaluations"] == [50, 26]
   assert results["weights"]["0.5"]["evaluations"] == [100, 52]
