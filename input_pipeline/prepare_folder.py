@@ -17,11 +17,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import NoReturn
 
 from PIL import Image
 
-from common.errors import DataError, UserError
+from common.errors import DataError, UserError, exit_with_error as fail
 from common.files import atomic_directory
 from common.progress import Progress
 
@@ -98,12 +97,6 @@ def prepare(source: str, output: str, size: int = DEFAULT_SIZE,
     if len(skipped) == len(files):
       raise DataError(f"every image file under {source!r} is unreadable, e.g. {skipped[0]}")
   return len(files) - len(skipped), skipped
-
-
-def fail(message) -> NoReturn:
-  """Prints the error as one line and exits with 2, as main.py does."""
-  print(f"error: {message}", file=sys.stderr, flush=True)
-  sys.exit(2)
 
 
 class Parser(argparse.ArgumentParser):

@@ -1,11 +1,10 @@
 """python -m hdd.app --workdir=DIR [--port=7860] [--workdirs=A,B] [--config=FILE[:VARIANT]]:
 the flags of the web app, checked before anything loads, and its start."""
-import sys
 
 from absl import app as absl_app, flags
 from ml_collections import config_flags
 
-from common.errors import UserError
+from common.errors import UserError, exit_with_error as fail
 from hdd.app import page
 
 flags.DEFINE_string("workdir", None, "Workdir of a trained model or cascade to serve.")
@@ -21,12 +20,6 @@ flags.DEFINE_integer("keep_outputs", page.KEEP_OUTPUTS, "Keep the download files
 flags.DEFINE_bool("library_logs", False, "Also show the INFO logs of gradio, orbax and JAX.")
 flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
-
-
-def fail(message) -> None:
-  """Prints the error as one line and exits with 2, as main.py does."""
-  print(f"error: {message}", file=sys.stderr, flush=True)
-  sys.exit(2)
 
 
 def parse_flags(argv):
