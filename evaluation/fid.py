@@ -40,12 +40,36 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
   return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace_covmean)
 
 
+def frechet_distance_of_features(features, mu2, sigma2) -> float:
+  """`frechet_distance` of the statistics of features [N, D] from (mu2, sigma2).
+
+  With N <= D (few samples, as in quick runs and tests: an eigendecomposition of D x D =
+  2048 x 2048 costs seconds) it works in N x N: the covariance is S1 = A^T A with
+  A = (features - mean) / sqrt(N - 1), so tr(S1) = |A|_F^2, and the non-zero eigenvalues
+  of S1 S2 = A^T (A S2) are those of the symmetric PSD matrix A S2 A^T.
+  """
+  features = np.asarray(features, np.float64)
+  if features.ndim != 2 or not 2 <= len(features) <= features.shape[1]:
+    return frechet_distance(*feature_statistics(features), mu2, sigma2)
+  mu1 = features.mean(axis=0)
+  mu2, sigma2 = np.atleast_1d(np.asarray(mu2, np.float64)), np.asarray(sigma2, np.float64)
+  if mu2.shape != mu1.shape or sigma2.shape != mu1.shape * 2:
+    raise ValueError(f"mismatched statistics: mu {mu1.shape} vs {mu2.shape}, sigma "
+                     f"{mu1.shape * 2} vs {sigma2.shape}")
+  a = (features - mu1) / np.sqrt(len(features) - 1)
+  product = a @ sigma2 @ a.T
+  trace_covmean = np.sqrt(np.clip(np.linalg.eigvalsh((product + product.T) / 2), 0.0,
+                                  None)).sum()
+  diff = mu1 - mu2
+  return float(diff @ diff + np.sum(a * a) + np.trace(sigma2) - 2.0 * trace_covmean)
+
+
 def distances(features, reference_mu, reference_sigma, reference_features,
               num_subsets: int = 100, subset_size: int = 1000) -> dict:
   """Fréchet distance and KID (mean, std) of `features` against a reference set: its
   statistics (mu, sigma, possibly from more images) and features for the KID subsets
   (subset_size is capped at the number of samples)."""
-  frechet = frechet_distance(*feature_statistics(features), reference_mu, reference_sigma)
+  frechet = frechet_distance_of_features(features, reference_mu, reference_sigma)
   kid_mean, kid_std = kernel_inception_distance(features, reference_features, num_subsets,
                                                 min(subset_size, len(features)))
   return {"frechet": frechet, "kid": kid_mean, "kid_std": kid_std}

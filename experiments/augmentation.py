@@ -81,7 +81,8 @@ def test_accuracy(model, params, test_images, test_labels) -> float:
 
   from common import batching, images
   forward = jax.jit(lambda p, x: model.apply(p, images.from_uint8(x)))
-  logits = batching.map_in_batches(lambda batch: forward(params, batch), test_images, 500)
+  logits = batching.map_in_batches(lambda batch: forward(params, batch), test_images,
+                                   min(500, len(test_images)))   # No padding rows computed.
   return float(np.mean(logits.argmax(-1) == test_labels))
 
 
@@ -140,6 +141,7 @@ def main(argv):
   if FLAGS.quick:
     FLAGS.num_samples, FLAGS.real_examples, FLAGS.train_steps = 20, 20, 2
     FLAGS.classifier_train_steps, FLAGS.seeds, FLAGS.width = 3, 2, 4
+    FLAGS.classifier_batch_size = 16
     FLAGS.classifier_steps = 4
   workdir = FLAGS.workdir
   results = study.open_workdir(workdir, "augmentation", {

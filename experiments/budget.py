@@ -245,7 +245,8 @@ def main(argv):
   del argv
   check_flags()
   if FLAGS.quick:
-    FLAGS.num_samples, FLAGS.classifier_steps = 16, 4
+    # 11 samples: two rows of the 10-column grid.
+    FLAGS.num_samples, FLAGS.classifier_steps = 11, 4
     FLAGS.minutes = min(FLAGS.minutes, 0.1)
     FLAGS.curve_minutes = [str(min(float(m), 0.05)) for m in FLAGS.curve_minutes[:1]]
   workdir = FLAGS.workdir

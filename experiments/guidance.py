@@ -63,6 +63,7 @@ def guidance_config():
   config.sample.batch_size = 100
   if FLAGS.quick:
     study.quick_model(config)
+    config.sample.batch_size = FLAGS.num_samples   # One batch, no padding rows sampled.
   return config
 
 

@@ -137,13 +137,14 @@ def data_source(data_config, data_path: str, test_data_path: str = "") -> None:
 
 
 def quick_model(config) -> None:
-  """--quick: the smallest U-Net of the family, one resolution level (the study sets a few
-  steps and samples): for tests of the whole path, not for numbers. Tracing and compiling
-  the network is most of a quick run's time, and a second level doubles it."""
+  """--quick: the smallest U-Net of the family, one resolution level, batches of 16 (the
+  study sets a few steps and samples): for tests of the whole path, not for numbers.
+  Tracing and compiling the network is most of a quick run's time, and a second level
+  doubles it; XLA:CPU's time in a narrow network's convolutions grows with the batch."""
   for model in stages.all_sections(config):
     model.model.update(base_channels=8, channel_mult=(1,), attention_resolutions=(),
                        norm_groups=4)
-    model.train.update(log_every=2, warmup_steps=1)
+    model.train.update(batch_size=16, log_every=2, warmup_steps=1)
   config.sample.batch_size = 16
 
 

@@ -139,7 +139,7 @@ def main(argv):
 
   check_flags()
   if FLAGS.quick:
-    FLAGS.noise_steps, FLAGS.ddim_steps, FLAGS.num_samples = ["10", "20"], 5, 16
+    FLAGS.noise_steps, FLAGS.ddim_steps, FLAGS.num_samples = ["10", "20"], 5, 4
     FLAGS.train_steps = 4
   workdir = FLAGS.workdir
   results = study.open_workdir(workdir, "t_sweep", {

@@ -105,8 +105,8 @@ def sample_images(plan: SamplingPlan, params, mesh, num_images: int,
   latter excluding compilation).
 
   `compiled` keeps the compiled chain per `program_key` and batch shape for callers that
-  sample again (a server, `hdd.app.serving`): a plan that compiles to the same program, with
-  any seed, class, guidance weight or mix gamma, compiles nothing.
+  sample again (a server, `hdd.app.serving`; the training hooks): a plan that compiles to
+  the same program, with any seed, class, guidance weight or mix gamma, compiles nothing.
   `progress(fraction)` is called after every batch.
   """
   config = plan.config

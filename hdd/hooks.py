@@ -36,12 +36,13 @@ class HookSampler:
     self.low_res_fn, self.low_res = low_res, None
     self.plan = SamplingPlan.create(config, Handover.from_config(config.sample)
                                     if low_res is not None else None)
+    self.compiled = {}   # The chain, compiled at the first measurement and kept for the rest.
 
   def __call__(self, params, count: int) -> tuple[np.ndarray, dict]:
     if self.low_res is None and self.low_res_fn is not None:
       self.low_res = self.low_res_fn(count)
     return generate.sample_images(self.plan, params, parallel.create_mesh(), count,
-                                  low_res=self.low_res)
+                                  low_res=self.low_res, compiled=self.compiled)
 
 
 class SampleGrid:

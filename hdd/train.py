@@ -114,8 +114,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       history.append(metrics)
       if step < tc.num_steps:
         batch = next_batch()   # Prepared while the step runs (a budget's last one unused).
-      if clock.budgeted or hooks:   # The clock must see the step done, not only dispatched.
-        jax.block_until_ready(metrics)
+      if clock.budgeted or hooks or step >= tc.num_steps or stop.requested:
+        jax.block_until_ready(metrics)   # The clock must see the step done, not dispatched.
       # With several processes, a budget's end is process 0's reading of the clock, so that
       # every process stops (and checkpoints) at the same step.
       seconds = (parallel.from_main_process(clock.seconds()) if clock.budgeted
@@ -137,8 +137,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   except BaseException:
     checkpoints.finish(manager, raise_errors=False)  # A save in flight completes first.
     raise
-  run_seconds = clock.run_seconds()
-  total_seconds = clock.seconds_before + run_seconds
+  # Training time is the clock at the last step's end, as the budget and the hooks saw it
+  # and the last checkpoint holds: the final save after it is not training.
+  total_seconds = seconds
+  run_seconds = total_seconds - clock.seconds_before
   checkpoints.finish(manager)
   timing = {"start_step": start_step, "end_step": step, "compile_seconds": compile_seconds,
             "train_seconds": run_seconds, "total_train_seconds": total_seconds,

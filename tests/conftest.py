@@ -1,4 +1,11 @@
-"""Fixtures: the tests' compilation cache and a tiny dataset made by the tests."""
+"""Fixtures: the tests' compilation cache, a tiny dataset made by the tests, and tiny models
+trained once for the whole run (shared by pytest-xdist's workers)."""
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+
 import jax
 import pytest
 
@@ -13,6 +20,24 @@ def stripes_npz(tmp_path):
   return save_stripes_npz(str(tmp_path / "stripes.npz"))
 
 
+def built_once(tmp_path_factory, name: str, build):
+  """`build(directory)`'s result (JSON data) for the whole test run: built by the first
+  test that asks, under a lock in the run's shared temporary folder, so that pytest-xdist's
+  workers train each shared model once between them, not once each."""
+  root = tmp_path_factory.getbasetemp()
+  if os.environ.get("PYTEST_XDIST_WORKER"):
+    root = root.parent   # The folder that every worker's base folder is in.
+  result = root / f"{name}.json"
+  with open(root / f"{name}.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if not result.exists():
+      directory = root / name
+      shutil.rmtree(directory, ignore_errors=True)   # A build that failed before.
+      directory.mkdir()
+      result.write_text(json.dumps(build(str(directory))))
+  return json.loads(result.read_text())
+
+
 @pytest.fixture(scope="session")
 def trained_ddpm_run(tmp_path_factory):
   """(data, workdir, main.py's run): the tiny DDPM of tests/tiny_configs.py trained once by
@@ -20,7 +45,13 @@ def trained_ddpm_run(tmp_path_factory):
   8 samples). Nothing changes its workdir: tests that change a workdir work on their own
   copy (`copy_workdir`)."""
   from helpers import train_tiny_run
-  return train_tiny_run(str(tmp_path_factory.mktemp("trained_ddpm")), "w", fresh=True)
+
+  def build(directory):
+    data, workdir, run = train_tiny_run(directory, "w", fresh=True)
+    return data, workdir, [run.args, run.returncode, run.stdout, run.stderr]
+
+  data, workdir, run = built_once(tmp_path_factory, "trained_ddpm", build)
+  return data, workdir, subprocess.CompletedProcess(*run)
 
 
 @pytest.fixture(scope="session")
@@ -35,5 +66,5 @@ def trained_cascade(tmp_path_factory):
   (4x4 -> 8x8, 2 classes, guided) trained by main.py once for the whole session (4 steps
   per stage, checkpoints at 2 and 4, 8 samples). Tests that change it work on a copy."""
   from helpers import train_tiny
-  return train_tiny(str(tmp_path_factory.mktemp("trained_cascade")), "w",
-                    config="tests/tiny_configs.py:cascade_cond")
+  return tuple(built_once(tmp_path_factory, "trained_cascade", lambda directory: train_tiny(
+      directory, "w", config="tests/tiny_configs.py:cascade_cond")))

@@ -13,17 +13,20 @@ Compared: every array of the final checkpoint (parameters, EMA, optimizer state,
 RNG) and the samples written after training. tests/test_reliability.py runs a few kills.
 """
 import argparse
+import contextlib
 import os
 import random
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
 
 import save_faults
-from helpers import ROOT, run_python
+from helpers import run_python
 
 
 def command(data_path: str, workdir: str, num_steps: int, script: str = "main.py",
@@ -40,35 +43,76 @@ def run(data_path, workdir, num_steps, env, checkpoint_every=1):
                             checkpoint_every=checkpoint_every)[1:], env, timeout=900)
 
 
+def lock_owner(workdir: str) -> int | None:
+  """The pid that the run holding the workdir (or the last one that held it) wrote into
+  WORKDIR/.lock (hdd.guards.exclusive); None before a run wrote one."""
+  try:
+    with open(os.path.join(workdir, ".lock")) as f:
+      text = f.read().strip()
+  except FileNotFoundError:
+    return None
+  return int(text) if text.isdigit() else None
+
+
+class Background:
+  """`run_python(args, env)` on a thread of its own (forked, without a fresh interpreter's
+  imports), so that the caller can SIGKILL the run meanwhile; `wait` gives its result."""
+
+  def __init__(self, args: list, env: dict):
+    self.result, self.error = None, None
+    self.thread = threading.Thread(target=self._run, args=(args, env), daemon=True)
+    self.thread.start()
+
+  def _run(self, args, env):
+    try:
+      self.result = run_python(args, env, timeout=900)
+    except BaseException as e:  # noqa: BLE001 (raised again by `wait`, in the caller)
+      self.error = e
+
+  def running(self) -> bool:
+    return self.thread.is_alive()
+
+  def wait(self) -> subprocess.CompletedProcess:
+    self.thread.join()
+    if self.error is not None:
+      raise self.error
+    return self.result
+
+
 def run_with_kills(data_path, workdir, num_steps, kills, env, seed=0, finish=True):
-  """Starts the run, SIGKILLs it `kills` times at random moments (after it has written a
-  first checkpoint, so each kill lands in training or saving), then lets it finish (or,
-  without `finish`, leaves it killed). Returns the number of kills."""
+  """Starts the run, SIGKILLs it (from this process, by the pid it wrote into the
+  workdir's lock) `kills` times at random moments once the workdir holds a first checkpoint
+  and the run holds the workdir (the first run: in training or saving; a restart: anywhere
+  from restoring on), then lets it finish (or, without `finish`, leaves it killed).
+  Returns the number of kills."""
   rng = random.Random(seed)
   killed = 0
+  checkpoints = os.path.join(workdir, "checkpoints")
   while True:
     if killed >= kills and not finish:
       return killed
-    process = subprocess.Popen(command(data_path, workdir, num_steps), cwd=ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    previous = lock_owner(workdir)
+    run = Background(command(data_path, workdir, num_steps)[1:], env)
     if killed < kills:
-      checkpoints = os.path.join(workdir, "checkpoints")
-      start = time.time()
-      while process.poll() is None and time.time() - start < 300:
+      start, owner = time.time(), None
+      while run.running() and time.time() - start < 300:
         steps = [d for d in os.listdir(checkpoints) if d.isdigit()] if os.path.isdir(
             checkpoints) else []
-        if steps:
+        owner = lock_owner(workdir)
+        if steps and owner not in (None, previous):
           break
         time.sleep(0.05)
       time.sleep(rng.uniform(0.0, 1.5))
-      if process.poll() is None:
-        process.kill()
-        process.wait()
-        killed += 1
-        continue
-    _, stderr = process.communicate(timeout=900)
-    if process.returncode != 0:
-      raise RuntimeError(f"resumed run failed:\n{stderr[-3000:]}")
+      # Only the pid this run wrote (read twice, the same), only while the run is on.
+      if run.running() and owner not in (None, previous) and lock_owner(workdir) == owner:
+        with contextlib.suppress(ProcessLookupError):   # It ended just now.
+          os.kill(owner, signal.SIGKILL)
+    result = run.wait()
+    if result.returncode == -signal.SIGKILL:
+      killed += 1
+      continue
+    if result.returncode != 0:
+      raise RuntimeError(f"resumed run failed:\n{result.stderr[-3000:]}")
     return killed
 
 

@@ -47,17 +47,23 @@ def watch_arrays(workdir: str, planted: Planted) -> None:
   """Kills once a temporary step folder under workdir holds array files (the step metadata
   and at least one file under default/): a save half-way through its arrays. Folders that
   a run killed earlier left behind do not count."""
-  def temporary_folders():
-    return {os.path.join(root, name) for root, names, _ in os.walk(workdir)
-            for name in names if TEMPORARY in name}
+  checkpoints = os.path.join(workdir, "checkpoints")
 
-  left_before = temporary_folders()
+  def temporary_steps():
+    """The temporary step folders (orbax makes them in checkpoints/): one listing, cheap
+    enough to repeat every half millisecond without slowing the run being watched."""
+    try:
+      return {os.path.join(checkpoints, n) for n in os.listdir(checkpoints) if TEMPORARY in n}
+    except FileNotFoundError:
+      return set()
+
+  left_before = temporary_steps()
 
   def arrays_written():
-    for root, _, names in os.walk(workdir):
-      if (TEMPORARY in root and os.sep + "default" in root and names and
-          not any(root.startswith(old + os.sep) for old in left_before)):
-        return True
+    for step in temporary_steps() - left_before:
+      for root, _, names in os.walk(step):
+        if os.sep + "default" in root[len(step):] and names:
+          return True
     return False
 
   def watch():

@@ -4,6 +4,7 @@ network is given, and tiny two- and three-stage runs of main.py (train, sample,
 independent resume, timing table, a conditional stage)."""
 import json
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -244,7 +245,9 @@ def run_cascade(variant, *args):
 
 def test_two_stage_train_sample_and_independent_resume(trained_cascade, tmp_path):
   """The session's tiny two-stage cascade as main.py trained and sampled it; then stage 2
-  alone trained on, on a copy, leaving stage 1's checkpoints untouched."""
+  alone trained on, on a copy, leaving stage 1's checkpoints untouched: from its step 2 to
+  its num_steps again (its step 4 removed), so that its train step is the program that the
+  session's training compiled, loaded from the compilation cache."""
   data, trained = trained_cascade
   for name in ("samples.npz", "stages.npz", "grid.png", "cascade.png", "timing.json"):
     assert os.path.exists(os.path.join(trained, "samples", name)), name
@@ -261,16 +264,18 @@ def test_two_stage_train_sample_and_independent_resume(trained_cascade, tmp_path
   stage1_dir = os.path.join(workdir, "stage1", "checkpoints")
   before = {name: os.path.getmtime(os.path.join(stage1_dir, name))
             for name in os.listdir(stage1_dir)}
+  stage2_dir = os.path.join(workdir, "stage2", "checkpoints")
+  shutil.rmtree(os.path.join(stage2_dir, "4"))
   more = run_cascade("cascade_cond", f"--config.data.path={data}", f"--workdir={workdir}",
-                     "--config.stage=2", "--config.stages.stage2.train.num_steps=6")
+                     "--config.stage=2")
   assert more.returncode == 0, more.stderr[-3000:]
-  assert "Resuming from the checkpoint at step 4" in more.stderr
+  assert f"Resuming from the checkpoint at step 2 in {stage2_dir}" in more.stderr
   after = {name: os.path.getmtime(os.path.join(stage1_dir, name))
            for name in os.listdir(stage1_dir)}
   assert after == before
-  assert sorted(os.listdir(os.path.join(workdir, "stage2", "checkpoints"))) == ["2", "4", "6"]
+  assert sorted(os.listdir(stage2_dir)) == ["2", "4"]
   stage2_timing = json.load(open(os.path.join(workdir, "stage2", "train_timing.json")))
-  assert stage2_timing["start_step"] == 4 and stage2_timing["end_step"] == 6
+  assert stage2_timing["start_step"] == 2 and stage2_timing["end_step"] == 4
 
 
 def test_three_stage_end_to_end_with_a_conditional_middle_stage(cascade_npz, tmp_path):

@@ -20,13 +20,18 @@ FOLDER_CONFIGS = ("ddpm_butterflies", "ddpm_afd", "hdd_afd")
 
 
 def shrunk_quick_config(name: str):
-  """configs/<name>.py:quick, cut to what a test affords; models, data and schedules kept."""
+  """configs/<name>.py:quick, cut to what a test affords; models, data and schedules kept,
+  but ddpm_afd's T (below)."""
   config = importlib.import_module(f"configs.{name}").get_config("quick")
   for section in stages.all_sections(config):
     section.train.update(batch_size=4, num_steps=2, warmup_steps=1, log_every=1,
                          checkpoint_every=2)
     section.sample.num_steps = 2
   config.sample.update(num_samples=2, batch_size=2, trajectory_every=0)
+  if name == "ddpm_afd":
+    # The U-Net and training of hdd_afd's 64x64 stage: at that stage's T (the schedule is
+    # an input of shape [T]) the two tests train one compiled program, compiled once.
+    config.diffusion.num_steps = shrunk_quick_config("hdd_afd").stages.stage2.diffusion.num_steps
   return config
 
 

@@ -153,13 +153,13 @@ def test_handover_sweeps_report_fid_and_fid_curves(first_runs, data):
                   f"--runs=DDPM={workdir / 'ddpm'},HDD={workdir / 'hdd'}"], cwd=ROOT,
                  check=True, capture_output=True, timeout=300)
   curves = read_results(plots)["curves"]
-  # DDPM: 8 steps of 64, FID every 4; cascade: 4 + 4 steps, FID every 2 stage-2 steps,
-  # through the cascade (stage 1 has no curve of its own).
-  assert [row["images"] for row in curves["DDPM"]] == [256, 512]
-  assert [row["images"] for row in curves["HDD"]] == [256 + 128, 256 + 256]
+  # DDPM: 8 steps of 16 (--quick's batch), FID every 4; cascade: 4 + 4 steps, FID every 2
+  # stage-2 steps, through the cascade (stage 1 has no curve of its own).
+  assert [row["images"] for row in curves["DDPM"]] == [64, 128]
+  assert [row["images"] for row in curves["HDD"]] == [64 + 32, 64 + 64]
   stage1 = json.loads((workdir / "hdd" / "stage1" / "train_timing.json").read_text())
   assert curves["HDD"][0]["seconds"] > stage1["total_train_seconds"]
-  assert all(np.isfinite(row["fid"]) and row["num_samples"] == 8
+  assert all(np.isfinite(row["fid"]) and row["num_samples"] == 2
              for row in curves["DDPM"] + curves["HDD"])
   assert not (workdir / "hdd" / "stage1" / "fid_curve.json").exists()
   assert (plots / "fid_curve.png").exists()
@@ -206,10 +206,10 @@ def test_budget_trains_the_models_for_the_budget_and_scores_their_samples(first_
     row = results[key]
     # Each trained its 3 s of training time (stopping at the first step past it).
     assert row["budget_minutes"] == 0.05 and 3.0 <= row["train_seconds"] < 8.0
-    assert np.isfinite(row["fcd"]) and row["sample_seconds"] > 0 and row["num_samples"] == 16
+    assert np.isfinite(row["fcd"]) and row["sample_seconds"] > 0 and row["num_samples"] == 11
     assert row["fid"] is None and row["kid"] is None   # --nofid: not measured.
     with np.load(workdir / key / "samples" / "samples.npz") as samples:
-      assert samples["images"].shape == (16, 32, 32, 3) and samples["images"].dtype == np.uint8
+      assert samples["images"].shape == (11, 32, 32, 3) and samples["images"].dtype == np.uint8
     with Image.open(workdir / key / "samples" / "grid.png") as grid:
       assert grid.width >= 10 * 64 and grid.height >= 2 * 64   # 10 x 2 images, >= 64 px each.
   # The classifier of the scores was trained on the training file and tested on the 32

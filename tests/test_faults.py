@@ -177,14 +177,11 @@ def _wait_for(path, process, log, seconds=300):
     time.sleep(0.05)
 
 
-@pytest.mark.parametrize("stage", ["stage1", "stage2"])
-def test_sigterm_ends_a_cascade_after_the_stages_checkpoint(tmp_path, stage):
-  data = save_stripes_npz(str(tmp_path / "stripes16.npz"), 64, size=16)
-  workdir = str(tmp_path / "hdd")
-  args = [f"--config.data.path={data}", f"--workdir={workdir}",
-          f"--config.stages.{stage}.train.num_steps=100000",
-          f"--config.stages.{stage}.train.checkpoint_every=20"]
-  log = str(tmp_path / "stderr.log")
+def _stop_with_sigterm(args, workdir, stage, log) -> tuple[str, int]:
+  """Starts the tiny cascade's main.py with `args`, sends SIGTERM once `stage` has saved its
+  step 20, and checks how the run ended: at once, exit 128 + SIGTERM, one `stopped:` line,
+  no traceback, no samples, the step the signal arrived in saved and recorded as preempted.
+  Returns (the run's stderr, that step)."""
   process = _start(args, log, config="tests/tiny_configs.py:cascade")
   _wait_for(os.path.join(workdir, stage, "checkpoints", "20"), process, log)
   process.send_signal(signal.SIGTERM)
@@ -196,18 +193,52 @@ def test_sigterm_ends_a_cascade_after_the_stages_checkpoint(tmp_path, stage):
   assert "Traceback" not in stderr
   stopped = [line for line in stderr.splitlines() if line.startswith("stopped: ")]
   assert len(stopped) == 1 and "re-run the same command to resume" in stopped[0]
-  steps = sorted(int(s) for s in os.listdir(os.path.join(workdir, stage, "checkpoints"))
-                 if s.isdigit())
+  steps = _checkpoint_steps(workdir, stage)
   assert steps[-1] > 20   # The step the signal arrived in was saved.
   assert not os.path.exists(os.path.join(workdir, "samples"))
-  if stage == "stage1":
-    assert not os.path.exists(os.path.join(workdir, "stage2"))
   timing = json.load(open(os.path.join(workdir, stage, "train_timing.json")))
   assert timing["preempted"] and timing["end_step"] == steps[-1]
-  rerun = run_main(*args, f"--config.stages.{stage}.train.num_steps={steps[-1] + 2}",
+  return stderr, steps[-1]
+
+
+def _checkpoint_steps(workdir, stage) -> list:
+  return sorted(int(s) for s in os.listdir(os.path.join(workdir, stage, "checkpoints"))
+                if s.isdigit())
+
+
+def _resumed(stderr, workdir, stage, step) -> bool:
+  """Whether the run logged resuming `stage` from its checkpoint at `step`."""
+  checkpoint_dir = os.path.join(workdir, stage, "checkpoints")
+  return f"Resuming from the checkpoint at step {step} in {checkpoint_dir}" in stderr
+
+
+def test_sigterm_ends_a_cascade_after_each_stages_checkpoint(tmp_path):
+  """SIGTERM in stage 1, then in stage 2 of the run that resumes it, then a run that
+  resumes stage 2 and samples. Each stage's learning rate is flat, so its train step is one
+  compiled program whatever its num_steps: a resumed stage loads the program that its
+  interrupted run compiled."""
+  data = save_stripes_npz(str(tmp_path / "stripes16.npz"), 64, size=16)
+  workdir = str(tmp_path / "hdd")
+  args = [f"--config.data.path={data}", f"--workdir={workdir}"]
+  for stage in ("stage1", "stage2"):
+    args += [f"--config.stages.{stage}.train.lr_schedule=constant",
+             f"--config.stages.{stage}.train.checkpoint_every=20"]
+  _, stage1_stop = _stop_with_sigterm(
+      args + ["--config.stages.stage1.train.num_steps=100000"], workdir, "stage1",
+      str(tmp_path / "stage1.log"))
+  assert not os.path.exists(os.path.join(workdir, "stage2"))
+
+  args.append(f"--config.stages.stage1.train.num_steps={stage1_stop + 2}")
+  stderr, stage2_stop = _stop_with_sigterm(
+      args + ["--config.stages.stage2.train.num_steps=100000"], workdir, "stage2",
+      str(tmp_path / "stage2.log"))
+  assert _resumed(stderr, workdir, "stage1", stage1_stop), stderr[-3000:]
+  assert _checkpoint_steps(workdir, "stage1")[-1] == stage1_stop + 2
+
+  rerun = run_main(*args, f"--config.stages.stage2.train.num_steps={stage2_stop + 2}",
                    config="tests/tiny_configs.py:cascade")
   assert rerun.returncode == 0, rerun.stderr[-3000:]
-  assert f"Resuming from the checkpoint at step {steps[-1]}" in rerun.stderr
+  assert _resumed(rerun.stderr, workdir, "stage2", stage2_stop), rerun.stderr[-3000:]
   assert os.path.exists(os.path.join(workdir, "samples", "samples.npz"))
 
 
@@ -260,6 +291,9 @@ def test_non_finite_or_negative_hyper_parameters_are_refused(field, value):
 
 def test_a_non_finite_update_is_not_applied():
   config = tiny_config()
+  # The guard does not depend on the network, and this step is compiled for this test
+  # alone: the smallest U-Net (one level, no attention, as the tiny cascade's 4x4 stage).
+  config.model.update(channel_mult=(1,), attention_resolutions=())
   state = train_step.create_train_state(config, create_model(config))
   # Finite loss and gradients, but an update that makes the parameters NaN.
   state = state.replace(tx=optax.chain(optax.adam(1e-3), optax.scale(float("nan"))))

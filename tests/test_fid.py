@@ -29,6 +29,25 @@ def test_frechet_distance_matches_sqrtm_reference():
   assert 0 <= fid.frechet_distance(*fid.feature_statistics(few), mu2, s2) < np.inf
 
 
+@pytest.mark.parametrize("num", [2, 5, 16, 40])
+def test_frechet_distance_of_few_features_against_the_eigenvalues_of_the_product(num):
+  """Fewer (or more) samples than dimensions: against tr((S1 S2)^(1/2)) as the sum of the
+  square roots of the eigenvalues of S1 S2 from numpy's general (non-symmetric) solver."""
+  rng = np.random.default_rng(num)
+  features = rng.normal(size=(num, 16)) * np.linspace(0.5, 2.0, 16)
+  y = rng.normal(size=(300, 16)) @ rng.normal(size=(16, 16)) + 1
+  mu2, s2 = y.mean(0), np.cov(y, rowvar=False)
+  mu1, s1 = features.mean(0), np.cov(features, rowvar=False)
+  eigenvalues = np.linalg.eigvals(s1 @ s2)
+  assert np.abs(eigenvalues.imag).max() < 1e-8
+  expected = (np.sum((mu1 - mu2)**2) + np.trace(s1) + np.trace(s2)
+              - 2 * np.sqrt(np.clip(eigenvalues.real, 0, None)).sum())
+  assert np.isclose(fid.frechet_distance_of_features(features, mu2, s2), expected, rtol=1e-9)
+  assert np.isclose(fid.distances(features, mu2, s2, y)["frechet"], expected, rtol=1e-9)
+  with pytest.raises(ValueError, match="mismatched statistics"):
+    fid.frechet_distance_of_features(features, np.zeros(3), np.eye(3))
+
+
 def test_frechet_distance_refuses_mismatched_shapes():
   with pytest.raises(ValueError, match="mismatched statistics"):
     fid.frechet_distance(np.zeros(3), np.eye(3), np.zeros(4), np.eye(4))

@@ -8,8 +8,12 @@ from helpers import COMPILATION_CACHE
 
 
 def test_one_and_eight_devices_agree():
+  # The check's programs (8 devices' among them) load from the tests' persistent cache when
+  # an earlier session compiled them: JAX reads JAX_* settings from the environment.
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
-             HDD_TEST_COMPILATION_CACHE=COMPILATION_CACHE)
+             HDD_TEST_COMPILATION_CACHE=COMPILATION_CACHE,
+             JAX_COMPILATION_CACHE_DIR=COMPILATION_CACHE,
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.5")
   script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "multi_device_check.py")
   result = subprocess.run([sys.executable, script], capture_output=True, text=True, timeout=900,
                           env=env)

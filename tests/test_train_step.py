@@ -1,6 +1,8 @@
 """The train step: the EMA decay formula, learning on a tiny dataset with micro-batches,
-a non-finite step that changes nothing but the step counter, micro-batches against one
-batch as large as them all, and bfloat16 compute with float32 state."""
+the Min-SNR weight against its float64 closed form, a non-finite step that changes nothing
+but the step counter, micro-batches against one batch as large as them all, and bfloat16
+compute with float32 state. The Min-SNR, non-finite and micro-batch tests run the step
+around a 33-parameter network (`PixelDenoiser`): the same arithmetic, compiled in seconds."""
 import functools
 import math
 
@@ -13,6 +15,7 @@ import optax
 from helpers import stripes_batch, tiny_config
 from hdd import train_step
 from hdd.build import create_model, create_schedule
+from hdd.optimizer import create_optimizer
 
 
 def test_ema_decay_warmup():
@@ -52,32 +55,6 @@ def test_loss_drops_and_ema_tracks_on_a_tiny_dataset():
   assert 0 < max(ema_gap)
 
 
-def test_min_snr_gamma_reaches_the_loss():
-  """The same state, batch and randomness: per-example errors are equal, and Min-SNR
-  weights are <= 1, far below it for every step whose SNR exceeds a small gamma."""
-  config = tiny_config()
-  state = train_step.create_train_state(config, create_model(config))
-  schedule, batch = create_schedule(config.diffusion), _stripes_batch(16, 0)
-  _, plain = _step_fn(config)(state, batch, schedule)
-  config.train.min_snr_gamma = 0.01
-  _, weighted = _step_fn(config)(state, batch, schedule)
-  assert 0 < float(weighted["loss"]) < 0.5 * float(plain["loss"])
-
-
-def test_non_finite_step_changes_nothing_but_the_step():
-  config = tiny_config()
-  state = train_step.create_train_state(config, create_model(config))
-  batch = _stripes_batch(16, 0)
-  batch["image"][0, 0, 0, 0, 0] = np.nan
-  new_state, metrics = _step_fn(config)(state, batch, create_schedule(config.diffusion))
-  assert not bool(metrics["finite"]) and int(new_state.step) == 1
-  for new, old in zip(jax.tree_util.tree_leaves((new_state.params, new_state.ema_params,
-                                                 new_state.opt_state)),
-                      jax.tree_util.tree_leaves((state.params, state.ema_params,
-                                                 state.opt_state))):
-    np.testing.assert_array_equal(new, old)
-
-
 class PixelDenoiser(nn.Module):
   """A network of 33 parameters with the U-Net's call signature, eps of each pixel from
   its value and t: the train step's own arithmetic compiles in seconds around it."""
@@ -89,6 +66,65 @@ class PixelDenoiser(nn.Module):
     return nn.Dense(x.shape[-1])(hidden)
 
 
+def _pixel_denoiser_state(tx):
+  """A fresh train state of PixelDenoiser on 8x8 grayscale images, updated by `tx`."""
+  model = PixelDenoiser()
+  params = jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 1)),
+                               jnp.zeros((1,)))["params"]
+  return train_step.TrainState.create(apply_fn=model.apply, params=params, tx=tx,
+                                      ema_params=params, rng=jax.random.PRNGKey(1))
+
+
+def _micro_batch_losses(state, params, schedule, images, index, prediction):
+  """(plain per-example loss, t) of micro-batch `index` of the step from `state` on
+  `images`, with the timestep and noise the step documents: from
+  fold_in(fold_in(rng, step), index), split into loss, label and dropout keys."""
+  step_rng = jax.random.fold_in(state.rng, state.step)
+  loss_rng, _, dropout_rng = jax.random.split(jax.random.fold_in(step_rng, index), 3)
+  return train_step.denoising_loss(state.apply_fn, params, schedule, images, None, loss_rng,
+                                   prediction=prediction, dropout_rng=dropout_rng)
+
+
+def test_min_snr_gamma_reaches_the_loss():
+  """The same state, batch and randomness with and without Min-SNR-gamma: the step's loss
+  is the mean of the plain per-example errors weighted by min(SNR_t, gamma) / SNR_t
+  (eps prediction; SNR_t in float64 from the linear schedule's closed form), far below
+  the plain loss for a gamma below every step's SNR."""
+  config, gamma = tiny_config(), 0.01
+  state = _pixel_denoiser_state(optax.sgd(1.0))
+  schedule, batch = create_schedule(config.diffusion), _stripes_batch(16, 0)
+  _, plain = _step_fn(config)(state, batch, schedule)
+  config.train.min_snr_gamma = gamma
+  _, weighted = _step_fn(config)(state, batch, schedule)
+  assert 0 < float(weighted["loss"]) < 0.5 * float(plain["loss"])
+  errors, t = jax.jit(lambda params: _micro_batch_losses(
+      state, params, schedule, batch["image"][0], 0, config.diffusion.prediction))(state.params)
+  errors, t = np.asarray(errors, np.float64), np.asarray(t)
+  diffusion = config.diffusion
+  assert diffusion.schedule == "linear" and diffusion.prediction == "eps"
+  alphas_cumprod = np.cumprod(1.0 - np.linspace(diffusion.beta_start, diffusion.beta_end,
+                                                diffusion.num_steps))
+  snr = (alphas_cumprod / (1.0 - alphas_cumprod))[t]
+  assert math.isclose(float(plain["loss"]), np.mean(errors), rel_tol=1e-5)
+  assert math.isclose(float(weighted["loss"]), np.mean(np.minimum(snr, gamma) / snr * errors),
+                      rel_tol=1e-5)
+
+
+def test_non_finite_step_changes_nothing_but_the_step():
+  """Parameters, EMA and the optimizer's moments (the run's Adam) stay as they were."""
+  config = tiny_config()
+  state = _pixel_denoiser_state(create_optimizer(config.train))
+  batch = _stripes_batch(16, 0)
+  batch["image"][0, 0, 0, 0, 0] = np.nan
+  new_state, metrics = _step_fn(config)(state, batch, create_schedule(config.diffusion))
+  assert not bool(metrics["finite"]) and int(new_state.step) == 1
+  for new, old in zip(jax.tree_util.tree_leaves((new_state.params, new_state.ema_params,
+                                                 new_state.opt_state)),
+                      jax.tree_util.tree_leaves((state.params, state.ema_params,
+                                                 state.opt_state))):
+    np.testing.assert_array_equal(new, old)
+
+
 def test_micro_batches_update_as_one_batch_k_times_as_large():
   """k micro-batches of B make the update of one batch of kB: the train step's gradient
   (read off a plain SGD update at rate 1) and its loss are those of the mean loss over
@@ -96,23 +132,14 @@ def test_micro_batches_update_as_one_batch_k_times_as_large():
   fold_in(fold_in(rng, step), i), as the step documents; the reported gradient norm is
   that gradient's."""
   config, k = tiny_config(), 3
-  model = PixelDenoiser()
-  params = jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 1)),
-                               jnp.zeros((1,)))["params"]
-  state = train_step.TrainState.create(apply_fn=model.apply, params=params, tx=optax.sgd(1.0),
-                                       ema_params=params, rng=jax.random.PRNGKey(1))
+  state = _pixel_denoiser_state(optax.sgd(1.0))
   schedule, batch = create_schedule(config.diffusion), _stripes_batch(4 * k, 0, k)
   new_state, metrics = _step_fn(config)(state, batch, schedule)
-  step_rng = jax.random.fold_in(state.rng, state.step)
 
   def one_batch_loss(params):
-    losses = []
-    for index in range(k):
-      loss_rng, _, dropout_rng = jax.random.split(jax.random.fold_in(step_rng, index), 3)
-      losses.append(train_step.denoising_loss(
-          model.apply, params, schedule, batch["image"][index], None, loss_rng,
-          prediction=config.diffusion.prediction, dropout_rng=dropout_rng)[0])
-    return jnp.mean(jnp.concatenate(losses))
+    return jnp.mean(jnp.concatenate([
+        _micro_batch_losses(state, params, schedule, batch["image"][index], index,
+                            config.diffusion.prediction)[0] for index in range(k)]))
 
   loss, grads = jax.jit(jax.value_and_grad(one_batch_loss))(state.params)
   assert math.isclose(float(metrics["loss"]), float(loss), rel_tol=1e-6)

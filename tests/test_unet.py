@@ -13,12 +13,13 @@ from hdd.maths.unet import GroupNorm, UNet, count_params, timestep_embedding
     (7, (1,), 1), (14, (1, 2), 1), (28, (1, 2, 2), 1), (32, (1, 2, 2, 2), 3),
     (64, (1, 2, 2, 2), 3), (28, (1, 2, 2), 3)])
 def test_output_shape(size, channel_mult, channels):
+  """Shapes and dtypes of the traced network (jax.eval_shape: nothing compiles or runs)."""
   model = UNet(out_channels=channels, base_channels=8, channel_mult=channel_mult,
                num_res_blocks=1, attention_resolutions=(7, 8), norm_groups=4)
   x = jnp.ones((2, size, size, channels))
   t = jnp.array([0, 999])
-  variables = model.init(jax.random.PRNGKey(0), x, t)
-  out = model.apply(variables, x, t)
+  variables = jax.eval_shape(model.init, jax.random.PRNGKey(0), x, t)
+  out = jax.eval_shape(model.apply, variables, x, t)
   assert out.shape == x.shape and out.dtype == jnp.float32
   assert count_params(variables["params"]) > 0
 
@@ -29,20 +30,31 @@ def test_size_not_divisible_is_refused():
     model.init(jax.random.PRNGKey(0), jnp.ones((1, 14, 14, 1)), jnp.zeros((1,), jnp.int32))
 
 
+def _initial_shapes(model, *args, **kwargs):
+  """The shapes of model.init's variables, traced only (`_trained_like` replaces them all)."""
+  return jax.eval_shape(model.init, jax.random.PRNGKey(0), *args, **kwargs)
+
+
 def _trained_like(variables):
-  """Random weights everywhere (zero-initialised output layers would hide the inputs)."""
+  """Random weights everywhere (zero-initialised output layers would hide the inputs), in
+  the shapes of `variables`, drawn by one compiled program."""
   leaves, tree = jax.tree_util.tree_flatten(variables)
-  keys = jax.random.split(jax.random.PRNGKey(1), len(leaves))
-  return jax.tree_util.tree_unflatten(
-      tree, [0.2 * jax.random.normal(k, leaf.shape) for k, leaf in zip(keys, leaves)])
+  shapes = [leaf.shape for leaf in leaves]
+
+  @jax.jit
+  def draw(key):
+    keys = jax.random.split(key, len(shapes))
+    return [0.2 * jax.random.normal(keys[i], shape) for i, shape in enumerate(shapes)]
+
+  return jax.tree_util.tree_unflatten(tree, draw(jax.random.PRNGKey(1)))
 
 
 def test_time_and_label_change_the_output():
   model = UNet(out_channels=1, base_channels=8, channel_mult=(1, 2), num_res_blocks=1,
                norm_groups=4, num_classes=3)
   x = jax.random.normal(jax.random.PRNGKey(0), (2, 8, 8, 1))
-  variables = _trained_like(model.init(jax.random.PRNGKey(0), x, jnp.zeros((2,), jnp.int32),
-                                       jnp.zeros((2,), jnp.int32)))
+  variables = _trained_like(_initial_shapes(model, x, jnp.zeros((2,), jnp.int32),
+                                            jnp.zeros((2,), jnp.int32)))
   out = lambda t, y: model.apply(variables, x, jnp.full((2,), t), jnp.full((2,), y))
   assert not np.allclose(out(10, 0), out(500, 0))
   assert not np.allclose(out(10, 0), out(10, 1))
@@ -59,9 +71,10 @@ def test_bfloat16_compute_keeps_float32_params():
   model = UNet(out_channels=1, base_channels=8, channel_mult=(1, 2), num_res_blocks=1,
                norm_groups=4, dtype=jnp.bfloat16)
   x = jnp.ones((2, 8, 8, 1))
-  variables = model.init(jax.random.PRNGKey(0), x, jnp.zeros((2,), jnp.int32))
+  variables = jax.eval_shape(model.init, jax.random.PRNGKey(0), x, jnp.zeros((2,), jnp.int32))
   assert all(p.dtype == jnp.float32 for p in jax.tree_util.tree_leaves(variables))
-  assert model.apply(variables, x, jnp.zeros((2,), jnp.int32)).dtype == jnp.float32
+  assert jax.eval_shape(model.apply, variables, x,
+                        jnp.zeros((2,), jnp.int32)).dtype == jnp.float32
 
 
 def test_timestep_embedding_closed_form():
@@ -78,7 +91,7 @@ def test_dropout_is_active_only_in_training():
                norm_groups=4, dropout=0.5)
   x = jax.random.normal(jax.random.PRNGKey(0), (2, 8, 8, 1))
   t = jnp.array([3, 4])
-  variables = _trained_like(model.init(jax.random.PRNGKey(0), x, t))
+  variables = _trained_like(_initial_shapes(model, x, t))
   a = model.apply(variables, x, t, train=True, rngs={"dropout": jax.random.PRNGKey(1)})
   b = model.apply(variables, x, t, train=True, rngs={"dropout": jax.random.PRNGKey(2)})
   assert not np.allclose(a, b)
@@ -93,7 +106,7 @@ def test_a_conditional_stage_sees_the_low_res_image_and_its_noise_step():
   rng = np.random.default_rng(0)
   x, low_res = (jnp.asarray(rng.normal(size=(2, 8, 8, 3)), jnp.float32) for _ in range(2))
   t, step = jnp.array([3, 30]), jnp.array([0, 10])
-  variables = model.init(jax.random.PRNGKey(0), x, t, low_res=low_res, low_res_step=step)
+  variables = _initial_shapes(model, x, t, low_res=low_res, low_res_step=step)
   assert variables["params"]["Conv_0"]["kernel"].shape == (3, 3, 6, 8)
   variables = _trained_like(variables)
   out = model.apply(variables, x, t, low_res=low_res, low_res_step=step)
