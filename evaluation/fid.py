@@ -43,10 +43,11 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
 def frechet_distance_of_features(features, mu2, sigma2) -> float:
   """`frechet_distance` of the statistics of features [N, D] from (mu2, sigma2).
 
-  With N <= D (few samples, as in quick runs and tests: an eigendecomposition of D x D =
-  2048 x 2048 costs seconds) it works in N x N: the covariance is S1 = A^T A with
-  A = (features - mean) / sqrt(N - 1), so tr(S1) = |A|_F^2, and the non-zero eigenvalues
-  of S1 S2 = A^T (A S2) are those of the symmetric PSD matrix A S2 A^T.
+  With N <= D (every FID of up to 2,048 samples, the 2,000-sample results included, and
+  the few samples of quick runs and tests, where a 2048 x 2048 eigendecomposition would cost
+  seconds) it works in N x N, the same quantity in exact arithmetic: the covariance is
+  S1 = A^T A with A = (features - mean) / sqrt(N - 1), so tr(S1) = |A|_F^2, and the
+  non-zero eigenvalues of S1 S2 = A^T (A S2) are those of the symmetric PSD A S2 A^T.
   """
   features = np.asarray(features, np.float64)
   if features.ndim != 2 or not 2 <= len(features) <= features.shape[1]:

@@ -1,8 +1,9 @@
 """The training clock, and the wall-clock budget it enforces (train.time_budget_minutes).
 
-Training seconds are the training loop's wall-clock from its first step, without
-compilation and without the time the optional hooks spend measuring (FID, sample grids),
-continued across resumes: every checkpoint records them (`checkpoints.save`). A budgeted run
+Training seconds are the training loop's wall-clock from its first step to the end of its
+last, without compilation and without the time the optional hooks spend measuring (FID,
+sample grids), continued across resumes: every checkpoint records them (`checkpoints.save`).
+Saves during training count; the final save, after the last step, does not. A budgeted run
 stops at the first step that ends with the budget spent (or at train.num_steps, a cap),
 checkpoints there, and a resumed run trains only what is left. Its learning rate follows the
 spent fraction (`optimizer.budget_learning_rate`).

@@ -111,10 +111,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         state = with_learning_rate(state, jax.device_put(np.float32(rate), replicated))
       state, metrics = step_fn(state, batch, schedule)
       step += 1
+      stopping = stop.requested   # Read once: the step is waited for, saved and ended on it.
       history.append(metrics)
       if step < tc.num_steps:
         batch = next_batch()   # Prepared while the step runs (a budget's last one unused).
-      if clock.budgeted or hooks or step >= tc.num_steps or stop.requested:
+      if clock.budgeted or hooks or step >= tc.num_steps or stopping:
         jax.block_until_ready(metrics)   # The clock must see the step done, not dispatched.
       # With several processes, a budget's end is process 0's reading of the clock, so that
       # every process stops (and checkpoints) at the same step.
@@ -130,9 +131,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       with clock.excluded():
         for hook in hooks:
           hook(step, state, writer, seconds)
-      if last or step % tc.checkpoint_every == 0 or stop.requested:
+      if last or step % tc.checkpoint_every == 0 or stopping:
         checkpoints.save(manager, step, state, seconds)
-      if last or stop.requested:
+      if last or stopping:
         break
   except BaseException:
     checkpoints.finish(manager, raise_errors=False)  # A save in flight completes first.

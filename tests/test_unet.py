@@ -18,7 +18,7 @@ def test_output_shape(size, channel_mult, channels):
                num_res_blocks=1, attention_resolutions=(7, 8), norm_groups=4)
   x = jnp.ones((2, size, size, channels))
   t = jnp.array([0, 999])
-  variables = jax.eval_shape(model.init, jax.random.PRNGKey(0), x, t)
+  variables = _initial_shapes(model, x, t)
   out = jax.eval_shape(model.apply, variables, x, t)
   assert out.shape == x.shape and out.dtype == jnp.float32
   assert count_params(variables["params"]) > 0
@@ -31,7 +31,8 @@ def test_size_not_divisible_is_refused():
 
 
 def _initial_shapes(model, *args, **kwargs):
-  """The shapes of model.init's variables, traced only (`_trained_like` replaces them all)."""
+  """The shapes and dtypes of model.init's variables, traced only: nothing compiles or runs
+  (the shape tests need no more, and `_trained_like` replaces every value)."""
   return jax.eval_shape(model.init, jax.random.PRNGKey(0), *args, **kwargs)
 
 
@@ -71,7 +72,7 @@ def test_bfloat16_compute_keeps_float32_params():
   model = UNet(out_channels=1, base_channels=8, channel_mult=(1, 2), num_res_blocks=1,
                norm_groups=4, dtype=jnp.bfloat16)
   x = jnp.ones((2, 8, 8, 1))
-  variables = jax.eval_shape(model.init, jax.random.PRNGKey(0), x, jnp.zeros((2,), jnp.int32))
+  variables = _initial_shapes(model, x, jnp.zeros((2,), jnp.int32))
   assert all(p.dtype == jnp.float32 for p in jax.tree_util.tree_leaves(variables))
   assert jax.eval_shape(model.apply, variables, x,
                         jnp.zeros((2,), jnp.int32)).dtype == jnp.float32
