@@ -18,6 +18,12 @@ def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
   return (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
 
 
+def _check_shapes(mu1, sigma1, mu2, sigma2) -> None:
+  """Two sets of statistics of one feature space: means [D], covariances [D, D]."""
+  if mu1 != mu2 or sigma1 != sigma2 or sigma1 != mu1 * 2:
+    raise ValueError(f"mismatched statistics: mu {mu1} vs {mu2}, sigma {sigma1} vs {sigma2}")
+
+
 def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
   """d^2 = |mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^(1/2)) (Dowson & Landau 1982).
 
@@ -30,9 +36,7 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
   mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
   sigma1 = np.atleast_2d(np.asarray(sigma1, np.float64))
   sigma2 = np.atleast_2d(np.asarray(sigma2, np.float64))
-  if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != mu1.shape * 2:
-    raise ValueError(f"mismatched statistics: mu {mu1.shape} vs {mu2.shape}, sigma "
-                     f"{sigma1.shape} vs {sigma2.shape}")
+  _check_shapes(mu1.shape, sigma1.shape, mu2.shape, sigma2.shape)
   root = _psd_sqrt(sigma1)
   product_eigenvalues = np.linalg.eigvalsh(root @ sigma2 @ root)
   trace_covmean = np.sqrt(np.clip(product_eigenvalues, 0.0, None)).sum()
@@ -54,9 +58,7 @@ def frechet_distance_of_features(features, mu2, sigma2) -> float:
     return frechet_distance(*feature_statistics(features), mu2, sigma2)
   mu1 = features.mean(axis=0)
   mu2, sigma2 = np.atleast_1d(np.asarray(mu2, np.float64)), np.asarray(sigma2, np.float64)
-  if mu2.shape != mu1.shape or sigma2.shape != mu1.shape * 2:
-    raise ValueError(f"mismatched statistics: mu {mu1.shape} vs {mu2.shape}, sigma "
-                     f"{mu1.shape * 2} vs {sigma2.shape}")
+  _check_shapes(mu1.shape, mu1.shape * 2, mu2.shape, sigma2.shape)
   a = (features - mu1) / np.sqrt(len(features) - 1)
   product = a @ sigma2 @ a.T
   trace_covmean = np.sqrt(np.clip(np.linalg.eigvalsh((product + product.T) / 2), 0.0,
