@@ -39,9 +39,24 @@ def outputs_of(workdir: str) -> list[tuple[str, str]]:
   return found
 
 
-def summary(workdir: str, mode: str, argv: list[str], seconds: float) -> str:
-  """The closing summary: where the outputs are, the timing table, the next commands."""
-  command = [a for a in argv[1:] if not a.startswith("--mode")]
+def without_flags(argv: list[str], names: tuple[str, ...]) -> list[str]:
+  """argv without the flags `names`, given as `--name=value` or as `--name value`."""
+  kept, skip = [], False
+  for arg in argv:
+    if skip:
+      skip = False
+    elif arg in names:
+      skip = True
+    elif not arg.startswith(tuple(f"{name}=" for name in names)):
+      kept.append(arg)
+  return kept
+
+
+def summary(workdir: str, mode: str, argv: list[str], seconds: float, stage: int = 0) -> str:
+  """The closing summary: where the outputs are, the timing table, the next commands. After
+  one stage of a cascade (`stage` k > 0), the next commands train the others, then sample
+  all of them: sampling and evaluating need every stage."""
+  command = without_flags(argv[1:], ("--mode",) + (("--config.stage",) if stage else ()))
   base = "python main.py " + " ".join(shlex.quote(a) for a in command)
   lines = ["", f"Done: {mode} in {duration(seconds)}. Outputs in {workdir}:"]
   lines += [f"  {what:<16}{path}" for what, path in outputs_of(workdir)]
@@ -50,6 +65,11 @@ def summary(workdir: str, mode: str, argv: list[str], seconds: float) -> str:
   if os.path.exists(timing):
     with open(timing) as f:
       lines += ["", f.read().rstrip()]
+  if stage:
+    lines += ["", f"Next (stage {stage} is trained; sampling needs every stage):",
+              f"  another stage   {base} --config.stage=K",
+              f"  once all are    {base} --mode=sample"]
+    return "\n".join(lines)
   lines += ["", "Next:",
             f"  sample again    {base} --mode=sample",
             f"  evaluate        {base} --mode=eval",

@@ -42,7 +42,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str,
       raise UserError(f"{e.strerror or e}: {e.filename or ''}; the last complete checkpoint "
                       "is kept; fix this and re-run the same command to resume") from None
   if command and parallel.is_main_process():
-    print(console.summary(workdir, mode, command, time.perf_counter() - start), flush=True)
+    print(console.summary(workdir, mode, command, time.perf_counter() - start,
+                          config.get("stage", 0) if mode == "train" else 0), flush=True)
 
 
 def train_mode(config: ml_collections.ConfigDict, workdir: str) -> None:

@@ -1,12 +1,12 @@
-"""The terminal (hdd.writers, common.progress, common.runtime): which log records show,
-and the progress line. The C++ notices dropped from TensorFlow's start-up:
+"""The terminal (hdd.writers, common.progress, common.runtime, hdd.console): which log
+records show, the progress line and the closing summary's next commands. The C++ notices dropped from TensorFlow's start-up:
 tests/test_stderr.py."""
 import io
 import logging
 import os
 
 from common import progress, runtime
-from hdd import writers
+from hdd import console, writers
 
 
 def record(path: str, level: int) -> logging.LogRecord:
@@ -66,3 +66,21 @@ def test_progress_line_of_a_budgeted_run_shows_the_budget_spent_and_left():
 
 def test_duration():
   assert [progress.duration(s) for s in (0.4, 42, 185, 3720)] == ["0s", "42s", "3m05s", "1h02m"]
+
+
+def next_commands(text: str) -> list[str]:
+  return [line.strip() for line in text.split("Next")[1].splitlines()[1:]]
+
+
+def test_summary_after_one_stage_trains_the_others_then_samples_without_the_stage(tmp_path):
+  argv = ["main.py", "--config=configs/hdd_afd.py", "--config.stage", "1", "--mode=train",
+          f"--workdir={tmp_path}"]
+  base = f"python main.py --config=configs/hdd_afd.py --workdir={tmp_path}"
+  assert next_commands(console.summary(str(tmp_path), "train", argv, 3.0, stage=1)) == [
+      f"another stage   {base} --config.stage=K", f"once all are    {base} --mode=sample"]
+  # A whole run: the flags as given, --mode and its value dropped.
+  argv = ["main.py", "--mode", "train", "--config.stage=0", f"--workdir={tmp_path}"]
+  shown = next_commands(console.summary(str(tmp_path), "train", argv, 3.0))
+  assert shown[:2] == [
+      f"sample again    python main.py --config.stage=0 --workdir={tmp_path} --mode=sample",
+      f"evaluate        python main.py --config.stage=0 --workdir={tmp_path} --mode=eval"]
