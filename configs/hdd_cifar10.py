@@ -17,7 +17,8 @@ budget: the recipe of configs/hdd_mnist.py:budget at 16 -> 32 (`common.budget_ca
        config.time_budget_minutes = 30 (35% stage 1), stochastic DDIM with 50 steps at
        16x16 and 25 at 32x32 (2,000 samples in under 3 minutes on 2 cores), stage 2 by
        truncate at t* = 399 and conditional on up(x_16): experiments/budget.py
-       --dataset=cifar10 (FID 90.0 of 2,000 samples; 105.5 in 15 minutes; docs/results.md).
+       --dataset=cifar10 (FID 90.0 of 2,000 samples; 105.5 in 15 minutes, 83.5 in 60;
+       docs/results.md).
 cond, cond_quick, cond_budget: every stage class-conditional on the class, label dropout
        0.1, each guided at w = 2 (--config.stages.stageK.sample.guidance_scale); a row per
        class. FID and class accuracy against w: experiments/guidance.py --dataset=cifar10.

@@ -68,7 +68,7 @@ def summary(workdir: str, mode: str, argv: list[str], seconds: float, stage: int
   if stage:
     lines += ["", f"Next (stage {stage} is trained; sampling needs every stage):",
               f"  another stage   {base} --config.stage=K",
-              f"  once all are    {base} --mode=sample"]
+              f"  then sample     {base} --mode=sample"]
     return "\n".join(lines)
   lines += ["", "Next:",
             f"  sample again    {base} --mode=sample",

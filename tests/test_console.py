@@ -77,7 +77,7 @@ def test_summary_after_one_stage_trains_the_others_then_samples_without_the_stag
           f"--workdir={tmp_path}"]
   base = f"python main.py --config=configs/hdd_afd.py --workdir={tmp_path}"
   assert next_commands(console.summary(str(tmp_path), "train", argv, 3.0, stage=1)) == [
-      f"another stage   {base} --config.stage=K", f"once all are    {base} --mode=sample"]
+      f"another stage   {base} --config.stage=K", f"then sample     {base} --mode=sample"]
   # A whole run: the flags as given, --mode and its value dropped.
   argv = ["main.py", "--mode", "train", "--config.stage=0", f"--workdir={tmp_path}"]
   shown = next_commands(console.summary(str(tmp_path), "train", argv, 3.0))
