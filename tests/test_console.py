@@ -1,6 +1,6 @@
 """The terminal (hdd.writers, common.progress, common.runtime, hdd.console): which log
-records show, the progress line and the closing summary's next commands. The C++ notices dropped from TensorFlow's start-up:
-tests/test_stderr.py."""
+records show, the progress line and the closing summary's next commands. The C++ notices
+dropped from TensorFlow's start-up: tests/test_stderr.py."""
 import io
 import logging
 import os

@@ -10,7 +10,8 @@ from helpers import COMPILATION_CACHE
 def test_one_and_eight_devices_agree():
   # The check's programs (8 devices' among them) load from the tests' persistent cache when
   # an earlier session compiled them: JAX reads JAX_* settings from the environment.
-  xla_flags = " ".join([os.environ.get("XLA_FLAGS", ""), "--xla_force_host_platform_device_count=8"])
+  xla_flags = " ".join([os.environ.get("XLA_FLAGS", ""),
+                        "--xla_force_host_platform_device_count=8"])
   env = dict(os.environ, XLA_FLAGS=xla_flags.strip(),
              HDD_TEST_COMPILATION_CACHE=COMPILATION_CACHE,
              JAX_COMPILATION_CACHE_DIR=COMPILATION_CACHE,
