@@ -8,7 +8,7 @@ ignore.
 from __future__ import annotations
 
 import os
-from typing import MutableMapping
+from typing import Mapping, MutableMapping
 
 DEFAULT_FLAGS = {
     # jax 0.10.2 hands convolutions and dots to YNNPACK fusions, which ran on one core of
@@ -21,12 +21,13 @@ DEFAULT_FLAGS = {
 }
 
 
-def apply_defaults(environ: MutableMapping[str, str] = os.environ) -> str:
-  """Appends each DEFAULT_FLAGS entry the user has not set to environ['XLA_FLAGS'];
+def apply_defaults(environ: MutableMapping[str, str] = os.environ,
+                   defaults: Mapping[str, str] = DEFAULT_FLAGS) -> str:
+  """Appends each `defaults` entry the user has not set to environ['XLA_FLAGS'];
   returns the new value."""
   current = environ.get("XLA_FLAGS", "")
   given = {item.split("=", 1)[0] for item in current.split()}
-  added = [f"{flag}={value}" for flag, value in DEFAULT_FLAGS.items() if flag not in given]
+  added = [f"{flag}={value}" for flag, value in defaults.items() if flag not in given]
   if added:
     environ["XLA_FLAGS"] = " ".join([current, *added]).strip()
   return environ.get("XLA_FLAGS", "")

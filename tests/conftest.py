@@ -9,6 +9,7 @@ import subprocess
 import jax
 import pytest
 
+from common import xla_flags
 from helpers import COMPILATION_CACHE, save_stripes_npz
 
 # The tests' models are tiny and their runs short, so compiling, not computing, is most of
@@ -17,9 +18,7 @@ from helpers import COMPILATION_CACHE, save_stripes_npz
 # reads XLA_FLAGS when jax makes its first backend, after this; every main.py the tests
 # start inherits it. Users' runs and the benchmarks keep XLA's default level; a level the
 # user set wins.
-if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-  os.environ["XLA_FLAGS"] = " ".join(
-      [os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=0"]).strip()
+xla_flags.apply_defaults(os.environ, {"--xla_backend_optimization_level": "0"})
 jax.config.update("jax_compilation_cache_dir", COMPILATION_CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 

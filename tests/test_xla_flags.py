@@ -19,6 +19,15 @@ def test_defaults_are_appended_to_the_users_flags():
   assert xla_flags.apply_defaults(empty) == f"{YNN_FLAG}="
 
 
+def test_other_defaults_follow_the_same_rule():
+  environ = {"XLA_FLAGS": "--xla_backend_optimization_level=2"}
+  assert xla_flags.apply_defaults(environ, {"--xla_backend_optimization_level": "0"}) == (
+      "--xla_backend_optimization_level=2")
+  environ = {"XLA_FLAGS": f"{YNN_FLAG}="}
+  assert xla_flags.apply_defaults(environ, {"--xla_backend_optimization_level": "0"}) == (
+      f"{YNN_FLAG}= --xla_backend_optimization_level=0")
+
+
 def test_a_flag_the_user_set_is_kept():
   environ = {"XLA_FLAGS": f"{YNN_FLAG}=individual_dot --xla_cpu_enable_fast_math=false"}
   assert xla_flags.apply_defaults(environ) == (
