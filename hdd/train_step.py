@@ -32,15 +32,24 @@ class TrainState(train_state.TrainState):
 
 
 def create_train_state(config: ml_collections.ConfigDict, model: UNet) -> TrainState:
-  init_rng, rng = jax.random.split(jax.random.PRNGKey(config.seed))
-  size, channels = config.data.image_size, config.data.channels
-  image, step = jnp.zeros((1, size, size, channels)), jnp.zeros((1,), jnp.int32)
-  low_res = {"low_res": image, "low_res_step": step} if model.low_res_input else {}
-  variables = jax.jit(model.init)(init_rng, image, step,
-                                  step if config.model.num_classes else None, **low_res)
-  params = variables["params"]
-  return TrainState.create(apply_fn=model.apply, params=params, tx=create_optimizer(config.train),
-                           ema_params=jax.tree_util.tree_map(jnp.copy, params), rng=rng)
+  """The state at step 0: parameters from `config.seed`, EMA equal to them, zero Adam
+  moments. One compiled program (which the persistent compilation cache keeps): made op
+  by op, the optimizer's zeros and the EMA's copies compiled a program for every leaf
+  shape, seconds at each start."""
+  tx = create_optimizer(config.train)
+
+  def initial_state(seed_key):
+    init_rng, rng = jax.random.split(seed_key)
+    size, channels = config.data.image_size, config.data.channels
+    image, step = jnp.zeros((1, size, size, channels)), jnp.zeros((1,), jnp.int32)
+    low_res = {"low_res": image, "low_res_step": step} if model.low_res_input else {}
+    params = model.init(init_rng, image, step, step if config.model.num_classes else None,
+                        **low_res)["params"]
+    return TrainState.create(apply_fn=model.apply, params=params, tx=tx,
+                             ema_params=jax.tree_util.tree_map(jnp.copy, params), rng=rng)
+
+  # The step as TrainState.create makes it outside jit: a Python int, as before.
+  return jax.jit(initial_state)(jax.random.PRNGKey(config.seed)).replace(step=0)
 
 
 def ema_decay_at(step, decay: float, warmup: bool):
