@@ -19,6 +19,9 @@ curve of quality against budget. --cascade_set=FIELD=VALUE (repeatable) changes 
 cascades' configs: one lever of an ablation, in a workdir of its own (e.g.
 stages.stage2.model.low_res_size=0: the published, unconditional stage 2); --ddpm_set the
 DDPMs' (e.g. sample.num_steps=50).
+--sample_set=stages.<stage>.sample.FIELD=VALUE (repeatable) samples and scores the cascade
+already trained in W/hdd with those sampling settings, without training it again: a sampling
+lever, as the row `sampled/<settings>` (samples in W/sampled/<settings>/).
 
 For each model: num_samples images in W/<model>/samples/samples.npz (key `images`, uint8
 NHWC) and a grid W/<model>/samples/grid.png (every image >= 64 px); FID and KID against
@@ -32,6 +35,7 @@ cascade's own scores is what better earlier stages could gain. W/results.json (k
 command is run again.
 """
 import os
+import re
 import time
 from typing import NamedTuple
 
@@ -53,6 +57,10 @@ flags.DEFINE_bool("real_low_res", True, "Also score the cascade's last stage fed
 flags.DEFINE_multi_string("cascade_set", [], "FIELD=VALUE for the cascades' configs (hdd and "
                           "the curve), e.g. stages.stage2.model.low_res_size=0: one lever of an "
                           "ablation, changed alone.")
+flags.DEFINE_multi_string("sample_set", [], "FIELD=VALUE of a cascade stage's sampling "
+                          "(stages.<stage>.sample.<field>): the workdir's trained cascade sampled "
+                          "and scored so, as a row of its own, without training it again: a "
+                          "sampling lever of an ablation.")
 flags.DEFINE_multi_string("ddpm_set", [], "FIELD=VALUE for the DDPMs' configs (ddpm and seed), "
                           "e.g. sample.num_steps=50, as --cascade_set for the cascade.")
 FLAGS = flags.FLAGS
@@ -61,15 +69,18 @@ FLAGS = flags.FLAGS
 # The settings flag of each model; what it changes, and an example, for its error message.
 SETTINGS_FLAGS = {"hdd": "cascade_set", "ddpm": "ddpm_set", "seed": "ddpm_set"}
 SETTINGS_EXAMPLES = {"cascade_set": ("cascade", "stages.stage2.model.attention_resolutions=(7,)"),
+                     "sample_set": ("cascade", "stages.stage2.sample.low_res_noise=0.3"),
                      "ddpm_set": ("DDPM", "sample.num_steps=50")}
 
 
 class Run(NamedTuple):
-  """One model trained under one budget."""
-  key: str           # its results key and directory: hdd, ddpm, hdd_<m>min
+  """One model trained under one budget (or, with sample_set, the trained cascade sampled
+  another way)."""
+  key: str           # its results key and directory: hdd, ddpm, hdd_<m>min, sampled/<set>
   model: str         # one of MODELS
   config: object     # its config (`budget_configs`)
   minutes: float     # its training budget
+  sample_set: tuple = ()   # --sample_set: sampled from the trained cascade in W/hdd
 
 
 def settings_of(model: str) -> tuple[str, list[str]]:
@@ -125,14 +136,20 @@ def budget_configs(minutes: float) -> dict:
   return configs
 
 
-def measure(run: Run, workdir: str, quality) -> dict:
-  """Trains (or resumes) one model, samples it and scores the samples."""
+def measure(run: Run, workdir: str, quality, model_dir: str = "") -> dict:
+  """Trains (or resumes) one model in `workdir`, samples it and scores the samples. With
+  `model_dir`, the model trained there is sampled as it is, and `workdir` gets only the
+  samples (a sampling lever: `--sample_set`)."""
   import numpy as np
   from common import images
-  from hdd import config_checks, pictures
+  from hdd import cascade, config_checks, pictures
   config = run.config
   config_checks.check_config(config)
-  params, train_seconds = study.train_model(config, workdir)
+  if model_dir:
+    params, train_seconds = cascade.restore(config, model_dir), study.trained_seconds(
+        config, model_dir)
+  else:
+    params, train_seconds = study.train_model(config, workdir)
   start = time.perf_counter()
   samples, cost = study.sample_model(config, params, FLAGS.num_samples, run.key)
   wall = time.perf_counter() - start
@@ -146,6 +163,7 @@ def measure(run: Run, workdir: str, quality) -> dict:
             "train_seconds_per_stage": [float(s) for s in train_seconds],
             "budget_minutes": run.minutes,
             flag: settings,
+            **({"sample_set": list(run.sample_set)} if run.sample_set else {}),
             "sample_seconds": float(sum(np.atleast_1d(cost["sample_seconds"]))),
             "sample_wall_seconds": wall,
             "evaluations_per_image": cost["evaluations"],
@@ -154,7 +172,7 @@ def measure(run: Run, workdir: str, quality) -> dict:
             "fid": None, "kid": None, **quality(samples)}
   if result.get("inception_kid_x1e3") is not None:
     result["kid"] = result["inception_kid_x1e3"] / 1e3
-  result["trained_images"] = trained_images(config, workdir)
+  result["trained_images"] = trained_images(config, model_dir or workdir)
   if FLAGS.real_low_res and len(stages.names(config)) > 1:
     result["given_real_low_res"] = score_given_real_low_res(config, params, quality)
   print(f"{run.key}: {result}")
@@ -204,7 +222,10 @@ def model_label(key: str, row: dict) -> str:
 def markdown(results: dict) -> str:
   rows = [(key, model_label(key, results[key])) for key in MODELS if key in results] + [
       (key, f"{model_label(key, results[key])}, {key.split('_')[1]} budget")
-      for key in sorted(results) if key.startswith("hdd_") and key.endswith("min")]
+      for key in sorted(results) if key.startswith("hdd_") and key.endswith("min")] + [
+      (key, f"{model_label(key, results[key])}, sampled with "
+            f"{', '.join(results[key]['sample_set'])}")
+      for key in sorted(results) if key.startswith("sampled/")]
   lines = ["| model | budget (min) | trained (s) | images seen | FID | KID x1e3 | FCD | "
            "sampling (s) | evaluations/image |", "|---|---|---|---|---|---|---|---|---|"]
   for key, label in rows:
@@ -231,6 +252,37 @@ def markdown(results: dict) -> str:
   return text
 
 
+def sampled_run() -> Run:
+  """The cascade trained in W/hdd, sampled with the --sample_set settings (checked)."""
+  settings = list(FLAGS.sample_set)
+  for setting in settings:
+    if not re.fullmatch(r"stages\.\w+\.sample\.\w+=.*", setting):
+      raise UserError(f"--sample_set={setting}: expected FIELD=VALUE with FIELD a sampling "
+                      "field of a cascade stage, e.g. stages.stage2.sample.low_res_noise=0.3")
+  config = budget_configs(FLAGS.minutes)["hdd"]
+  apply_settings(config, "sample_set", settings)
+  return Run("sampled/" + ",".join(settings), "hdd", config, FLAGS.minutes, tuple(settings))
+
+
+def run_directory(workdir: str, run: Run) -> str:
+  """W/<key>; a sampled run's W/sampled/<its settings, with path separators replaced>."""
+  if run.sample_set:
+    return os.path.join(workdir, "sampled", ",".join(run.sample_set).replace(os.sep, "_"))
+  return os.path.join(workdir, run.key)
+
+
+def check_reusable(done, key: str, run: Run, workdir: str) -> None:
+  """Refuses a workdir whose finished run `key` (results row `done`) was made with other
+  settings or another budget than `run` asks for."""
+  flag, settings = settings_of(run.model)
+  if done is not None and done.get(flag, []) != settings:
+    raise UserError(f"{workdir} holds a run of {key} with --{flag}="
+                    f"{done.get(flag, [])}, not {settings}: use another --workdir")
+  if done is not None and done["budget_minutes"] != run.minutes:
+    raise UserError(f"{workdir} holds a {done['budget_minutes']:g}-minute run of {key}, "
+                    f"not --minutes={run.minutes:g}: use another --workdir")
+
+
 def check_flags() -> None:
   """Refuses a bad --models or --curve_minutes before anything runs."""
   study.choices("models", FLAGS.models, MODELS)
@@ -254,24 +306,25 @@ def main(argv):
   runs = [Run(model, model, configs[model], FLAGS.minutes) for model in FLAGS.models]
   for minutes in map(float, FLAGS.curve_minutes):
     runs.append(Run(f"hdd_{minutes:g}min", "hdd", budget_configs(minutes)["hdd"], minutes))
+  if FLAGS.sample_set:
+    runs.append(sampled_run())
   results = study.open_workdir(workdir, "budget", {
       **study.common_inputs(), **study.quality_inputs(), "fid": FLAGS.fid})
   for run in runs:
-    done = results.data.get(run.key)
-    flag, settings = settings_of(run.model)
-    if done is not None and done.get(flag, []) != settings:
-      raise UserError(f"{workdir} holds a run of {run.key} with --{flag}="
-                      f"{done.get(flag, [])}, not {settings}: use another --workdir")
-    if done is not None and done["budget_minutes"] != run.minutes:
-      raise UserError(f"{workdir} holds a {done['budget_minutes']:g}-minute run of {run.key}, "
-                      f"not --minutes={run.minutes:g}: use another --workdir")
+    check_reusable(results.data.get(run.key), run.key, run, workdir)
+    if run.sample_set:
+      check_reusable(results.data.get("hdd"), "hdd", run, workdir)
+  if FLAGS.sample_set and "hdd" not in results.data and "hdd" not in FLAGS.models:
+    raise UserError(f"--sample_set samples the cascade trained in {workdir}/hdd, and it has "
+                    "none yet: add hdd to --models")
   study.start_runtime()
   quality = study.Quality(configs["ddpm"].data, workdir, FLAGS.classifier_steps, FLAGS.fid,
                           FLAGS.fid_reference_examples)
   results.data["quality"] = quality.description
   for run in runs:
     if run.key not in results.data:
-      results.data[run.key] = measure(run, os.path.join(workdir, run.key), quality)
+      model_dir = os.path.join(workdir, "hdd") if run.sample_set else ""
+      results.data[run.key] = measure(run, run_directory(workdir, run), quality, model_dir)
       results.save()
   study.write_markdown(workdir, markdown(results.data))
 

@@ -314,11 +314,17 @@ def train_model(config, workdir: str) -> tuple[dict, list[float]]:
   it counted, without the time its FID hook spent measuring (`hdd.clock`)."""
   from hdd import cascade
   params = cascade.train(config, workdir)
+  return params, trained_seconds(config, workdir)
+
+
+def trained_seconds(config, workdir: str) -> list[float]:
+  """The training seconds of each model of `config` trained in `workdir`, all runs of it
+  counted."""
   seconds = []
   for stage in stages.models(config, workdir):
     with open(layout.train_timing_path(stage.workdir)) as f:
       seconds.append(json.load(f)["total_train_seconds"])
-  return params, seconds
+  return seconds
 
 
 def sample_model(config, params: dict, num_samples: int, label: str) -> tuple[np.ndarray, dict]:

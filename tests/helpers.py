@@ -1,7 +1,9 @@
 """What several test files share: tiny datasets made by the tests themselves, tiny
 configs, and running main.py in a process of its own."""
+import contextlib
 import functools
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -114,6 +116,75 @@ def run_python(args, env: dict, timeout: float = 600, fresh: bool = False):
     return _forked_server().run(list(args), env, timeout)
   return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
                         timeout=timeout, env=env)
+
+
+class BackgroundRun:
+  """`python ARGS` in the repository running in the background, forked like `run_python`'s
+  runs (a new interpreter where the server cannot run it), its stdout and stderr (or both
+  into one: `merge_stderr`) into files: the part of subprocess.Popen's interface the tests
+  use, and `output()`."""
+
+  def __init__(self, args: list, env: dict, merge_stderr: bool = False):
+    import tempfile
+    self.args, self.returncode = list(args), None
+    self.directory = tempfile.mkdtemp(prefix="run-", dir=_outputs_directory())
+    self.stdout_path = os.path.join(self.directory, "stdout")
+    self.stderr_path = self.stdout_path if merge_stderr else os.path.join(self.directory,
+                                                                           "stderr")
+    self.server = _forked_server() if _forked_server().can_run(env) else None
+    if self.server:
+      self.pid = self.server.start(self.args, env, self.stdout_path, self.stderr_path)
+      return
+    with open(self.stdout_path, "w") as out, open(self.stderr_path, "a") as err:
+      self.popen = subprocess.Popen([sys.executable, *self.args], cwd=ROOT, env=env,
+                                    stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT if merge_stderr else err)
+    self.pid = self.popen.pid
+
+  def poll(self):
+    return self._status(0.0)
+
+  def wait(self, timeout=None) -> int:
+    if self._status(timeout) is None:
+      raise subprocess.TimeoutExpired(self.args, timeout)
+    return self.returncode
+
+  def _status(self, timeout):
+    if self.returncode is None:
+      if self.server:
+        self.returncode = self.server.wait(self.pid, timeout)
+      else:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+          self.returncode = self.popen.wait(timeout)
+    return self.returncode
+
+  def send_signal(self, sig) -> None:
+    if self.poll() is None:
+      with contextlib.suppress(ProcessLookupError):   # It ended just now.
+        os.kill(self.pid, sig)
+
+  def kill(self) -> None:
+    self.send_signal(signal.SIGKILL)
+
+  def terminate(self) -> None:
+    self.send_signal(signal.SIGTERM)
+
+  def output(self, timeout=None) -> tuple[str, str]:
+    """(stdout, stderr) once the run ended (stdout holds both with `merge_stderr`)."""
+    self.wait(timeout)
+    with open(self.stdout_path) as out, open(self.stderr_path) as err:
+      return out.read(), err.read()
+
+
+@functools.cache
+def _outputs_directory() -> str:
+  """A directory for the outputs of this process's background runs, removed at its exit."""
+  import atexit
+  import shutil
+  import tempfile
+  directory = tempfile.mkdtemp(prefix="hdd-runs-")
+  atexit.register(shutil.rmtree, directory, ignore_errors=True)
+  return directory
 
 
 @functools.cache

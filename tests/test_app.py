@@ -17,8 +17,6 @@ import pathlib
 import shutil
 import signal
 import socket
-import subprocess
-import sys
 import time
 import uuid
 
@@ -26,7 +24,7 @@ import numpy as np
 import pytest
 import requests
 
-from helpers import COMPILATION_CACHE, ROOT, copy_workdir, free_port
+from helpers import COMPILATION_CACHE, BackgroundRun, copy_workdir, free_port
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
@@ -182,7 +180,7 @@ def test_saved_outputs_and_animation(served, tmp_path):
 @dataclasses.dataclass
 class Running:
   url: str
-  process: subprocess.Popen
+  process: BackgroundRun
   tmp: str      # its TMPDIR: the app's output folder and Gradio's files are made there
   other: str    # the further workdir it offers (--workdirs)
 
@@ -198,13 +196,11 @@ def running(workdir, tmp_path_factory):
   port = free_port()
   env = dict(os.environ, HDD_COMPILATION_CACHE=COMPILATION_CACHE, TMPDIR=str(tmp),
              GRADIO_TEMP_DIR=str(tmp / "gradio"))
-  log = open(root / "server.log", "w")
-  process = subprocess.Popen([sys.executable, "-m", "hdd.app", f"--workdir={workdir}",
-                              f"--port={port}", f"--workdirs={other}", "--keep_outputs=2"],
-                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+  process = BackgroundRun(["-m", "hdd.app", f"--workdir={workdir}", f"--port={port}",
+                           f"--workdirs={other}", "--keep_outputs=2"], env, merge_stderr=True)
   deadline = time.time() + 120
   while time.time() < deadline:
-    assert process.poll() is None, (root / "server.log").read_text()
+    assert process.poll() is None, process.output()[0]
     try:
       socket.create_connection(("127.0.0.1", port), timeout=1).close()
       break
@@ -214,7 +210,6 @@ def running(workdir, tmp_path_factory):
   if process.poll() is None:
     process.terminate()
     process.wait(timeout=30)
-  log.close()
 
 
 @pytest.fixture(scope="module")

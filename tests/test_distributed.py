@@ -7,25 +7,22 @@ fail in one line."""
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
 
 from common import parallel
-from helpers import COMPILATION_CACHE, ROOT, free_port, tiny_config
+from helpers import COMPILATION_CACHE, BackgroundRun, free_port, tiny_config
 
 
 STEPS = 6   # The session's tiny DDPM (trained_ddpm) is the 1-process run of STEPS steps.
 
 
-def start_main(*args) -> subprocess.Popen:
-  """main.py on the tiny config in a subprocess, stderr into stdout."""
+def start_main(*args) -> BackgroundRun:
+  """main.py on the tiny config in a process of its own, stderr into stdout."""
   env = dict(os.environ, HDD_COMPILATION_CACHE=COMPILATION_CACHE)
-  return subprocess.Popen([sys.executable, "main.py", "--config=tests/tiny_configs.py", *args],
-                          cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True)
+  return BackgroundRun(["main.py", "--config=tests/tiny_configs.py", *args], env,
+                       merge_stderr=True)
 
 
 def start_processes(workdir: str, data: str, *args, count: int = 2, each=None) -> list:
@@ -39,7 +36,7 @@ def start_processes(workdir: str, data: str, *args, count: int = 2, each=None) -
 
 
 def finish(processes: list) -> list:
-  outputs = [p.communicate(timeout=600)[0] for p in processes]
+  outputs = [p.output(timeout=600)[0] for p in processes]
   for process, output in zip(processes, outputs):
     assert process.returncode == 0, output[-3000:]
   return outputs
@@ -72,11 +69,11 @@ def test_two_processes_killed_and_restarted_train_what_one_process_trains(traine
   checkpoint = os.path.join(workdir, "checkpoints", "2")
   deadline = time.time() + 300
   while not os.path.isdir(checkpoint) and time.time() < deadline:
-    assert all(p.poll() is None for p in processes), processes[0].communicate()[0][-3000:]
+    assert all(p.poll() is None for p in processes), processes[0].output()[0][-3000:]
     time.sleep(0.01)
   processes[1].send_signal(signal.SIGKILL)
   killed = time.time()
-  output = processes[0].communicate(timeout=60)[0]
+  output = processes[0].output(timeout=60)[0]
   assert time.time() - killed < parallel.STOP_GRACE_S + 5, output[-3000:]
   assert processes[0].returncode == 2, output[-3000:]
   assert output.splitlines()[-1] == ("error: process 1 of 2 stopped (its output says why); the "
@@ -137,7 +134,7 @@ def test_mistakes_in_starting_processes_fail_in_one_line(stripes_npz, tmp_path):
                f"not {workdir}; --config.train.num_steps={STEPS + 1}, not {STEPS}: start "
                "every process with the same --workdir, --mode and --config flags")
   try:
-    outputs = [process.communicate(timeout=120)[0] for process in processes]
+    outputs = [process.output(timeout=120)[0] for process in processes]
   finally:   # None left waiting, should one hang.
     for process in processes:
       process.kill()

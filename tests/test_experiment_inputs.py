@@ -2,19 +2,18 @@
 made from other inputs in one line, before anything trains: each refusal here takes a
 fraction of a second (no JAX work), and leaves the workdir as it was."""
 import json
+import os
 import subprocess
-import sys
 
 import pytest
 
 from common.errors import UserError
 from experiments import study
-from helpers import ROOT
+from helpers import run_python
 
 
 def run_script(name: str, *args) -> subprocess.CompletedProcess:
-  return subprocess.run([sys.executable, f"experiments/{name}.py", *args], cwd=ROOT,
-                        capture_output=True, text=True, timeout=120)
+  return run_python([f"experiments/{name}.py", *args], dict(os.environ), timeout=120)
 
 
 def refusal(result: subprocess.CompletedProcess) -> str:

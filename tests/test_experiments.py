@@ -5,12 +5,12 @@ import json
 import os
 import re
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from helpers import COMPILATION_CACHE, ROOT, save_colour_npz, save_stripes_npz, tiny_cascade
+from helpers import (COMPILATION_CACHE, run_python, save_colour_npz, save_stripes_npz,
+                     tiny_cascade)
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +32,8 @@ def run_study(name: str, workdir, *args) -> subprocess.CompletedProcess:
   of the libraries, no start-up notices of TensorFlow."""
   env = dict(os.environ, HDD_COMPILATION_CACHE=COMPILATION_CACHE,
              HDD_FID_STATS=str(workdir / "fid_stats"))
-  result = subprocess.run([sys.executable, f"experiments/{name}.py", "--quick",
-                           f"--workdir={workdir}", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=900, env=env)
+  result = run_python([f"experiments/{name}.py", "--quick", f"--workdir={workdir}", *args],
+                      env, timeout=900)
   assert result.returncode == 0, result.stderr[-3000:]
   assert not re.search(r"^I\d{4} ", result.stderr, re.M), result.stderr[-3000:]
   for noise in ("orbax", "oneDNN custom operations"):
@@ -109,10 +108,9 @@ def test_t_sweep_measures_every_t_and_sampler(first_runs, data):
   assert made_from["data_path"] == str(data) and made_from["quick"] is True
   # The same workdir for another dataset is refused before anything runs, results untouched.
   before = (workdir / "results.json").read_text()
-  again = subprocess.run([sys.executable, "experiments/t_sweep.py", "--quick", "--nofid",
-                          "--models=hdd", f"--workdir={workdir}", f"--data_path={data}",
-                          "--dataset=fashion_mnist"], cwd=ROOT, capture_output=True, text=True,
-                         timeout=120)
+  again = run_python(["experiments/t_sweep.py", "--quick", "--nofid", "--models=hdd",
+                      f"--workdir={workdir}", f"--data_path={data}", "--dataset=fashion_mnist"],
+                     dict(os.environ), timeout=120)
   assert again.returncode == 2 and again.stderr.strip().splitlines() == [
       f"error: {workdir} holds results made from other inputs (dataset: 'mnist' there, "
       "'fashion_mnist' now); use another --workdir or the same flags"]
@@ -149,9 +147,10 @@ def test_handover_sweeps_report_fid_and_fid_curves(first_runs, data):
   assert (workdir / "results.json").read_text() == before   # Everything reused.
 
   plots = workdir / "curves"
-  subprocess.run([sys.executable, "experiments/fid_curve.py", f"--workdir={plots}",
-                  f"--runs=DDPM={workdir / 'ddpm'},HDD={workdir / 'hdd'}"], cwd=ROOT,
-                 check=True, capture_output=True, timeout=300)
+  curve = run_python(["experiments/fid_curve.py", f"--workdir={plots}",
+                      f"--runs=DDPM={workdir / 'ddpm'},HDD={workdir / 'hdd'}"], dict(os.environ),
+                     timeout=300)
+  assert curve.returncode == 0, curve.stderr[-3000:]
   curves = read_results(plots)["curves"]
   # DDPM: 8 steps of 16 (--quick's batch), FID every 4; cascade: 4 + 4 steps, FID every 2
   # stage-2 steps, through the cascade (stage 1 has no curve of its own).
@@ -238,26 +237,44 @@ def test_budget_trains_the_models_for_the_budget_and_scores_their_samples(first_
   assert "given real low-resolution images" in out and "given_real_low_res" not in results["ddpm"]
   # The same workdir under another budget is refused before anything trains.
   env = dict(os.environ, HDD_COMPILATION_CACHE=COMPILATION_CACHE)
-  data = [f"--data_path={train}", f"--test_data_path={test}", "--dataset=cifar10"]
-  again = subprocess.run([sys.executable, "experiments/budget.py", f"--workdir={workdir}",
-                          *data, "--nofid", "--minutes=20", "--quick",
-                          "--models=hdd"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=300, env=env)
+  budget = ["experiments/budget.py", f"--workdir={workdir}", f"--data_path={train}",
+            f"--test_data_path={test}", "--dataset=cifar10", "--nofid", "--quick"]
+  again = run_python([*budget, "--minutes=20", "--models=hdd"], env)
   assert again.returncode == 2
   assert again.stderr.strip().splitlines() == [   # --quick caps the budget at 0.1 minutes.
       f"error: {workdir} holds a 0.05-minute run of hdd, not --minutes=0.1: use another "
       "--workdir"]
-  # So is the DDPM under other --ddpm_set settings, and a field the DDPM's config lacks.
-  for settings, message in [
-      ("sample.num_steps=50", f"error: {workdir} holds a run of ddpm with --ddpm_set=[], not "
-       "['sample.num_steps=50']: use another --workdir"),
-      ("sample.num_stepz=50", "error: --ddpm_set=sample.num_stepz=50: expected FIELD=VALUE "
-       "with FIELD a field of the DDPM config, e.g. sample.num_steps=50")]:
-    again = subprocess.run([sys.executable, "experiments/budget.py", f"--workdir={workdir}",
-                            *data, "--nofid", "--minutes=0.05", "--quick",
-                            "--models=ddpm", f"--ddpm_set={settings}"], cwd=ROOT,
-                           capture_output=True, text=True, timeout=300, env=env)
+  # So is the DDPM under other --ddpm_set settings, a field the DDPM's config lacks, and a
+  # --sample_set field outside a stage's sampling.
+  for flag, message in [
+      ("--ddpm_set=sample.num_steps=50", f"error: {workdir} holds a run of ddpm with "
+       "--ddpm_set=[], not ['sample.num_steps=50']: use another --workdir"),
+      ("--ddpm_set=sample.num_stepz=50", "error: --ddpm_set=sample.num_stepz=50: expected "
+       "FIELD=VALUE with FIELD a field of the DDPM config, e.g. sample.num_steps=50"),
+      ("--sample_set=stages.stage2.model.low_res_size=0", "error: --sample_set=stages.stage2."
+       "model.low_res_size=0: expected FIELD=VALUE with FIELD a sampling field of a cascade "
+       "stage, e.g. stages.stage2.sample.low_res_noise=0.3")]:
+    again = run_python([*budget, "--minutes=0.05", "--models=ddpm", flag], env)
     assert again.returncode == 2 and again.stderr.strip().splitlines() == [message]
+  # A sampling lever: the trained cascade sampled with stage 2's input noised to 0.3 (T-1)
+  # (0.1 (T-1) in training's row), a row of its own; nothing is trained again.
+  lever = "stages.stage2.sample.low_res_noise=0.3"
+  sampled = run_python([*budget, "--minutes=0.05", "--models=ddpm", "--noreal_low_res",
+                        f"--sample_set={lever}"], env)
+  assert sampled.returncode == 0, sampled.stderr[-3000:]
+  trained = results["hdd"]
+  results = read_results(workdir)
+  row = results[f"sampled/{lever}"]
+  assert results["hdd"] == trained and row["sample_set"] == [lever]
+  assert row["train_seconds"] == trained["train_seconds"]
+  assert row["trained_images"] == trained["trained_images"]
+  assert row["evaluations_per_image"] == [50, 26] and "given_real_low_res" not in row
+  with np.load(workdir / "sampled" / lever / "samples" / "samples.npz") as lever_samples, \
+       np.load(workdir / "hdd" / "samples" / "samples.npz") as own_samples:
+    assert lever_samples["images"].shape == (11, 32, 32, 3)
+    # The same seeds and noise streams: only stage 2's noised input differs.
+    assert not np.array_equal(lever_samples["images"], own_samples["images"])
+  assert f"| HDD cascade 16->32, sampled with {lever} | 0.05 |" in sampled.stdout
 
 
 def test_guidance_scores_every_weight_on_cifar10_shaped_data(first_runs):

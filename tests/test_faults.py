@@ -18,7 +18,6 @@ import shutil
 import signal
 import struct
 import subprocess
-import sys
 import time
 import zipfile
 
@@ -32,8 +31,8 @@ from PIL import Image
 from common import files
 from common.errors import CheckpointError, ConfigError, DataError
 from evaluation import torch_pickle, weights
-from helpers import (COMPILATION_CACHE, ROOT, copy_workdir, run_main, save_stripes_npz,
-                     stripes_batch, tiny_config)
+from helpers import (COMPILATION_CACHE, BackgroundRun, copy_workdir, run_main,
+                     save_stripes_npz, stripes_batch, tiny_config)
 from hdd import cascade, checkpoints, config_checks, train, train_step
 from hdd.build import create_model, create_schedule
 from input_pipeline import pipeline, sources
@@ -161,33 +160,37 @@ def test_failed_restore_is_one_line_without_event_loop_noise(trained_ddpm, tmp_p
 
 # 3 ------------------------------------------------------------------------------------------
 
-def _start(args, log, config="tests/tiny_configs.py"):
-  """main.py in the background, its stderr into the file `log` (a pipe nobody reads
+def _start(args, config="tests/tiny_configs.py") -> BackgroundRun:
+  """main.py in the background, its stderr into the file `stderr_path` (a pipe nobody reads
   would fill up and block it)."""
   env = dict(os.environ, HDD_COMPILATION_CACHE=COMPILATION_CACHE)
-  return subprocess.Popen([sys.executable, "main.py", f"--config={config}", *args], cwd=ROOT,
-                          env=env, stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+  return BackgroundRun(["main.py", f"--config={config}", *args], env)
 
 
-def _wait_for(path, process, log, seconds=300):
+def _stderr(process: BackgroundRun) -> str:
+  with open(process.stderr_path) as f:
+    return f.read()
+
+
+def _wait_for(path, process, seconds=300):
   deadline = time.time() + seconds
   while not os.path.exists(path):
-    assert process.poll() is None, open(log).read()[-3000:]
+    assert process.poll() is None, _stderr(process)[-3000:]
     assert time.time() < deadline, f"{path} never appeared"
     time.sleep(0.05)
 
 
-def _stop_with_sigterm(args, workdir, stage, log) -> tuple[str, int]:
+def _stop_with_sigterm(args, workdir, stage) -> tuple[str, int]:
   """Starts the tiny cascade's main.py with `args`, sends SIGTERM once `stage` has saved its
   step 20, and checks how the run ended: at once, exit 128 + SIGTERM, one `stopped:` line,
   no traceback, no samples, the step the signal arrived in saved and recorded as preempted.
   Returns (the run's stderr, that step)."""
-  process = _start(args, log, config="tests/tiny_configs.py:cascade")
-  _wait_for(os.path.join(workdir, stage, "checkpoints", "20"), process, log)
+  process = _start(args, config="tests/tiny_configs.py:cascade")
+  _wait_for(os.path.join(workdir, stage, "checkpoints", "20"), process)
   process.send_signal(signal.SIGTERM)
   sent = time.time()
   process.wait(timeout=120)
-  stderr = open(log).read()
+  stderr = _stderr(process)
   assert time.time() - sent < 30
   assert process.returncode == 128 + signal.SIGTERM, stderr[-3000:]
   assert "Traceback" not in stderr
@@ -224,14 +227,12 @@ def test_sigterm_ends_a_cascade_after_each_stages_checkpoint(tmp_path):
     args += [f"--config.stages.{stage}.train.lr_schedule=constant",
              f"--config.stages.{stage}.train.checkpoint_every=20"]
   _, stage1_stop = _stop_with_sigterm(
-      args + ["--config.stages.stage1.train.num_steps=100000"], workdir, "stage1",
-      str(tmp_path / "stage1.log"))
+      args + ["--config.stages.stage1.train.num_steps=100000"], workdir, "stage1")
   assert not os.path.exists(os.path.join(workdir, "stage2"))
 
   args.append(f"--config.stages.stage1.train.num_steps={stage1_stop + 2}")
   stderr, stage2_stop = _stop_with_sigterm(
-      args + ["--config.stages.stage2.train.num_steps=100000"], workdir, "stage2",
-      str(tmp_path / "stage2.log"))
+      args + ["--config.stages.stage2.train.num_steps=100000"], workdir, "stage2")
   assert _resumed(stderr, workdir, "stage1", stage1_stop), stderr[-3000:]
   assert _checkpoint_steps(workdir, "stage1")[-1] == stage1_stop + 2
 
@@ -244,14 +245,12 @@ def test_sigterm_ends_a_cascade_after_each_stages_checkpoint(tmp_path):
 
 def test_sigterm_stops_a_single_model_before_sampling(stripes_npz, tmp_path):
   workdir = str(tmp_path / "w")
-  log = str(tmp_path / "stderr.log")
   process = _start([f"--config.data.path={stripes_npz}", f"--workdir={workdir}",
-                    "--config.train.num_steps=100000", "--config.train.checkpoint_every=100"],
-                   log)
-  _wait_for(os.path.join(workdir, "checkpoints", "100"), process, log)
+                    "--config.train.num_steps=100000", "--config.train.checkpoint_every=100"])
+  _wait_for(os.path.join(workdir, "checkpoints", "100"), process)
   process.send_signal(signal.SIGINT)
   process.wait(timeout=120)
-  stderr = open(log).read()
+  stderr = _stderr(process)
   assert process.returncode == 128 + signal.SIGINT, stderr[-3000:]
   assert not os.path.exists(os.path.join(workdir, "samples"))
 

@@ -71,8 +71,9 @@ def test_the_checker_sees_imports_inside_functions(tmp_path):
 
 def test_no_file_edits_the_import_path():
   """The package is installed (`pip install -e .`); no file patches the module search path.
-  The one exception is tests/forked_main.py, which runs a script as `python SCRIPT` would and
-  so sets the script's folder first on the path, as the interpreter does."""
+  The one exception is tests/forked_main.py, which runs a script as `python SCRIPT` (or a
+  module as `python -m MODULE`) would and so sets the script's folder (the working folder)
+  first on the path, as the interpreter does."""
   needle = ".".join(("sys", "path"))  # spelled so that this file does not match itself
   emulates_the_interpreter = os.path.join(ROOT, "tests", "forked_main.py")
   sources = [p for pattern in ("*.py", "*/*.py") for p in glob.glob(os.path.join(ROOT, pattern))

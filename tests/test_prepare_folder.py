@@ -4,15 +4,13 @@ files listed and skipped; the source never changed; the output written whole or 
 and replaced only when asked; bad arguments refused in one line."""
 import hashlib
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from common.errors import DataError
-from helpers import ROOT, tiny_data_config
+from helpers import run_python, tiny_data_config
 from input_pipeline import pipeline, prepare_folder, sources
 
 SIZE = 16
@@ -197,16 +195,16 @@ def test_bad_arguments_are_one_line_errors_that_change_nothing(tmp_path, capsys,
 def test_the_command_writes_the_set_and_lists_what_it_skipped(tmp_path):
   """`python -m input_pipeline.prepare_folder` as a user runs it, then again on its output."""
   write_download(tmp_path / "download")
-  command = [sys.executable, "-m", "input_pipeline.prepare_folder", str(tmp_path / "download"),
+  command = ["-m", "input_pipeline.prepare_folder", str(tmp_path / "download"),
              str(tmp_path / "out"), f"--size={SIZE}"]
-  result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+  result = run_python(command, dict(os.environ), timeout=300)
   assert result.returncode == 0, result.stderr[-2000:]
   assert result.stdout == (f"Wrote 4 images of {SIZE}x{SIZE} to {tmp_path / 'out'}; skipped 2 "
                            "unreadable file(s), listed above\n")
   listed = [line for line in result.stderr.splitlines() if line.startswith("skipped: ")]
   assert len(listed) == 2 and "text.png" in listed[0] and "truncated.jpg" in listed[1]
   assert len(sources.image_files(str(tmp_path / "out"))) == 4
-  again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+  again = run_python(command, dict(os.environ), timeout=300)
   assert again.returncode == 2 and again.stdout == ""
   assert again.stderr.splitlines() == [f"error: output folder {str(tmp_path / 'out')!r} is not "
                                        "empty: choose a new folder, or pass --overwrite to "
