@@ -111,7 +111,9 @@ def run_python(args, env: dict, timeout: float = 600, fresh: bool = False):
   """`python ARGS` in the repository in a process of its own, as subprocess.run with
   capture_output=True, text=True would: forked from one that has imported the libraries
   already (tests/forked_main.py), or with `fresh`, a new interpreter (for what a start from
-  nothing prints)."""
+  nothing prints). A forked run's exit finalizes the libraries the server imported (~1.9 s),
+  so scripts that refuse their input before importing them are faster in a new interpreter
+  (tests/test_experiment_inputs.py, tests/test_app_requests.py)."""
   if not fresh and _forked_server().can_run(env):
     return _forked_server().run(list(args), env, timeout)
   return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,

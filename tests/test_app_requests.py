@@ -2,16 +2,19 @@
 request without a trained model: tests/test_serving.py."""
 import os
 import socket
+import subprocess
+import sys
 import time
 
-from helpers import free_port, run_python
+from helpers import ROOT, free_port
 
 
 def start_app(tmp_path, *args):
   """`python -m hdd.app` with `args` and TMPDIR=tmp_path: (result, seconds)."""
   start = time.perf_counter()
-  result = run_python(["-m", "hdd.app", *args], dict(os.environ, TMPDIR=str(tmp_path)),
-                      timeout=60)
+  result = subprocess.run([sys.executable, "-m", "hdd.app", *args], cwd=ROOT, timeout=60,
+                          capture_output=True, text=True,
+                          env=dict(os.environ, TMPDIR=str(tmp_path)))
   return result, time.perf_counter() - start
 
 

@@ -2,18 +2,19 @@
 made from other inputs in one line, before anything trains: each refusal here takes a
 fraction of a second (no JAX work), and leaves the workdir as it was."""
 import json
-import os
 import subprocess
+import sys
 
 import pytest
 
 from common.errors import UserError
 from experiments import study
-from helpers import run_python
+from helpers import ROOT
 
 
 def run_script(name: str, *args) -> subprocess.CompletedProcess:
-  return run_python([f"experiments/{name}.py", *args], dict(os.environ), timeout=120)
+  return subprocess.run([sys.executable, f"experiments/{name}.py", *args], cwd=ROOT,
+                        capture_output=True, text=True, timeout=120)
 
 
 def refusal(result: subprocess.CompletedProcess) -> str:
