@@ -110,7 +110,7 @@ def test_t_sweep_measures_every_t_and_sampler(first_runs, data):
   before = (workdir / "results.json").read_text()
   again = run_python(["experiments/t_sweep.py", "--quick", "--nofid", "--models=hdd",
                       f"--workdir={workdir}", f"--data_path={data}", "--dataset=fashion_mnist"],
-                     dict(os.environ), timeout=120)
+                     dict(os.environ), timeout=120, fresh=True)
   assert again.returncode == 2 and again.stderr.strip().splitlines() == [
       f"error: {workdir} holds results made from other inputs (dataset: 'mnist' there, "
       "'fashion_mnist' now); use another --workdir or the same flags"]
@@ -239,7 +239,9 @@ def test_budget_trains_the_models_for_the_budget_and_scores_their_samples(first_
   env = dict(os.environ, HDD_COMPILATION_CACHE=COMPILATION_CACHE)
   budget = ["experiments/budget.py", f"--workdir={workdir}", f"--data_path={train}",
             f"--test_data_path={test}", "--dataset=cifar10", "--nofid", "--quick"]
-  again = run_python([*budget, "--minutes=20", "--models=hdd"], env)
+  # Refusals come before the libraries are imported: a new interpreter is the quicker
+  # (a forked run's exit finalizes the libraries, helpers.run_python).
+  again = run_python([*budget, "--minutes=20", "--models=hdd"], env, fresh=True)
   assert again.returncode == 2
   assert again.stderr.strip().splitlines() == [   # --quick caps the budget at 0.1 minutes.
       f"error: {workdir} holds a 0.05-minute run of hdd, not --minutes=0.1: use another "
@@ -254,7 +256,7 @@ def test_budget_trains_the_models_for_the_budget_and_scores_their_samples(first_
       ("--sample_set=stages.stage2.model.low_res_size=0", "error: --sample_set=stages.stage2."
        "model.low_res_size=0: expected FIELD=VALUE with FIELD a sampling field of a cascade "
        "stage, e.g. stages.stage2.sample.low_res_noise=0.3")]:
-    again = run_python([*budget, "--minutes=0.05", "--models=ddpm", flag], env)
+    again = run_python([*budget, "--minutes=0.05", "--models=ddpm", flag], env, fresh=True)
     assert again.returncode == 2 and again.stderr.strip().splitlines() == [message]
   # A sampling lever: the trained cascade sampled with stage 2's input noised to 0.3 (T-1)
   # (0.1 (T-1) in training's row), a row of its own; nothing is trained again.
