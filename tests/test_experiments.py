@@ -258,25 +258,27 @@ def test_budget_trains_the_models_for_the_budget_and_scores_their_samples(first_
        "stage, e.g. stages.stage2.sample.low_res_noise=0.3")]:
     again = run_python([*budget, "--minutes=0.05", "--models=ddpm", flag], env, fresh=True)
     assert again.returncode == 2 and again.stderr.strip().splitlines() == [message]
-  # A sampling lever: the trained cascade sampled with stage 2's input noised to 0.3 (T-1)
-  # (0.1 (T-1) in training's row), a row of its own; nothing is trained again.
-  lever = "stages.stage2.sample.low_res_noise=0.3"
+  # Sampling levers: the trained cascade sampled with stage 2's input noised to 0.3 (T-1)
+  # (0.1 (T-1) in training's row) and 20 DDIM steps in place of 25, a row of its own;
+  # nothing is trained again.
+  levers = ["stages.stage2.sample.low_res_noise=0.3", "stages.stage2.sample.num_steps=20"]
   sampled = run_python([*budget, "--minutes=0.05", "--models=ddpm", "--noreal_low_res",
-                        f"--sample_set={lever}"], env)
+                        *(f"--sample_set={lever}" for lever in levers)], env)
   assert sampled.returncode == 0, sampled.stderr[-3000:]
   trained = results["hdd"]
   results = read_results(workdir)
-  row = results[f"sampled/{lever}"]
-  assert results["hdd"] == trained and row["sample_set"] == [lever]
+  key = ",".join(levers)
+  row = results[f"sampled/{key}"]
+  assert results["hdd"] == trained and row["sample_set"] == levers
   assert row["train_seconds"] == trained["train_seconds"]
   assert row["trained_images"] == trained["trained_images"]
-  assert row["evaluations_per_image"] == [50, 26] and "given_real_low_res" not in row
-  with np.load(workdir / "sampled" / lever / "samples" / "samples.npz") as lever_samples, \
+  # Stage 1 as trained; stage 2 at t* = 399, then the 20 steps of stride 20 below it.
+  assert row["evaluations_per_image"] == [50, 21] and "given_real_low_res" not in row
+  with np.load(workdir / "sampled" / key / "samples" / "samples.npz") as lever_samples, \
        np.load(workdir / "hdd" / "samples" / "samples.npz") as own_samples:
     assert lever_samples["images"].shape == (11, 32, 32, 3)
-    # The same seeds and noise streams: only stage 2's noised input differs.
     assert not np.array_equal(lever_samples["images"], own_samples["images"])
-  assert f"| HDD cascade 16->32, sampled with {lever} | 0.05 |" in sampled.stdout
+  assert f"| HDD cascade 16->32, sampled with {', '.join(levers)} | 0.05 |" in sampled.stdout
 
 
 def test_guidance_scores_every_weight_on_cifar10_shaped_data(first_runs):
