@@ -4,10 +4,11 @@ x10 upsampling to 299x299), and the critic of the cascade's low-resolution filte
 
 The distance in its features is reported as "classifier Fréchet distance" (FCD), never
 as FID. A trained classifier is a directory with params.npz and meta.json (version,
-resolution, channels, classes, test accuracy, data description).
+resolution, channels, classes, recipe, test accuracy, data description).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ from flax import traverse_util
 from common import batching, files, images
 from common.errors import CheckpointError, DataError
 from common.progress import Progress
+from evaluation.classifier_recipe import SMALL_WIDTHS, Recipe
 from input_pipeline.pipeline import real_images
 
 VERSION = 2
@@ -31,14 +33,15 @@ FEATURE_DIM = 128
 
 
 class Classifier(nn.Module):
-  """Four 3x3 convolutions (16, 32, 32, 64 channels; the 2nd and 4th with stride 2) and a
-  128-d feature layer on the flattened map: ~8 MFLOP per 28x28 image, >98% on MNIST in a
-  few hundred steps. One instance per resolution; inputs in [-1, 1]."""
+  """Four 3x3 convolutions (`widths` channels, 16, 32, 32, 64 by default; the 2nd and 4th
+  with stride 2) and a 128-d feature layer on the flattened map: ~8 MFLOP per 28x28 image
+  at the default widths. One instance per resolution; inputs in [-1, 1]."""
   num_classes: int
+  widths: tuple = SMALL_WIDTHS
 
   @nn.compact
   def __call__(self, x, return_features: bool = False):
-    for width, stride in ((16, 1), (32, 2), (32, 1), (64, 2)):
+    for width, stride in zip(self.widths, (1, 2, 1, 2), strict=True):
       x = nn.relu(nn.Conv(width, (3, 3), strides=stride)(x))
     features = nn.relu(nn.Dense(FEATURE_DIM)(x.reshape((x.shape[0], -1))))
     logits = nn.Dense(self.num_classes)(features)
@@ -47,22 +50,23 @@ class Classifier(nn.Module):
 
 def train_classifier(data_config: ml_collections.ConfigDict, image_size: int, num_classes: int,
                      out_dir: str, num_steps: int = 1000, batch_size: int = 128,
-                     learning_rate: float = 1e-3, seed: int = 0) -> dict:
-  """Trains on data_config's train split at `image_size`, measures accuracy on its eval
-  split and writes out_dir/{params.npz, meta.json}. Returns the metadata."""
+                     learning_rate: float = 1e-3, seed: int = 0,
+                     recipe: Recipe = Recipe()) -> dict:
+  """Trains on data_config's train split at `image_size` as `recipe` says, measures accuracy
+  on its eval split and writes out_dir/{params.npz, meta.json}. Returns the metadata."""
   train_images, train_labels = real_images(data_config, data_config.split, image_size)
   if train_labels.min() < 0 or train_labels.max() >= num_classes:
     raise DataError(f"the classifier needs labels in [0, {num_classes}); {data_config.source} "
                     f"data at {data_config.path or data_config.name!r} has "
                     f"[{train_labels.min()}, {train_labels.max()}]")
   test_images, test_labels = real_images(data_config, data_config.eval_split, image_size)
-  model = Classifier(num_classes)
+  model = Classifier(num_classes, tuple(recipe.widths))
   start = time.perf_counter()
   params = fit(model, train_images, train_labels, num_steps, batch_size, learning_rate, seed,
-               f"Classifier training at {image_size}x{image_size}")
+               f"Classifier training at {image_size}x{image_size}", recipe.augment)
   logits, _ = apply_in_batches(model, params, test_images)
   meta = {"version": VERSION, "image_size": image_size, "channels": train_images.shape[-1],
-          "num_classes": num_classes, "test_accuracy": float((logits.argmax(-1) ==
+          "num_classes": num_classes, "recipe": dataclasses.asdict(recipe), "test_accuracy": float((logits.argmax(-1) ==
                                                               test_labels).mean()),
           "test_examples": int(len(test_labels)), "train_steps": num_steps,
           "train_seconds": time.perf_counter() - start,
@@ -74,11 +78,13 @@ def train_classifier(data_config: ml_collections.ConfigDict, image_size: int, nu
 
 
 def fit(model: nn.Module, train_images: np.ndarray, train_labels: np.ndarray, num_steps: int,
-        batch_size: int = 128, learning_rate: float = 1e-3, seed: int = 0, what: str = ""):
+        batch_size: int = 128, learning_rate: float = 1e-3, seed: int = 0, what: str = "",
+        augment=None):
   """Parameters of `model` (logits of inputs in [-1, 1]) fitted to uint8 images and integer
-  labels: `num_steps` Adam steps on batches drawn with replacement, the learning rate
-  cosine-decayed to zero, under a progress line named `what` (default: the model's class).
-  The classifiers of the augmentation study train here too."""
+  labels: `num_steps` Adam steps on batches drawn with replacement (each passed through
+  `augment(rng, batch)` when given), the learning rate cosine-decayed to zero, under a
+  progress line named `what` (default: the model's class). The classifiers of the
+  augmentation study train here too."""
   params = jax.jit(model.init)(jax.random.PRNGKey(seed), jnp.zeros((1,) + train_images.shape[1:]))
   tx = optax.adam(optax.cosine_decay_schedule(learning_rate, num_steps))
   opt_state = tx.init(params)
@@ -97,7 +103,8 @@ def fit(model: nn.Module, train_images: np.ndarray, train_labels: np.ndarray, nu
   loss = None
   for index in range(num_steps):
     batch = rng.integers(0, len(train_images), batch_size)
-    params, opt_state, loss = step(params, opt_state, train_images[batch], train_labels[batch])
+    inputs = train_images[batch] if augment is None else augment(rng, train_images[batch])
+    params, opt_state, loss = step(params, opt_state, inputs, train_labels[batch])
     loss.block_until_ready()   # the line counts steps done, not steps dispatched
     progress.update(index + 1)
   if loss is not None:
@@ -133,7 +140,9 @@ def load_classifier(directory: str):
       with np.load(params_path) as data:
         params = traverse_util.unflatten_dict({tuple(k.split("/")): jnp.asarray(data[k])
                                                for k in data.files})
-      model = Classifier(int(meta["num_classes"]))
+      # Classifiers saved before recipes were recorded are the small one.
+      widths = meta.get("recipe", {}).get("widths", SMALL_WIDTHS)
+      model = Classifier(int(meta["num_classes"]), tuple(int(w) for w in widths))
   except Exception as e:  # noqa: BLE001 (damaged files fail in many ways)
     raise CheckpointError(f"the classifier in {directory!r} is damaged ({type(e).__name__}: "
                           f"{' '.join(str(e).split())[:160]}); train it again with "

@@ -12,6 +12,7 @@ Quality of uint8 samples at the data's full resolution, against the test split:
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -23,6 +24,7 @@ from absl import app, flags
 
 from common import files, runtime
 from common.errors import UserError
+from evaluation.classifier_recipe import RECIPES, Recipe
 from hdd import layout, stages
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
@@ -228,8 +230,16 @@ def common_inputs() -> dict:
 def quality_inputs() -> dict:
   """The quality flags that change every score: the classifier and the FID reference."""
   FLAGS = flags.FLAGS
-  return {"classifier_steps": FLAGS.classifier_steps,
-          "fid_reference_examples": FLAGS.fid_reference_examples}
+  inputs = {"classifier_steps": FLAGS.classifier_steps,
+            "fid_reference_examples": FLAGS.fid_reference_examples}
+  if FLAGS.dataset in RECIPES:   # Absent otherwise: older records stay valid.
+    inputs["classifier_recipe"] = dataclasses.asdict(classifier_recipe())
+  return inputs
+
+
+def classifier_recipe() -> Recipe:
+  """How --dataset's classifier is built and trained (evaluation.classifier_recipe)."""
+  return RECIPES.get(flags.FLAGS.dataset, Recipe())
 
 
 def absolute_path(path: str) -> str:
@@ -275,7 +285,7 @@ class Quality:
     directory = layout.classifier_dir(workdir, size)
     if not classifier.is_trained(directory):
       classifier.train_classifier(data_config, size, 10, directory, num_steps=classifier_steps,
-                                  seed=seed)
+                                  seed=seed, recipe=classifier_recipe())
     self.classifier = ClassifierReference.load(directory, data_config, "test", size)
     self.description = {"classifier_test_accuracy": self.classifier.test_accuracy,
                         "classifier_reference": self.classifier.description}
