@@ -95,6 +95,7 @@ def cifar10_recipe(config):
   config.data.image_size = 32
   config.data.channels = 3
   config.data.random_flip = True
+  config.eval.classifier_recipe = "cifar10"   # the wider judge, trained with flips and shifts
   config.model.channel_mult = (1, 2, 4, 8)
   config.model.attention_resolutions = (16,)
   config.train.learning_rate = 8e-5

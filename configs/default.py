@@ -126,6 +126,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval.classifier_dir = ""
   config.eval.classifier_classes = 10
   config.eval.classifier_steps = 1000
+  config.eval.classifier_recipe = ""   # a name in evaluation/classifier_recipe.py; "": small
   config.eval.reference_examples = 0   # real images for the reference statistics; 0 = all
   # FID/KID: weights from `python -m evaluation.weights` (default path) or pytorch-fid's .pth;
   # reference statistics are cached in stats_dir ("" = ~/.cache/hdd/fid_stats).

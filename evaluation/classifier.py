@@ -66,8 +66,8 @@ def train_classifier(data_config: ml_collections.ConfigDict, image_size: int, nu
                f"Classifier training at {image_size}x{image_size}", recipe.augment)
   logits, _ = apply_in_batches(model, params, test_images)
   meta = {"version": VERSION, "image_size": image_size, "channels": train_images.shape[-1],
-          "num_classes": num_classes, "recipe": dataclasses.asdict(recipe), "test_accuracy": float((logits.argmax(-1) ==
-                                                              test_labels).mean()),
+          "num_classes": num_classes, "recipe": dataclasses.asdict(recipe),
+          "test_accuracy": float((logits.argmax(-1) == test_labels).mean()),
           "test_examples": int(len(test_labels)), "train_steps": num_steps,
           "train_seconds": time.perf_counter() - start,
           "data": f"{data_config.source} {data_config.path or data_config.name}"}

@@ -75,12 +75,25 @@ def with_guidance(config, weight: float, clipped_eps: bool = True):
   return config
 
 
-def class_accuracy(predicted, labels) -> dict:
-  """Overall accuracy and that of the worst class."""
+def class_accuracy(predicted, labels, num_classes: int) -> dict:
+  """Overall accuracy, that of the worst class, and the confusion counts: confusion[k][j]
+  samples asked for class k were called j (what the misses were taken for). Keys are
+  strings, as results.json gives them back: new rows and reused ones read alike."""
   import numpy as np
-  per_class = {int(k): float(np.mean(predicted[labels == k] == k)) for k in np.unique(labels)}
+  per_class = {str(k): float(np.mean(predicted[labels == k] == k)) for k in np.unique(labels)}
+  confusion = np.zeros((num_classes, num_classes), np.int64)
+  np.add.at(confusion, (labels, predicted), 1)
   return {"accuracy": float(np.mean(predicted == labels)),
-          "worst_class_accuracy": min(per_class.values()), "per_class_accuracy": per_class}
+          "worst_class_accuracy": min(per_class.values()), "per_class_accuracy": per_class,
+          "confusion": confusion.tolist()}
+
+
+def commonest_miss(confusion: list, asked: int) -> str:
+  """'j (share)': the class most often called among the misses of class `asked`."""
+  calls = list(confusion[asked])
+  total, calls[asked] = sum(calls), -1
+  called = max(range(len(calls)), key=calls.__getitem__)
+  return f"{called} ({calls[called] / total:.2f})" if calls[called] > 0 else "-"
 
 
 def results_markdown(results: dict) -> str:
@@ -108,6 +121,14 @@ def results_markdown(results: dict) -> str:
               "|---|" + "---|" * len(classes)]
     lines += [f"| {key} | " + " | ".join(f"{row['per_class_accuracy'][k]:.2f}" for k in classes)
               + " |" for key, row in rows]
+    confused = [(key, row) for key, row in rows if "confusion" in row]
+    if confused:
+      lines += ["", "The class the misses were most often called, with its share of the samples "
+                "asked for each class:", "",
+                "| w | " + " | ".join(f"class {k}" for k in classes) + " |",
+                "|---|" + "---|" * len(classes)]
+      lines += [f"| {key} | " + " | ".join(commonest_miss(row["confusion"], int(k))
+                                           for k in classes) + " |" for key, row in confused]
   return "\n".join(lines) + "\n"
 
 
@@ -191,7 +212,8 @@ def main(argv):
     guided = with_guidance(config, weight, clipped_eps)
     samples, cost = study.sample_model(guided, stage_params, FLAGS.num_samples,
                                        f"w={key}" + ("" if clipped_eps else ", eps kept"))
-    rows[key] = {**class_accuracy(quality.predict(samples), labels), **cost, **quality(samples)}
+    rows[key] = {**class_accuracy(quality.predict(samples), labels, stages.class_count(config)),
+                 **cost, **quality(samples)}
     logging.info("%s w=%s: %s", table, key, rows[key])
     results.save()
     suffix = "" if clipped_eps else "_kept_eps"

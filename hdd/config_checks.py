@@ -12,6 +12,7 @@ import jax
 import ml_collections
 
 from common.errors import ConfigError
+from evaluation import classifier_recipe
 from hdd import stages
 from hdd.maths.diffusion import DDPM_VARIANCES, PREDICTIONS
 from hdd.maths.handover import HANDOVERS, UPSAMPLING
@@ -145,6 +146,7 @@ def _problems(config: ml_collections.ConfigDict) -> list[str]:
   need(config.eval.batch_size >= 1, "eval.batch_size", "must be >= 1")
   need(config.eval.classifier_classes >= 2, "eval.classifier_classes", "must be >= 2")
   need(config.eval.classifier_steps >= 1, "eval.classifier_steps", "must be >= 1")
+  one_of("eval.classifier_recipe", ("", *classifier_recipe.RECIPES))
   need(config.eval.reference_examples >= 0, "eval.reference_examples", "must be >= 0 (0 = all)")
   return problems
 

@@ -22,6 +22,7 @@ import ml_collections
 import numpy as np
 
 from common import batching, files, images, parallel
+from evaluation import classifier_recipe
 from hdd import layout, stages
 from hdd.build import create_model, create_schedule
 from hdd.maths.handover import LowResInput
@@ -95,7 +96,8 @@ def train_classifiers(config: ml_collections.ConfigDict, workdir: str) -> None:
   for size in stages.image_sizes(config):
     classifier.train_classifier(config.data, size, config.eval.classifier_classes,
                                 classifier_dir(config, workdir, size),
-                                num_steps=config.eval.classifier_steps, seed=config.seed)
+                                num_steps=config.eval.classifier_steps, seed=config.seed,
+                                recipe=classifier_recipe.named(config.eval.classifier_recipe))
 
 
 def evaluate_samples(config: ml_collections.ConfigDict, workdir: str) -> dict:

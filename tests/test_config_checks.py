@@ -13,13 +13,15 @@ def test_invalid_values_are_listed_one_per_line():
   config = importlib.import_module("configs.default").get_config()
   config.diffusion.schedule = "sigmoid"
   config.train.grad_accum_steps = 3
+  config.eval.classifier_recipe = "resnet"
   with pytest.raises(ConfigError) as error:
     config_checks.check_config(config)
   lines = str(error.value).splitlines()
   assert lines == [
       "invalid config: diffusion.schedule='sigmoid': must be one of ('linear', 'cosine', "
       "'quadratic')",
-      "invalid config: train.grad_accum_steps=3: must be >= 1 and divide train.batch_size=128"]
+      "invalid config: train.grad_accum_steps=3: must be >= 1 and divide train.batch_size=128",
+      "invalid config: eval.classifier_recipe='resnet': must be one of ('', 'cifar10')"]
 
 
 @pytest.mark.parametrize("field,value,message", [

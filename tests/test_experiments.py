@@ -175,6 +175,26 @@ def test_balanced_subset():
   assert np.array_equal(balanced_subset(labels, 9), balanced_subset(labels, 9))
 
 
+def test_guidance_class_accuracy_and_confusion_by_hand():
+  """Classes 0, 1, 2 asked for twice each: class 0 called 0 and 2, class 1 called 2 twice,
+  class 2 called 2 and 2; so accuracy 3/6, worst class 1 at 0, and class 1's misses are
+  all called 2."""
+  from experiments.guidance import class_accuracy, commonest_miss, results_markdown
+  labels = np.array([0, 0, 1, 1, 2, 2])
+  result = class_accuracy(np.array([0, 2, 2, 2, 2, 2]), labels, 3)
+  assert result["accuracy"] == 0.5 and result["worst_class_accuracy"] == 0.0
+  assert result["per_class_accuracy"] == {"0": 0.5, "1": 0.0, "2": 1.0}
+  assert result["confusion"] == [[1, 0, 1], [0, 0, 2], [0, 0, 2]]
+  assert [commonest_miss(result["confusion"], k) for k in range(3)] == [
+      "2 (0.50)", "2 (1.00)", "-"]
+  # A row reused from results.json beside one measured now: the table reads both (a re-run
+  # that measured one more w once failed here on int against str class keys).
+  row = {**result, "evaluations": [2, 2], "sample_seconds": 1.0}
+  text = results_markdown({"num_samples": 6, "classifier_test_accuracy": 0.9, "train_steps": 2,
+                           "weights": {"1": json.loads(json.dumps(row)), "3": row}})
+  assert "| 1 | 0.50 | 0.00 | 1.00 |" in text and "| 3 | 2 (0.50) | 2 (1.00) | - |" in text
+
+
 def test_load_curve_counts_earlier_stages(tmp_path):
   from experiments.study import load_curve
   config = tiny_cascade()   # The run's models are those of its config.json.
@@ -217,8 +237,12 @@ def test_budget_trains_the_models_for_the_budget_and_scores_their_samples(first_
     meta = json.load(f)
   assert meta["channels"] == 3 and meta["test_examples"] == 32
   assert results["quality"]["classifier_test_accuracy"] == meta["test_accuracy"]
+  # CIFAR-10's judge: the wider recipe, trained with flips and shifts; the study records it.
+  recipe = {"widths": [32, 64, 64, 128], "flip": True, "max_shift": 2}
+  assert meta["recipe"] == recipe
   with open(workdir / "study.json") as f:
-    assert json.load(f)["test_data_path"] == test
+    made_from = json.load(f)
+  assert made_from["test_data_path"] == test and made_from["classifier_recipe"] == recipe
   # The cascade's budget split 35% / 65%; stage 2 trained on its chain's 400 steps only.
   first, second = results["hdd"]["train_seconds_per_stage"]
   assert first >= 0.35 * 3.0 and second >= 0.65 * 3.0
@@ -295,6 +319,11 @@ def test_guidance_scores_every_weight_on_cifar10_shaped_data(first_runs):
     assert sorted(row["per_class_accuracy"]) == [str(k) for k in range(10)]
     assert row["accuracy"] == pytest.approx(np.mean(list(row["per_class_accuracy"].values())))
     assert row["worst_class_accuracy"] == min(row["per_class_accuracy"].values())
+    # The confusion counts: each class asked for twice; its diagonal is its accuracy.
+    confusion = np.array(row["confusion"])
+    assert confusion.shape == (10, 10) and confusion.sum(axis=1).tolist() == [2] * 10
+    assert [confusion[k, k] / 2 for k in range(10)] == [
+        row["per_class_accuracy"][str(k)] for k in range(10)]
     assert np.isfinite(row["fcd"]) and "fid" not in row
     # A row per class of its 2 images: 32x32 tiles with a 2 px border, drawn twice as
     # large (>= 64 px per image); no empty columns.
