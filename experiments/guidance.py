@@ -19,14 +19,18 @@ samples --num_samples images, ten classes in turn, from one seed, and measures
             skips it), and the classifier distance (experiments/study.py).
 With --kept_eps_weights it also samples with diffusers' default DDIM, which keeps the
 network's eps after clipping x0: under guidance that chain leaves the data range and class
-accuracy falls as w grows. Writes WORKDIR/results.json, results.md and guidance.png; a
+accuracy falls as w grows. With --stage_weights it also samples with a w per stage (e.g. 3:0,
+the class guided at the first stage only, where a 16x16 image decides what it shows).
+Writes WORKDIR/results.json, results.md and guidance.png; a
 finished w is reused when the command is run again. Ho & Salimans (2022) report the same
 trade: accuracy (there, IS) rises with w while FID is best at a small w.
 """
+import math
 import os
 
 from absl import flags, logging
 
+from common.errors import UserError
 from experiments import study
 from hdd import stages
 
@@ -40,6 +44,10 @@ flags.DEFINE_bool("quick", False, "Run the whole path at toy scale in a few minu
                   "models, a few steps, samples and weights; for tests).")
 flags.DEFINE_integer("num_samples", 500, "Samples per guidance weight.")
 flags.DEFINE_list("weights", ["0", "0.5", "1", "2", "3", "5"], "Guidance weights w.")
+flags.DEFINE_list("stage_weights", [],
+                  "Also sample with a w of its own at each stage, the stages' w joined by ':' "
+                  "(e.g. 3:1: w = 3 at the first stage, 1 at the second; 3:0 guides the first "
+                  "stage only).")
 flags.DEFINE_list("kept_eps_weights", [],
                   "Also sample at these w with DDIM keeping the network's eps after clipping "
                   "x0 (diffusers' default) instead of re-deriving it (the config's choice).")
@@ -67,12 +75,31 @@ def guidance_config():
   return config
 
 
-def with_guidance(config, weight: float, clipped_eps: bool = True):
+def with_guidance(config, weights: tuple, clipped_eps: bool = True):
+  """`config` sampled at guidance weight weights[i] in stage i (one weight: every stage)."""
   config = config.copy_and_resolve_references()
-  for model in stages.all_sections(config):
+  sections = stages.all_sections(config)
+  for model, weight in zip(sections, weights * len(sections) if len(weights) == 1 else weights,
+                           strict=True):
     model.sample.guidance_scale = weight
     model.sample.clipped_eps = clipped_eps
   return config
+
+
+def stage_weights(values: list[str], num_stages: int) -> list[tuple]:
+  """The --stage_weights entries as tuples of one non-negative w per stage."""
+  parsed = []
+  for value in values:
+    example = ":".join(["3"] + ["1"] * (num_stages - 1))
+    try:
+      weights = [float(w) for w in value.split(":")]
+    except ValueError:
+      weights = []
+    if len(weights) != num_stages or not all(math.isfinite(w) and w >= 0 for w in weights):
+      raise UserError(f"--stage_weights={value}: expected {num_stages} non-negative numbers "
+                      f"joined by ':', one per stage, e.g. --stage_weights={example}")
+    parsed.append(tuple(weights))
+  return parsed
 
 
 def class_accuracy(predicted, labels, num_classes: int) -> dict:
@@ -96,6 +123,11 @@ def commonest_miss(confusion: list, asked: int) -> str:
   return f"{called} ({calls[called] / total:.2f})" if calls[called] > 0 else "-"
 
 
+def weight_order(item) -> list[float]:
+  """Sorts table rows by their w ('3') or per-stage w ('3:1')."""
+  return [float(w) for w in item[0].split(":")]
+
+
 def results_markdown(results: dict) -> str:
   fid_title = (f"FID ({results['fid_reference']})" if "fid_reference" in results else "FID")
   sizes = results.get("image_sizes", [14, 28])
@@ -107,13 +139,15 @@ def results_markdown(results: dict) -> str:
            f"{results['classifier_test_accuracy']:.4f}.", "",
            f"| DDIM eps | w | class accuracy | worst class | {fid_title} | network evals / image "
            "| sample s |", "|---|---|---|---|---|---|---|"]
-  for table, name in (("weights", "from clipped x0"), ("kept_eps", "kept (diffusers)")):
-    for key, row in sorted(results.get(table, {}).items(), key=lambda kv: float(kv[0])):
+  for table, name in (("weights", "from clipped x0"), ("kept_eps", "kept (diffusers)"),
+                      ("stage_weights", "from clipped x0, w per stage")):
+    for key, row in sorted(results.get(table, {}).items(), key=weight_order):
       fid = f"{row['fid']:.2f}" if "fid" in row else "-"
       lines.append(f"| {name} | {key} | {row['accuracy']:.3f} | "
                    f"{row['worst_class_accuracy']:.3f} | {fid} | "
                    f"{' + '.join(map(str, row['evaluations']))} | {row['sample_seconds']:.1f} |")
-  rows = sorted(results.get("weights", {}).items(), key=lambda kv: float(kv[0]))
+  rows = [*sorted(results.get("weights", {}).items(), key=weight_order),
+          *sorted(results.get("stage_weights", {}).items(), key=weight_order)]
   if rows:
     classes = sorted(rows[0][1]["per_class_accuracy"], key=int)
     lines += ["", "Class accuracy of the samples asked for each class (eps from clipped x0):", "",
@@ -141,7 +175,7 @@ def guidance_plot(results: dict, path: str) -> None:
   accuracy_axis = fid_axis.twinx()
   for table, style, name in (("weights", "-", "eps from clipped x0"),
                              ("kept_eps", ":", "eps kept (diffusers' DDIM)")):
-    rows = sorted(results.get(table, {}).items(), key=lambda kv: float(kv[0]))
+    rows = sorted(results.get(table, {}).items(), key=weight_order)
     if not rows:
       continue
     weights = [float(key) for key, _ in rows]
@@ -171,6 +205,8 @@ def main(argv):
     FLAGS.minutes = min(FLAGS.minutes, 0.05)
   study.numbers("weights", FLAGS.weights, float, "0,1,3")
   study.numbers("kept_eps_weights", FLAGS.kept_eps_weights, float, "0,1,3", allow_empty=True)
+  config = guidance_config()   # configs only: the libraries are imported below
+  per_stage = stage_weights(FLAGS.stage_weights, len(stages.names(config)))
   workdir = FLAGS.workdir
   # --fid is left out: a w measured without FID is measured again under --fid. The
   # dataset, test data and budget are recorded only when given, so that the workdirs of
@@ -190,7 +226,6 @@ def main(argv):
   from common import images
   from hdd import config_checks, generate, pictures
 
-  config = guidance_config()
   config_checks.check_config(config)
   results.data.update(train_steps=FLAGS.train_steps, num_samples=FLAGS.num_samples,
                       dataset=FLAGS.dataset, minutes=FLAGS.minutes,
@@ -202,14 +237,15 @@ def main(argv):
     results.data["fid_reference"] = quality.description["fid_reference"]
   stage_params, _ = study.train_model(config, os.path.join(workdir, "cascade"))
   labels = generate.class_labels(config, FLAGS.num_samples)
-  points = ([("weights", float(w), True) for w in FLAGS.weights] +
-            [("kept_eps", float(w), False) for w in FLAGS.kept_eps_weights])
-  for table, weight, clipped_eps in points:
-    key = f"{weight:g}"
+  points = ([("weights", (float(w),), True) for w in FLAGS.weights] +
+            [("kept_eps", (float(w),), False) for w in FLAGS.kept_eps_weights] +
+            [("stage_weights", weights, True) for weights in per_stage])
+  for table, weights, clipped_eps in points:
+    key = ":".join(f"{w:g}" for w in weights)
     rows = results.table(table)
     if key in rows and ("fid" in rows[key] or not FLAGS.fid):
       continue
-    guided = with_guidance(config, weight, clipped_eps)
+    guided = with_guidance(config, weights, clipped_eps)
     samples, cost = study.sample_model(guided, stage_params, FLAGS.num_samples,
                                        f"w={key}" + ("" if clipped_eps else ", eps kept"))
     rows[key] = {**class_accuracy(quality.predict(samples), labels, stages.class_count(config)),
@@ -217,7 +253,7 @@ def main(argv):
     logging.info("%s w=%s: %s", table, key, rows[key])
     results.save()
     suffix = "" if clipped_eps else "_kept_eps"
-    images.save_png(os.path.join(workdir, f"grid_w{key}{suffix}.png"),
+    images.save_png(os.path.join(workdir, f"grid_w{key.replace(':', '_')}{suffix}.png"),
                     pictures.for_display(pictures.sample_grid(samples, labels),
                                          samples.shape[1]))
 

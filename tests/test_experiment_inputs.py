@@ -39,6 +39,10 @@ def refusal(result: subprocess.CompletedProcess) -> str:
      "error: --architectures=foo: unknown ['foo']; choose from resnet18, vgg16"),
     ("hdd_vs_ddpm", ["--gammas=x"], "error: --gammas=x: expected comma-separated"),
     ("guidance", ["--data_path=d.npz", "--weights=x"], "error: --weights=x: expected"),
+    ("guidance", ["--data_path=d.npz", "--stage_weights=3"], "error: --stage_weights=3: "
+     "expected 2 non-negative numbers joined by ':', one per stage, e.g. --stage_weights=3:1"),
+    ("guidance", ["--data_path=d.npz", "--stage_weights=3:-1"], "error: --stage_weights=3:-1: "
+     "expected 2 non-negative numbers joined by ':', one per stage, e.g. --stage_weights=3:1"),
     ("budget", ["--models=hdd,seed"], "error: --models=seed: seed 002's recipe is a CIFAR-10 "
      "recipe, not mnist's; use --dataset=cifar10 or leave seed out of --models"),
 ])

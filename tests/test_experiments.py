@@ -58,7 +58,7 @@ FIRST_RUNS = {
     "test_budget_trains_the_models_for_the_budget_and_scores_their_samples": (
         "budget", ["--nofid", "--minutes=0.05", "--dataset=cifar10"]),
     "test_guidance_scores_every_weight_on_cifar10_shaped_data": (
-        "guidance", ["--nofid", "--minutes=0.05", "--dataset=cifar10"]),
+        "guidance", ["--nofid", "--minutes=0.05", "--dataset=cifar10", "--stage_weights=0.5:0"]),
 }
 
 
@@ -332,6 +332,12 @@ def test_guidance_scores_every_weight_on_cifar10_shaped_data(first_runs):
   # Guidance evaluates the network twice per step: with and without the class.
   assert results["weights"]["0"]["evaluations"] == [50, 26]
   assert results["weights"]["0.5"]["evaluations"] == [100, 52]
+  # --stage_weights=0.5:0: stage 1 guided at w = 0.5 (two evaluations per step), stage 2 not.
+  per_stage = results["stage_weights"]["0.5:0"]
+  assert per_stage["evaluations"] == [100, 26] and np.isfinite(per_stage["fcd"])
+  assert sorted(per_stage["per_class_accuracy"]) == [str(k) for k in range(10)]
+  assert (workdir / "grid_w0.5_0.png").exists()
+  assert "| from clipped x0, w per stage | 0.5:0 |" in (workdir / "results.md").read_text()
   with open(workdir / "cascade" / "stage2" / "config.json") as f:
     stage2 = json.load(f)
   assert stage2["model"]["num_classes"] == 10 and stage2["model"]["low_res_size"] == 16
