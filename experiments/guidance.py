@@ -21,9 +21,9 @@ With --kept_eps_weights it also samples with diffusers' default DDIM, which keep
 network's eps after clipping x0: under guidance that chain leaves the data range and class
 accuracy falls as w grows. With --stage_weights it also samples with a w per stage (e.g. 3:0,
 the class guided at the first stage only, where a 16x16 image decides what it shows).
-Writes WORKDIR/results.json, results.md and guidance.png; a
-finished w is reused when the command is run again. Ho & Salimans (2022) report the same
-trade: accuracy (there, IS) rises with w while FID is best at a small w.
+Writes WORKDIR/results.json, results.md and guidance.png; a finished w is reused when the
+command is run again. Ho & Salimans (2022) report the same trade: accuracy (there, IS) rises
+with w while FID is best at a small w.
 """
 import math
 import os
@@ -88,9 +88,9 @@ def with_guidance(config, weights: tuple, clipped_eps: bool = True):
 
 def stage_weights(values: list[str], num_stages: int) -> list[tuple]:
   """The --stage_weights entries as tuples of one non-negative w per stage."""
+  example = ":".join(["3"] + ["1"] * (num_stages - 1))
   parsed = []
   for value in values:
-    example = ":".join(["3"] + ["1"] * (num_stages - 1))
     try:
       weights = [float(w) for w in value.split(":")]
     except ValueError:
