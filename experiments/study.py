@@ -24,7 +24,7 @@ from absl import app, flags
 
 from common import files, runtime
 from common.errors import UserError
-from evaluation.classifier_recipe import RECIPES, Recipe, named
+from evaluation.classifier_recipe import RECIPES, Recipe
 from hdd import layout, stages
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
@@ -239,7 +239,7 @@ def quality_inputs() -> dict:
 
 def classifier_recipe() -> Recipe:
   """How --dataset's classifier is built and trained (evaluation.classifier_recipe)."""
-  return named(flags.FLAGS.dataset if flags.FLAGS.dataset in RECIPES else "")
+  return RECIPES.get(flags.FLAGS.dataset, Recipe())
 
 
 def absolute_path(path: str) -> str:
