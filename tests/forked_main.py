@@ -12,6 +12,8 @@ path for one file of both), forks, and answers a line "started ID PID" at once a
 overlap: the processes of a multi-process run start side by side. When its stdin closes,
 the server kills the runs still going and exits.
 """
+import atexit
+import contextlib
 import itertools
 import json
 import os
@@ -23,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Read when a library is imported: a run whose environment differs in them starts fresh.
@@ -58,14 +61,44 @@ def run_request(request: dict) -> None:
   for descriptor in opened.values():
     os.close(descriptor)
   sys.argv = list(request["argv"])
-  if sys.argv[0] == "-m":
-    sys.argv, module = sys.argv[1:], sys.argv[1]
-    sys.path[0] = os.getcwd()
-    runpy.run_module(module, run_name="__main__", alter_sys=True)
-  else:
-    sys.path[0] = os.path.dirname(os.path.abspath(sys.argv[0]))
-    runpy.run_path(sys.argv[0], run_name="__main__")
-  sys.exit(0)
+  try:
+    if sys.argv[0] == "-m":
+      sys.argv, module = sys.argv[1:], sys.argv[1]
+      sys.path[0] = os.getcwd()
+      runpy.run_module(module, run_name="__main__", alter_sys=True)
+    else:
+      sys.path[0] = os.path.dirname(os.path.abspath(sys.argv[0]))
+      runpy.run_path(sys.argv[0], run_name="__main__")
+    status = 0
+  except SystemExit as exit_request:
+    status = exit_status(exit_request.code)
+  except BaseException:  # noqa: BLE001 (reported as an interpreter reports it)
+    traceback.print_exc()
+    status = 1
+  exit_without_finalizing(status)
+
+
+def exit_status(code) -> int:
+  """The status an interpreter exits with for `sys.exit(code)`: 0 for None, the int itself,
+  otherwise 1 after printing the code to stderr."""
+  if code is None:
+    return 0
+  if isinstance(code, int):
+    return code & 0xFF
+  print(code, file=sys.stderr)
+  return 1
+
+
+def exit_without_finalizing(status: int) -> None:
+  """Ends the child as an interpreter's exit does (non-daemon threads joined, atexit
+  handlers run, stdout and stderr flushed), then skips tearing down the modules the server
+  imported: that teardown, which changes nothing a run leaves behind, took ~1.9 s a run."""
+  threading._shutdown()   # What the interpreter's exit runs first.
+  atexit._run_exitfuncs()
+  for stream in (sys.stdout, sys.stderr):
+    with contextlib.suppress(Exception):
+      stream.flush()
+  os._exit(status)
 
 
 def serve() -> None:
