@@ -19,6 +19,10 @@ budget: the recipe of configs/hdd_mnist.py:budget at 16 -> 32 (`common.budget_ca
        truncate at t* = 399 and conditional on up(x_16): experiments/budget.py
        --dataset=cifar10 (FID 90.0 of 2,000 samples; 105.5 in 15 minutes, 83.5 in 60;
        docs/results.md).
+three_stage_budget: the budget recipe on three stages, 8x8 -> 16x16 -> 32x32: stage 1 (8x8,
+       base width 32) takes 15% of the budget, the conditional 16x16 stage 30% and the
+       conditional 32x32 stage 55%; a lever of the budget study
+       (experiments/budget.py --cascade_variant=three_stage_budget).
 cond, cond_quick, cond_budget: every stage class-conditional on the class, label dropout
        0.1, each guided at w = 2 (--config.stages.stageK.sample.guidance_scale); a row per
        class. FID and class accuracy against w: experiments/guidance.py --dataset=cifar10.
@@ -26,13 +30,21 @@ cond, cond_quick, cond_budget: every stage class-conditional on the class, label
 from configs import common, default
 
 
+VARIANTS = common.BUDGET_VARIANTS + ("three_stage_budget",)
+# The share of the budget of each stage of `three_stage_budget`: at 8x8 a stage trains
+# several times more images per second than at 16x16, and the last stage is the costliest.
+THREE_STAGE_FRACTIONS = (0.15, 0.30, 0.55)
+
+
 def get_config(variant: str = ""):
-  quick, _ = common.parse_variant(variant, common.BUDGET_VARIANTS)
+  quick, _ = common.parse_variant(variant, VARIANTS)
   config = common.cifar10_recipe(default.get_config())
   if quick:
     config.train.mixed_precision = False
     config.train.grad_accum_steps = 1
-  common.published_cascade(config, (16, 32), variant, common.BUDGET_VARIANTS)
+  three_stages = variant == "three_stage_budget"
+  common.published_cascade(config, (8, 16, 32) if three_stages else (16, 32), variant,
+                           VARIANTS)
   if not quick:
     config.stages.stage1.model.channel_mult = (1, 2, 4)
     config.stages.stage2.model.channel_mult = (1, 2, 4, 8)
@@ -40,6 +52,10 @@ def get_config(variant: str = ""):
     # Stage 1 twice as wide (0.70M parameters): at 16x16 it still trains 240 img/s, and
     # after 4 minutes its held-out loss was 0.0720 against the quick width's 0.0746.
     config.stages.stage1.model.base_channels = 32
+    last = common.stage_names(config)[-1]
     # 25 steps of the 32x32 stage: 2,000 samples in under 3 minutes on 2 cores.
-    config.stages.stage2.sample.num_steps = 25
+    config.stages[last].sample.num_steps = 25
+  if three_stages:
+    for name, fraction in zip(common.stage_names(config), THREE_STAGE_FRACTIONS):
+      config.stages[name].budget_fraction = fraction
   return config

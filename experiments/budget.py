@@ -19,6 +19,8 @@ curve of quality against budget. --cascade_set=FIELD=VALUE (repeatable) changes 
 cascades' configs: one lever of an ablation, in a workdir of its own (e.g.
 stages.stage2.model.low_res_size=0: the published, unconditional stage 2); --ddpm_set the
 DDPMs' (e.g. sample.num_steps=50).
+--cascade_variant=three_stage_budget (CIFAR-10) trains the three-stage cascade 8 -> 16 -> 32 in
+place of the two-stage one, as W/hdd: a structural lever, in a workdir of its own.
 --sample_set=stages.<stage>.sample.FIELD=VALUE (repeatable) samples and scores the cascade
 already trained in W/hdd with those sampling settings, without training it again: a sampling
 lever, as the row `sampled/<settings>` (samples in W/sampled/<settings>/).
@@ -57,6 +59,9 @@ flags.DEFINE_bool("real_low_res", True, "Also score the cascade's last stage fed
 flags.DEFINE_multi_string("cascade_set", [], "FIELD=VALUE for the cascades' configs (hdd and "
                           "the curve), e.g. stages.stage2.model.low_res_size=0: one lever of an "
                           "ablation, changed alone.")
+flags.DEFINE_string("cascade_variant", "budget", "The cascade's config variant "
+                    "(configs/hdd_<dataset>.py:VARIANT), e.g. three_stage_budget on CIFAR-10 "
+                    "(8x8 -> 16x16 -> 32x32): a structural lever of an ablation.")
 flags.DEFINE_multi_string("sample_set", [], "FIELD=VALUE of a cascade stage's sampling "
                           "(stages.<stage>.sample.<field>): the workdir's trained cascade sampled "
                           "and scored so, as a row of its own, without training it again: a "
@@ -116,6 +121,8 @@ def budget_configs(minutes: float) -> dict:
   002's DDPM recipe at the quick width}, each trained for `minutes`."""
   configs = study.model_configs(FLAGS.dataset, FLAGS.data_path, "budget",
                                 FLAGS.test_data_path)
+  if FLAGS.cascade_variant != "budget":
+    configs["hdd"] = cascade_config(FLAGS.cascade_variant)
   if FLAGS.dataset == "cifar10":
     from configs import ddpm_cifar10
     configs["seed"] = ddpm_cifar10.get_config("seed_budget")
@@ -134,6 +141,21 @@ def budget_configs(minutes: float) -> dict:
       for section in stages.all_sections(config):
         section.train.update(checkpoint_every=20, log_every=5)
   return configs
+
+
+def cascade_config(variant: str):
+  """The dataset's cascade config in a budget `variant` other than `budget`, reading the
+  data flags' files."""
+  import importlib
+  module = importlib.import_module(f"configs.hdd_{FLAGS.dataset}")
+  variants = [v for v in getattr(module, "VARIANTS", ()) if v.endswith("budget")
+              and not v.startswith("cond")]
+  if variant not in variants:
+    raise UserError(f"--cascade_variant={variant}: configs/hdd_{FLAGS.dataset}.py has the "
+                    f"unconditional budget variants {variants or ['budget']}; use one of them")
+  config = module.get_config(variant)
+  study.data_source(config.data, FLAGS.data_path, FLAGS.test_data_path)
+  return config
 
 
 def measure(run: Run, workdir: str, quality, model_dir: str = "") -> dict:
@@ -163,6 +185,7 @@ def measure(run: Run, workdir: str, quality, model_dir: str = "") -> dict:
             "train_seconds_per_stage": [float(s) for s in train_seconds],
             "budget_minutes": run.minutes,
             flag: settings,
+            **({"cascade_variant": FLAGS.cascade_variant} if run.model == "hdd" else {}),
             **({"sample_set": list(run.sample_set)} if run.sample_set else {}),
             "sample_seconds": float(sum(np.atleast_1d(cost["sample_seconds"]))),
             "sample_wall_seconds": wall,
@@ -278,6 +301,10 @@ def check_reusable(done, key: str, run: Run, workdir: str) -> None:
   if done is not None and done.get(flag, []) != settings:
     raise UserError(f"{workdir} holds a run of {key} with --{flag}="
                     f"{done.get(flag, [])}, not {settings}: use another --workdir")
+  variant = done.get("cascade_variant", "budget") if done is not None else None
+  if run.model == "hdd" and variant not in (None, FLAGS.cascade_variant):
+    raise UserError(f"{workdir} holds a run of {key} with --cascade_variant={variant}, not "
+                    f"{FLAGS.cascade_variant}: use another --workdir")
   if done is not None and done["budget_minutes"] != run.minutes:
     raise UserError(f"{workdir} holds a {done['budget_minutes']:g}-minute run of {key}, "
                     f"not --minutes={run.minutes:g}: use another --workdir")

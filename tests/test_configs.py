@@ -142,6 +142,29 @@ def test_cifar10_budget_variants():
     assert model.base_channels == cascade.stages[name].model.base_channels
 
 
+def test_cifar10_three_stage_budget_variant():
+  """CIFAR-10's `three_stage_budget`: 8 -> 16 -> 32 under the same 30 minutes, split 15/30/55;
+  each later stage conditional on the one before and handed over by truncate at t* = 399;
+  stage 1 twice as wide and weighted by Min-SNR-5, the last stage's chain 25 steps."""
+  from hdd import stages
+  cascade = importlib.import_module("configs.hdd_cifar10").get_config("three_stage_budget")
+  config_checks.check_config(cascade)
+  names = ("stage1", "stage2", "stage3")
+  assert stages.image_sizes(cascade) == [8, 16, 32] and cascade.time_budget_minutes == 30.0
+  assert [stages.stage_config(cascade, name).train.time_budget_minutes
+          for name in names] == pytest.approx([4.5, 9.0, 16.5])
+  assert [cascade.stages[n].model.low_res_size for n in names] == [0, 8, 16]
+  assert [cascade.stages[n].model.base_channels for n in names] == [32, 16, 16]
+  assert [cascade.stages[n].sample.num_steps for n in names] == [50, 50, 25]
+  assert [cascade.stages[n].train.min_snr_gamma for n in names] == [5.0, 0.0, 0.0]
+  for name in names[1:]:
+    stage = cascade.stages[name]
+    assert (stage.sample.handover, stage.sample.start_step, stage.diffusion.num_steps) == (
+        "truncate", 399, 400)
+  with pytest.raises(ValueError, match="unknown variant 'three_stage_quick'"):
+    importlib.import_module("configs.hdd_cifar10").get_config("three_stage_quick")
+
+
 @pytest.mark.parametrize("name, ddpm_name", [("hdd_mnist", "ddpm_mnist"),
                                              ("hdd_mnist_3stage", "ddpm_mnist"),
                                              ("hdd_afd", "ddpm_afd"),

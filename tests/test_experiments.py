@@ -279,8 +279,16 @@ def test_budget_trains_the_models_for_the_budget_and_scores_their_samples(first_
        "FIELD=VALUE with FIELD a field of the DDPM config, e.g. sample.num_steps=50"),
       ("--sample_set=stages.stage2.model.low_res_size=0", "error: --sample_set=stages.stage2."
        "model.low_res_size=0: expected FIELD=VALUE with FIELD a sampling field of a cascade "
-       "stage, e.g. stages.stage2.sample.low_res_noise=0.3")]:
-    again = run_python([*budget, "--minutes=0.05", "--models=ddpm", flag], env, fresh=True)
+       "stage, e.g. stages.stage2.sample.low_res_noise=0.3"),
+      # The two-stage cascade trained here is not the three-stage lever's, and a
+      # conditional variant is not a lever of this unconditional study.
+      ("--cascade_variant=three_stage_budget", f"error: {workdir} holds a run of hdd with "
+       "--cascade_variant=budget, not three_stage_budget: use another --workdir"),
+      ("--cascade_variant=cond_budget", "error: --cascade_variant=cond_budget: "
+       "configs/hdd_cifar10.py has the unconditional budget variants ['budget', "
+       "'three_stage_budget']; use one of them")]:
+    models = "--models=hdd" if flag.startswith("--cascade_variant") else "--models=ddpm"
+    again = run_python([*budget, "--minutes=0.05", models, flag], env, fresh=True)
     assert again.returncode == 2 and again.stderr.strip().splitlines() == [message]
   # Sampling levers: the trained cascade sampled with stage 2's input noised to 0.3 (T-1)
   # (0.1 (T-1) in training's row) and 20 DDIM steps in place of 25, a row of its own;
