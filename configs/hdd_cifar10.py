@@ -22,7 +22,8 @@ budget: the recipe of configs/hdd_mnist.py:budget at 16 -> 32 (`common.budget_ca
 three_stage_budget: the budget recipe on three stages, 8x8 -> 16x16 -> 32x32: stage 1 (8x8,
        base width 32) takes 15% of the budget, the conditional 16x16 stage 30% and the
        conditional 32x32 stage 55%; a lever of the budget study
-       (experiments/budget.py --cascade_variant=three_stage_budget).
+       (experiments/budget.py --cascade_variant=three_stage_budget): FID 95.3, no better
+       than the two-stage cascade (docs/results.md, levers).
 cond, cond_quick, cond_budget: every stage class-conditional on the class, label dropout
        0.1, each guided at w = 2 (--config.stages.stageK.sample.guidance_scale); a row per
        class. FID and class accuracy against w: experiments/guidance.py --dataset=cifar10.
