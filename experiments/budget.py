@@ -120,9 +120,7 @@ def budget_configs(minutes: float) -> dict:
   """{'hdd': the budget cascade, 'ddpm': the budget DDPM, and on CIFAR-10 'seed': seed
   002's DDPM recipe at the quick width}, each trained for `minutes`."""
   configs = study.model_configs(FLAGS.dataset, FLAGS.data_path, "budget",
-                                FLAGS.test_data_path)
-  if FLAGS.cascade_variant != "budget":
-    configs["hdd"] = cascade_config(FLAGS.cascade_variant)
+                                FLAGS.test_data_path, FLAGS.cascade_variant)
   if FLAGS.dataset == "cifar10":
     from configs import ddpm_cifar10
     configs["seed"] = ddpm_cifar10.get_config("seed_budget")
@@ -141,21 +139,6 @@ def budget_configs(minutes: float) -> dict:
       for section in stages.all_sections(config):
         section.train.update(checkpoint_every=20, log_every=5)
   return configs
-
-
-def cascade_config(variant: str):
-  """The dataset's cascade config in a budget `variant` other than `budget`, reading the
-  data flags' files."""
-  import importlib
-  module = importlib.import_module(f"configs.hdd_{FLAGS.dataset}")
-  variants = [v for v in getattr(module, "VARIANTS", ()) if v.endswith("budget")
-              and not v.startswith("cond")]
-  if variant not in variants:
-    raise UserError(f"--cascade_variant={variant}: configs/hdd_{FLAGS.dataset}.py has the "
-                    f"unconditional budget variants {variants or ['budget']}; use one of them")
-  config = module.get_config(variant)
-  study.data_source(config.data, FLAGS.data_path, FLAGS.test_data_path)
-  return config
 
 
 def measure(run: Run, workdir: str, quality, model_dir: str = "") -> dict:
@@ -301,7 +284,7 @@ def check_reusable(done, key: str, run: Run, workdir: str) -> None:
   if done is not None and done.get(flag, []) != settings:
     raise UserError(f"{workdir} holds a run of {key} with --{flag}="
                     f"{done.get(flag, [])}, not {settings}: use another --workdir")
-  variant = done.get("cascade_variant", "budget") if done is not None else None
+  variant = done.get("cascade_variant", "budget") if done is not None else None  # older rows
   if run.model == "hdd" and variant not in (None, FLAGS.cascade_variant):
     raise UserError(f"{workdir} holds a run of {key} with --cascade_variant={variant}, not "
                     f"{FLAGS.cascade_variant}: use another --workdir")
@@ -311,13 +294,20 @@ def check_reusable(done, key: str, run: Run, workdir: str) -> None:
 
 
 def check_flags() -> None:
-  """Refuses a bad --models or --curve_minutes before anything runs."""
+  """Refuses a bad --models, --curve_minutes or --cascade_variant before anything runs."""
   study.choices("models", FLAGS.models, MODELS)
   if "seed" in FLAGS.models and FLAGS.dataset != "cifar10":
     raise UserError(f"--models=seed: seed 002's recipe is a CIFAR-10 recipe, not "
                     f"{FLAGS.dataset}'s; use --dataset=cifar10 or leave seed out of --models")
   study.numbers("curve_minutes", FLAGS.curve_minutes, float, "10,20", positive=True,
                 allow_empty=True)
+  import importlib
+  module = importlib.import_module(f"configs.hdd_{FLAGS.dataset}")
+  variants = [v for v in getattr(module, "VARIANTS", ("budget",)) if v.endswith("budget")
+              and not v.startswith("cond")]
+  if FLAGS.cascade_variant not in variants:
+    raise UserError(f"--cascade_variant={FLAGS.cascade_variant}: configs/hdd_{FLAGS.dataset}.py "
+                    f"has the unconditional budget variants {variants}; use one of them")
 
 
 def main(argv):

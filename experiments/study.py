@@ -91,10 +91,11 @@ def define_quality_flags(fid_reference_examples: int = 0) -> None:
 
 
 def model_configs(dataset: str, data_path: str, variant: str = "quick",
-                  test_data_path: str = "") -> dict:
+                  test_data_path: str = "", cascade_variant: str = "") -> dict:
   """{'ddpm': the full-resolution DDPM, 'hdd': the cascade (14 -> 28, CIFAR-10 16 -> 32)}
-  of a dataset, each from its `variant` config, reading the training data from `data_path`
-  and the test data from `test_data_path` when given (`data_source`)."""
+  of a dataset, each from its `variant` config (the cascade from `cascade_variant` when
+  given), reading the training data from `data_path` and the test data from
+  `test_data_path` when given (`data_source`)."""
   from configs import (ddpm_cifar10, ddpm_fashion_mnist, ddpm_mnist, hdd_cifar10,
                        hdd_fashion_mnist, hdd_mnist)
   modules = {"mnist": (ddpm_mnist, hdd_mnist),
@@ -102,7 +103,7 @@ def model_configs(dataset: str, data_path: str, variant: str = "quick",
              "cifar10": (ddpm_cifar10, hdd_cifar10)}[dataset]
   configs = {}
   for name, module in zip(("ddpm", "hdd"), modules):
-    config = module.get_config(variant)
+    config = module.get_config(cascade_variant if name == "hdd" and cascade_variant else variant)
     data_source(config.data, data_path, test_data_path)
     configs[name] = config
   return configs
