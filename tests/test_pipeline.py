@@ -33,6 +33,14 @@ def test_order_is_seeded_and_resumes_exactly(stripes_npz):
   assert all(np.array_equal(a, b) for a, b in zip(run[7:], resumed))
 
 
+def test_the_pipeline_is_not_autotuned(stripes_npz):
+  """Deleting an autotuned iterator waits out the tuner's sleep between rounds (TF 2.21),
+  up to 60 s: long runs spent 10-47 s closing their pipeline."""
+  source = sources.create_source(tiny_data_config(source="npz", path=stripes_npz))
+  dataset = pipeline.build_dataset(source, 16, seed=0)
+  assert dataset.options().autotune.enabled is False and dataset.options().deterministic
+
+
 def test_random_flip_mirrors_some_images():
   images = np.zeros((32, 8, 8), np.uint8)
   images[:, :, :4] = 255  # Left half white.

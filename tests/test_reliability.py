@@ -10,7 +10,9 @@ import kill_resume
 import save_faults
 from helpers import COMPILATION_CACHE, save_stripes_npz
 
-NUM_STEPS = 24
+NUM_STEPS = 32   # Room for every kill: a restart killed in its first or second save
+                 # advances at most 2 steps.
+SAVE_KILLS = 10   # Inside saves: each point of save_faults once, the first four twice.
 
 
 @pytest.fixture(scope="module")
@@ -19,8 +21,8 @@ def env():
 
 
 def test_sigkill_at_random_moments_and_inside_saves_resumes_bitwise_identical(tmp_path, env):
-  """One run killed twice at random moments, then once at each point of save_faults inside
-  a checkpoint save, and resumed after each kill: each restart after a kill in a save
+  """One run killed twice at random moments, then ten times inside checkpoint saves (the
+  points of save_faults in turn), and resumed after each kill: each restart after a kill in a save
   resumes from the newest committed step; the end is bit for bit that of an uninterrupted
   run (which saves only its last step), and no killed save's temporary folder is left."""
   data = save_stripes_npz(str(tmp_path / "stripes.npz"))
@@ -31,9 +33,10 @@ def test_sigkill_at_random_moments_and_inside_saves_resumes_bitwise_identical(tm
   killed = kill_resume.run_with_kills(data, resumed, NUM_STEPS, kills=2, env=env, seed=1,
                                       finish=False)
   assert killed >= 1
-  landed = kill_resume.run_with_save_kills(data, resumed, NUM_STEPS,
-                                           kills=len(save_faults.POINTS), env=env, seed=2)
-  assert landed == {point: 1 for point in save_faults.POINTS}, landed
+  landed = kill_resume.run_with_save_kills(data, resumed, NUM_STEPS, kills=SAVE_KILLS,
+                                           env=env, seed=2)
+  # The points in turn: every point at least once, the first ones twice.
+  assert sum(landed.values()) == SAVE_KILLS and min(landed.values()) >= 1, landed
   assert kill_resume.compare(kill_resume.final_arrays(reference),
                              kill_resume.final_arrays(resumed)) == []
   leftovers = [n for n in os.listdir(os.path.join(resumed, "checkpoints"))
