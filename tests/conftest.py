@@ -16,7 +16,7 @@ from helpers import COMPILATION_CACHE, save_stripes_npz
 # the suite's time; XLA:CPU without its LLVM optimisations compiles about twice as fast
 # (tests/test_cascade.py's three-stage run: 136 s -> 76 s, empty cache, 2026-12-03). XLA
 # reads XLA_FLAGS when jax makes its first backend, after this; every main.py the tests
-# start inherits it. XLA:CPU's older loop emitters in place of its fusion emitters cut
+# start inherits it. XLA:CPU's legacy IR emitters in place of its fusion emitters cut
 # compiling further: the tiny train step 5.5-7.1 s -> 4.6-4.7 s, a quick t_sweep study
 # 58 -> 42 s of CPU (empty caches, 2026-12-04). Users' runs and the benchmarks keep XLA's
 # defaults; a flag the user set wins.
