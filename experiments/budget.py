@@ -23,7 +23,10 @@ DDPMs' (e.g. sample.num_steps=50).
 place of the two-stage one, as W/hdd: a structural lever, in a workdir of its own.
 --sample_set=stages.<stage>.sample.FIELD=VALUE (repeatable) samples and scores the cascade
 already trained in W/hdd with those sampling settings, without training it again: a sampling
-lever, as the row `sampled/<settings>` (samples in W/sampled/<settings>/).
+lever, as the row `sampled/<settings>` (samples in W/sampled/<settings>/);
+--ddpm_sample_set=sample.FIELD=VALUE (a chain field: sampler, num_steps, eta, ...) does the
+same for the DDPM trained in W/ddpm, as the row `ddpm_sampled/<settings>`, so that a
+sampling lever is measured on both models.
 
 For each model: num_samples images in W/<model>/samples/samples.npz (key `images`, uint8
 NHWC) and a grid W/<model>/samples/grid.png (every image >= 64 px); FID and KID against
@@ -44,6 +47,7 @@ from typing import NamedTuple
 from absl import flags
 
 from common.errors import UserError
+from configs import default
 from experiments import study
 from hdd import layout, stages
 
@@ -66,6 +70,9 @@ flags.DEFINE_multi_string("sample_set", [], "FIELD=VALUE of a cascade stage's sa
                           "(stages.<stage>.sample.<field>): the workdir's trained cascade sampled "
                           "and scored so, as a row of its own, without training it again: a "
                           "sampling lever of an ablation.")
+flags.DEFINE_multi_string("ddpm_sample_set", [], "sample.FIELD=VALUE of the DDPM's chain "
+                          "(sampler, num_steps, eta, ...): the workdir's trained DDPM sampled and "
+                          "scored so, as --sample_set for the cascade.")
 flags.DEFINE_multi_string("ddpm_set", [], "FIELD=VALUE for the DDPMs' configs (ddpm and seed), "
                           "e.g. sample.num_steps=50, as --cascade_set for the cascade.")
 FLAGS = flags.FLAGS
@@ -75,17 +82,35 @@ FLAGS = flags.FLAGS
 SETTINGS_FLAGS = {"hdd": "cascade_set", "ddpm": "ddpm_set", "seed": "ddpm_set"}
 SETTINGS_EXAMPLES = {"cascade_set": ("cascade", "stages.stage2.model.attention_resolutions=(7,)"),
                      "sample_set": ("cascade", "stages.stage2.sample.low_res_noise=0.3"),
+                     "ddpm_sample_set": ("DDPM", "sample.eta=0.5"),
                      "ddpm_set": ("DDPM", "sample.num_steps=50")}
 
 
+class SamplingLever(NamedTuple):
+  """A flag that samples a trained model another way: the pattern of its settings, what
+  their fields are (for the error message), and the results key (and directory) of its rows."""
+  flag: str
+  pattern: str
+  fields: str
+  row_prefix: str
+
+
+SAMPLING_LEVERS = {
+    "hdd": SamplingLever("sample_set", r"stages\.\w+\.sample\.\w+=.*",
+                         "a sampling field of a cascade stage", "sampled"),
+    "ddpm": SamplingLever("ddpm_sample_set",
+                          rf"sample\.({'|'.join(default.CHAIN_FIELDS)})=.*",
+                          "a field of the DDPM's chain", "ddpm_sampled")}
+
+
 class Run(NamedTuple):
-  """One model trained under one budget (or, with sample_set, the trained cascade sampled
+  """One model trained under one budget (or, with sample_set, the trained model sampled
   another way)."""
-  key: str           # its results key and directory: hdd, ddpm, hdd_<m>min, sampled/<set>
+  key: str           # its results key: hdd, ddpm, hdd_<m>min, sampled/<set>, ddpm_sampled/<set>
   model: str         # one of MODELS
   config: object     # its config (`budget_configs`)
   minutes: float     # its training budget
-  sample_set: tuple = ()   # --sample_set: sampled from the trained cascade in W/hdd
+  sample_set: tuple = ()   # --sample_set or --ddpm_sample_set: sampled from W/<model>
 
 
 def settings_of(model: str) -> tuple[str, list[str]]:
@@ -144,7 +169,7 @@ def budget_configs(minutes: float) -> dict:
 def measure(run: Run, workdir: str, quality, model_dir: str = "") -> dict:
   """Trains (or resumes) one model in `workdir`, samples it and scores the samples. With
   `model_dir`, the model trained there is sampled as it is, and `workdir` gets only the
-  samples (a sampling lever: `--sample_set`)."""
+  samples (a sampling lever: `--sample_set`, `--ddpm_sample_set`)."""
   import numpy as np
   from common import images
   from hdd import cascade, config_checks, pictures
@@ -231,7 +256,8 @@ def markdown(results: dict) -> str:
       for key in sorted(results) if key.startswith("hdd_") and key.endswith("min")] + [
       (key, f"{model_label(key, results[key])}, sampled with "
             f"{', '.join(results[key]['sample_set'])}")
-      for key in sorted(results) if key.startswith("sampled/")]
+      for key in sorted(results) if key.split("/")[0] in
+      {lever.row_prefix for lever in SAMPLING_LEVERS.values()}]
   lines = ["| model | budget (min) | trained (s) | images seen | FID | KID x1e3 | FCD | "
            "sampling (s) | evaluations/image |", "|---|---|---|---|---|---|---|---|---|"]
   for key, label in rows:
@@ -258,22 +284,31 @@ def markdown(results: dict) -> str:
   return text
 
 
-def sampled_run() -> Run:
-  """The cascade trained in W/hdd, sampled with the --sample_set settings (checked)."""
-  settings = list(FLAGS.sample_set)
-  for setting in settings:
-    if not re.fullmatch(r"stages\.\w+\.sample\.\w+=.*", setting):
-      raise UserError(f"--sample_set={setting}: expected FIELD=VALUE with FIELD a sampling "
-                      "field of a cascade stage, e.g. stages.stage2.sample.low_res_noise=0.3")
-  config = budget_configs(FLAGS.minutes)["hdd"]
-  apply_settings(config, "sample_set", settings)
-  return Run("sampled/" + ",".join(settings), "hdd", config, FLAGS.minutes, tuple(settings))
+def sampled_runs() -> list[Run]:
+  """The cascade trained in W/hdd sampled with the --sample_set settings, the DDPM trained
+  in W/ddpm with the --ddpm_sample_set ones (each checked), where any are given."""
+  runs = []
+  for model, lever in SAMPLING_LEVERS.items():
+    settings = list(getattr(FLAGS, lever.flag))
+    if not settings:
+      continue
+    for setting in settings:
+      if not re.fullmatch(lever.pattern, setting):
+        raise UserError(f"--{lever.flag}={setting}: expected FIELD=VALUE with FIELD "
+                        f"{lever.fields}, e.g. {SETTINGS_EXAMPLES[lever.flag][1]}")
+    config = budget_configs(FLAGS.minutes)[model]
+    apply_settings(config, lever.flag, settings)
+    runs.append(Run(f"{lever.row_prefix}/" + ",".join(settings), model, config, FLAGS.minutes,
+                    tuple(settings)))
+  return runs
 
 
 def run_directory(workdir: str, run: Run) -> str:
-  """W/<key>; a sampled run's W/sampled/<its settings, with path separators replaced>."""
+  """W/<key>; a sampled run's W/<sampled or ddpm_sampled>/<its settings, with path
+  separators replaced>."""
   if run.sample_set:
-    return os.path.join(workdir, "sampled", ",".join(run.sample_set).replace(os.sep, "_"))
+    return os.path.join(workdir, SAMPLING_LEVERS[run.model].row_prefix,
+                        ",".join(run.sample_set).replace(os.sep, "_"))
   return os.path.join(workdir, run.key)
 
 
@@ -323,24 +358,25 @@ def main(argv):
   runs = [Run(model, model, configs[model], FLAGS.minutes) for model in FLAGS.models]
   for minutes in map(float, FLAGS.curve_minutes):
     runs.append(Run(f"hdd_{minutes:g}min", "hdd", budget_configs(minutes)["hdd"], minutes))
-  if FLAGS.sample_set:
-    runs.append(sampled_run())
+  sampled = sampled_runs()
+  runs += sampled
   results = study.open_workdir(workdir, "budget", {
       **study.common_inputs(), **study.quality_inputs(), "fid": FLAGS.fid})
   for run in runs:
     check_reusable(results.data.get(run.key), run.key, run, workdir)
     if run.sample_set:
-      check_reusable(results.data.get("hdd"), "hdd", run, workdir)
-  if FLAGS.sample_set and "hdd" not in results.data and "hdd" not in FLAGS.models:
-    raise UserError(f"--sample_set samples the cascade trained in {workdir}/hdd, and it has "
-                    "none yet: add hdd to --models")
+      check_reusable(results.data.get(run.model), run.model, run, workdir)
+  for run in sampled:
+    if run.model not in results.data and run.model not in FLAGS.models:
+      raise UserError(f"--{SAMPLING_LEVERS[run.model].flag} samples the model trained in "
+                      f"{workdir}/{run.model}, and it has none yet: add {run.model} to --models")
   study.start_runtime()
   quality = study.Quality(configs["ddpm"].data, workdir, FLAGS.classifier_steps, FLAGS.fid,
                           FLAGS.fid_reference_examples)
   results.data["quality"] = quality.description
   for run in runs:
     if run.key not in results.data:
-      model_dir = os.path.join(workdir, "hdd") if run.sample_set else ""
+      model_dir = os.path.join(workdir, run.model) if run.sample_set else ""
       results.data[run.key] = measure(run, run_directory(workdir, run), quality, model_dir)
       results.save()
   study.write_markdown(workdir, markdown(results.data))

@@ -106,9 +106,9 @@ def test_budget_variants_share_one_budget_and_the_quick_models(dataset):
 def test_cifar10_budget_variants():
   """CIFAR-10's `budget`: the cascade 16 -> 32 on the quick U-Nets (stage 1 twice as wide)
   with attention at 8x8 only, 30 minutes split 35/65, stage 2 conditional on stage 1's
-  16x16 output with a 25-step chain; the DDPM on the quick U-Net with 100 steps; random
-  flips everywhere; `seed_budget` the seed's training recipe on that U-Net; `cond_budget`
-  both stages conditional."""
+  16x16 output with a 25-step chain, stage 1 sampled with half of DDPM's noise; the DDPM on
+  the quick U-Net with 100 steps at DDPM's noise; random flips everywhere; `seed_budget` the
+  seed's training recipe on that U-Net; `cond_budget` both stages conditional."""
   from hdd import stages
   module = importlib.import_module("configs.hdd_cifar10")
   cascade, conditional = module.get_config("budget"), module.get_config("cond_budget")
@@ -124,6 +124,9 @@ def test_cifar10_budget_variants():
       (8,), (8,)] and ddpm.model.attention_resolutions == (8,)
   assert cascade.stages.stage2.model.low_res_size == 16
   assert [cascade.stages[n].sample.num_steps for n in ("stage1", "stage2")] == [50, 25]
+  assert [cascade.stages[n].sample.eta for n in ("stage1", "stage2")] == [0.5, 1.0]
+  assert cascade.stages.stage2.sample.low_res_noise == 0.25
+  assert ddpm.sample.eta == 1.0
   assert ddpm.sample.num_steps == 100 and ddpm.train.time_budget_minutes == 30.0
   assert not ddpm.train.mixed_precision and ddpm.train.grad_accum_steps == 1
   # The seed's recipe: its lr held constant, two micro-batches of 64, EMA 0.995, bfloat16,
@@ -135,11 +138,14 @@ def test_cifar10_budget_variants():
   assert seed.diffusion == ddpm.diffusion and seed.diffusion.num_steps == 1000
   assert seed.train.time_budget_minutes == 30.0
   assert [cascade.stages[n].model.base_channels for n in ("stage1", "stage2")] == [32, 16]
-  # cond_budget: only the conditioning differs from budget.
+  # cond_budget: the conditioning differs from budget, and the sampling (stage 1 at eta 1,
+  # stage 2's input noised to 0.1 (T-1): its guidance study was measured so).
   for name in ("stage1", "stage2"):
     model = conditional.stages[name].model
     assert model.num_classes == 10 and conditional.stages[name].sample.guidance_scale == 2.0
     assert model.base_channels == cascade.stages[name].model.base_channels
+    assert conditional.stages[name].sample.eta == 1.0
+  assert conditional.stages.stage2.sample.low_res_noise == 0.1
 
 
 def test_cifar10_three_stage_budget_variant():

@@ -280,6 +280,8 @@ def test_budget_trains_the_models_for_the_budget_and_scores_their_samples(first_
       ("--sample_set=stages.stage2.model.low_res_size=0", "error: --sample_set=stages.stage2."
        "model.low_res_size=0: expected FIELD=VALUE with FIELD a sampling field of a cascade "
        "stage, e.g. stages.stage2.sample.low_res_noise=0.3"),
+      ("--ddpm_sample_set=sample.num_samples=5", "error: --ddpm_sample_set=sample.num_samples=5: "
+       "expected FIELD=VALUE with FIELD a field of the DDPM's chain, e.g. sample.eta=0.5"),
       # The two-stage cascade trained here is not the three-stage lever's, and a
       # conditional variant is not a lever of this unconditional study.
       ("--cascade_variant=three_stage_budget", f"error: {workdir} holds a run of hdd with "
@@ -291,14 +293,25 @@ def test_budget_trains_the_models_for_the_budget_and_scores_their_samples(first_
     again = run_python([*budget, "--minutes=0.05", models, flag], env, fresh=True)
     assert again.returncode == 2 and again.stderr.strip().splitlines() == [message]
   # Sampling levers: the trained cascade sampled with stage 2's input noised to 0.3 (T-1)
-  # (0.1 (T-1) in training's row) and 20 DDIM steps in place of 25, a row of its own;
-  # nothing is trained again.
+  # (0.1 (T-1) in training's row) and 20 DDIM steps in place of 25, and the trained DDPM
+  # with half of DDPM's noise (eta 0.5 in place of 1), each a row of its own; nothing is
+  # trained again.
   levers = ["stages.stage2.sample.low_res_noise=0.3", "stages.stage2.sample.num_steps=20"]
   sampled = run_python([*budget, "--minutes=0.05", "--models=ddpm", "--noreal_low_res",
-                        *(f"--sample_set={lever}" for lever in levers)], env)
+                        *(f"--sample_set={lever}" for lever in levers),
+                        "--ddpm_sample_set=sample.eta=0.5"], env)
   assert sampled.returncode == 0, sampled.stderr[-3000:]
-  trained = results["hdd"]
+  trained, trained_ddpm = results["hdd"], results["ddpm"]
   results = read_results(workdir)
+  ddpm_row = results["ddpm_sampled/sample.eta=0.5"]
+  assert results["ddpm"] == trained_ddpm and ddpm_row["sample_set"] == ["sample.eta=0.5"]
+  assert ddpm_row["trained_images"] == trained_ddpm["trained_images"]
+  assert ddpm_row["evaluations_per_image"] == trained_ddpm["evaluations_per_image"]
+  with np.load(workdir / "ddpm_sampled" / "sample.eta=0.5" / "samples" / "samples.npz") as a, \
+       np.load(workdir / "ddpm" / "samples" / "samples.npz") as b:
+    assert a["images"].shape == (11, 32, 32, 3)
+    assert not np.array_equal(a["images"], b["images"])
+  assert "| DDPM 32x32, sampled with sample.eta=0.5 | 0.05 |" in sampled.stdout
   key = ",".join(levers)
   row = results[f"sampled/{key}"]
   assert results["hdd"] == trained and row["sample_set"] == levers
