@@ -358,18 +358,17 @@ def main(argv):
   runs = [Run(model, model, configs[model], FLAGS.minutes) for model in FLAGS.models]
   for minutes in map(float, FLAGS.curve_minutes):
     runs.append(Run(f"hdd_{minutes:g}min", "hdd", budget_configs(minutes)["hdd"], minutes))
-  sampled = sampled_runs()
-  runs += sampled
+  runs += sampled_runs()
   results = study.open_workdir(workdir, "budget", {
       **study.common_inputs(), **study.quality_inputs(), "fid": FLAGS.fid})
   for run in runs:
     check_reusable(results.data.get(run.key), run.key, run, workdir)
     if run.sample_set:
       check_reusable(results.data.get(run.model), run.model, run, workdir)
-  for run in sampled:
-    if run.model not in results.data and run.model not in FLAGS.models:
-      raise UserError(f"--{SAMPLING_LEVERS[run.model].flag} samples the model trained in "
-                      f"{workdir}/{run.model}, and it has none yet: add {run.model} to --models")
+      if run.model not in results.data and run.model not in FLAGS.models:
+        raise UserError(f"--{SAMPLING_LEVERS[run.model].flag} samples the model trained in "
+                        f"{workdir}/{run.model}, and it has none yet: add {run.model} to "
+                        "--models")
   study.start_runtime()
   quality = study.Quality(configs["ddpm"].data, workdir, FLAGS.classifier_steps, FLAGS.fid,
                           FLAGS.fid_reference_examples)

@@ -292,6 +292,13 @@ def test_budget_trains_the_models_for_the_budget_and_scores_their_samples(first_
     models = "--models=hdd" if flag.startswith("--cascade_variant") else "--models=ddpm"
     again = run_python([*budget, "--minutes=0.05", models, flag], env, fresh=True)
     assert again.returncode == 2 and again.stderr.strip().splitlines() == [message]
+  # A sampling lever of a model the workdir has not trained, and is not asked to train.
+  elsewhere = workdir.parent / f"{workdir.name}_without_ddpm"
+  again = run_python([*budget[:1], f"--workdir={elsewhere}", *budget[2:], "--minutes=0.05",
+                      "--models=hdd", "--ddpm_sample_set=sample.eta=0.5"], env, fresh=True)
+  assert again.returncode == 2 and again.stderr.strip().splitlines() == [
+      f"error: --ddpm_sample_set samples the model trained in {elsewhere}/ddpm, and it has "
+      "none yet: add ddpm to --models"]
   # Sampling levers: the trained cascade sampled with stage 2's input noised to 0.3 (T-1)
   # (0.1 (T-1) in training's row) and 20 DDIM steps in place of 25, and the trained DDPM
   # with half of DDPM's noise (eta 0.5 in place of 1), each a row of its own; nothing is
