@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import re
+import shutil
 import time
 from typing import Any, Optional
 
@@ -34,12 +35,24 @@ STEP_METADATA = "_CHECKPOINT_METADATA"   # orbax's per-step metadata file
 def create_manager(directory: str, keep: int = 3) -> ocp.CheckpointManager:
   """orbax's manager that saves into `directory` (training, which holds the workdir's
   lock): its listing reads no step's metadata, and the temporary folders of saves that a
-  killed run left behind are removed."""
+  killed run left behind are already removed when it returns."""
+  directory = os.path.abspath(directory)
+  remove_unfinished_saves(directory)
   options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                         lightweight_initialize=True,
-                                         cleanup_tmp_directories=True)
-  return ocp.CheckpointManager(os.path.abspath(directory), options=options,
+                                         lightweight_initialize=True)
+  return ocp.CheckpointManager(directory, options=options,
                                item_handlers=ocp.StandardCheckpointHandler())
+
+
+def remove_unfinished_saves(directory: str) -> None:
+  """Deletes the temporary folders of saves that never finished (on the primary host).
+
+  Done here, before anything else reads the workdir, rather than by orbax's
+  `cleanup_tmp_directories`, which lists and deletes on a background thread that runs on
+  into training and races whatever else touches the file system then."""
+  if jax.process_index() == 0:
+    for unfinished in ocp.utils.tmp_checkpoints(directory):
+      shutil.rmtree(unfinished.get())
 
 
 def _reader(directory: str) -> ocp.CheckpointManager:

@@ -22,6 +22,7 @@ from input_pipeline.sources import CROPS, SOURCES
 
 # A wall-clock budget beyond this is a typo; 1e308 minutes overflowed the first log line.
 MAX_BUDGET_MINUTES = 365 * 24 * 60
+MAX_STEPS = 2**31 - 1   # The train state's step counter is int32.
 
 
 def _problems(config: ml_collections.ConfigDict) -> list[str]:
@@ -85,7 +86,8 @@ def _problems(config: ml_collections.ConfigDict) -> list[str]:
   need(1 <= f.num_steps <= 100_000, "diffusion.num_steps", "must lie in [1, 100000]")
   need(0.0 < f.beta_start < f.beta_end < 1.0, "diffusion.beta_start",
        f"need 0 < beta_start < beta_end < 1 (beta_end={f.beta_end})")
-  need(t.num_steps >= 1, "train.num_steps", "must be >= 1")
+  need(1 <= t.num_steps <= MAX_STEPS, "train.num_steps",
+       f"must lie in [1, {MAX_STEPS}] (the step counter is int32)")
   need(t.time_budget_minutes >= 0, "train.time_budget_minutes", "must be >= 0 (0 = no budget)")
   need(t.time_budget_minutes <= MAX_BUDGET_MINUTES, "train.time_budget_minutes",
        f"must be a finite number of minutes, at most {MAX_BUDGET_MINUTES} (a year)")
@@ -100,7 +102,8 @@ def _problems(config: ml_collections.ConfigDict) -> list[str]:
   need(t.learning_rate > 0, "train.learning_rate", "must be > 0")
   need(0 <= t.min_learning_rate <= t.learning_rate, "train.min_learning_rate",
        "must lie in [0, train.learning_rate]")
-  need(t.warmup_steps >= 0, "train.warmup_steps", "must be >= 0")
+  need(0 <= t.warmup_steps <= MAX_STEPS, "train.warmup_steps",
+       f"must lie in [0, {MAX_STEPS}] (the step counter is int32)")
   need(t.weight_decay >= 0, "train.weight_decay", "must be >= 0")
   need(t.min_snr_gamma >= 0, "train.min_snr_gamma", "must be >= 0 (0 = the simple loss)")
   need(t.grad_clip >= 0, "train.grad_clip", "must be >= 0 (0 disables clipping)")

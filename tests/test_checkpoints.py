@@ -72,6 +72,19 @@ def test_restore_latest_round_trips_and_keeps_the_last_n(tmp_path):
   assert [checkpoints.trained_seconds(directory, s) for s in (2, 3, None)] == [5.0, 7.5, None]
 
 
+def test_the_folders_of_unfinished_saves_are_gone_when_the_manager_returns(tmp_path):
+  """A killed save leaves `<step>.orbax-checkpoint-tmp-<time>`; it is deleted before
+  create_manager returns (not by a background thread racing the run that starts)."""
+  directory = str(tmp_path / "checkpoints")
+  saved_manager(directory, [1, 2], keep=3).close()
+  unfinished = os.path.join(directory, "3.orbax-checkpoint-tmp-1733356800123456")
+  shutil.copytree(os.path.join(directory, "2"), unfinished)
+  os.remove(os.path.join(unfinished, "_CHECKPOINT_METADATA"))
+  manager = checkpoints.create_manager(directory, keep=3)
+  assert sorted(os.listdir(directory)) == ["1", "2"]
+  assert manager.latest_step() == 2
+
+
 def test_another_configuration_is_refused_by_name(tmp_path):
   directory = str(tmp_path / "checkpoints")
   saved_manager(directory, [1])

@@ -80,6 +80,8 @@ def test_train_resume_sample_eval(trained_ddpm_run, tmp_path):
 
 @pytest.mark.parametrize("args,message", [
     (["--config.train.batch_size=0"], "invalid config: train.batch_size=0: must be >= 1"),
+    (["--config.train.num_steps=2147483648"],
+     "invalid config: train.num_steps=2147483648: must lie in [1, 2147483647]"),
     (["--config.diffusion.beta_end=0.00001"], "invalid config: diffusion.beta_start=0.0001"),
     (["--config.sample.sampler=euler"], "invalid config: sample.sampler='euler': must be one of"),
     (["--config.data.path=/no/such/file.npz"], "data.path '/no/such/file.npz' does not exist"),
