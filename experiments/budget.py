@@ -81,7 +81,7 @@ FLAGS = flags.FLAGS
 # The settings flag of each model; what it changes, and an example, for its error message.
 SETTINGS_FLAGS = {"hdd": "cascade_set", "ddpm": "ddpm_set", "seed": "ddpm_set"}
 SETTINGS_EXAMPLES = {"cascade_set": ("cascade", "stages.stage2.model.attention_resolutions=(7,)"),
-                     "sample_set": ("cascade", "stages.stage2.sample.low_res_noise=0.3"),
+                     "sample_set": ("cascade", study.CASCADE_SAMPLING_EXAMPLE),
                      "ddpm_sample_set": ("DDPM", "sample.eta=0.5"),
                      "ddpm_set": ("DDPM", "sample.num_steps=50")}
 
@@ -96,7 +96,7 @@ class SamplingLever(NamedTuple):
 
 
 SAMPLING_LEVERS = {
-    "hdd": SamplingLever("sample_set", r"stages\.\w+\.sample\.\w+=.*",
+    "hdd": SamplingLever("sample_set", study.CASCADE_SAMPLING_SETTING,
                          "a sampling field of a cascade stage", "sampled"),
     "ddpm": SamplingLever("ddpm_sample_set",
                           rf"sample\.({'|'.join(default.CHAIN_FIELDS)})=.*",
@@ -121,24 +121,8 @@ def settings_of(model: str) -> tuple[str, list[str]]:
 
 
 def apply_settings(config, flag: str, settings: list[str]) -> None:
-  """Sets FIELD=VALUE settings (VALUE a Python literal, else a string) of --`flag` on a
-  config, refusing fields it does not have."""
-  import ast
-  for setting in settings:
-    field, sep, text = setting.partition("=")
-    *path, key = field.split(".")
-    section = config
-    for part in path:
-      section = section.get(part) if hasattr(section, "get") else None
-    if not sep or section is None or key not in section:
-      model, example = SETTINGS_EXAMPLES[flag]
-      raise UserError(f"--{flag}={setting}: expected FIELD=VALUE with FIELD a field of the "
-                      f"{model} config, e.g. {example}")
-    try:
-      value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-      value = text
-    section[key] = value
+  """Sets the FIELD=VALUE settings of --`flag` on a config (`study.apply_settings`)."""
+  study.apply_settings(config, flag, settings, *SETTINGS_EXAMPLES[flag])
 
 
 def budget_configs(minutes: float) -> dict:

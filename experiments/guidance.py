@@ -20,13 +20,17 @@ samples --num_samples images, ten classes in turn, from one seed, and measures
 With --kept_eps_weights it also samples with diffusers' default DDIM, which keeps the
 network's eps after clipping x0: under guidance that chain leaves the data range and class
 accuracy falls as w grows. With --stage_weights it also samples with a w per stage (e.g. 3:0,
-the class guided at the first stage only, where a 16x16 image decides what it shows).
+the class guided at the first stage only, where a 16x16 image decides what it shows). With
+--sample_set=stages.<stage>.sample.FIELD=VALUE (repeatable) it samples the trained cascade at
+this command's w with those settings (a sampling lever; training is unchanged), in rows of
+their own keyed '<w> with <settings>'.
 Writes WORKDIR/results.json, results.md and guidance.png; a finished w is reused when the
 command is run again. Ho & Salimans (2022) report the same trade: accuracy (there, IS) rises
 with w while FID is best at a small w.
 """
 import math
 import os
+import re
 
 from absl import flags, logging
 
@@ -51,6 +55,11 @@ flags.DEFINE_list("stage_weights", [],
 flags.DEFINE_list("kept_eps_weights", [],
                   "Also sample at these w with DDIM keeping the network's eps after clipping "
                   "x0 (diffusers' default) instead of re-deriving it (the config's choice).")
+flags.DEFINE_multi_string("sample_set", [],
+                          "stages.<stage>.sample.FIELD=VALUE (repeatable): sample the trained "
+                          "cascade at every w of --weights and --stage_weights with these "
+                          "settings, in rows of their own (e.g. "
+                          "stages.stage1.sample.eta=0.5).")
 study.define_quality_flags(fid_reference_examples=2000)
 flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
@@ -83,6 +92,21 @@ def with_guidance(config, weights: tuple, clipped_eps: bool = True):
                            strict=True):
     model.sample.guidance_scale = weight
     model.sample.clipped_eps = clipped_eps
+  return config
+
+
+def sampled_config(config, settings: list[str]):
+  """`config` with the --sample_set settings, each a sampling field of a cascade stage."""
+  for setting in settings:
+    if not re.fullmatch(study.CASCADE_SAMPLING_SETTING, setting):
+      raise UserError(f"--sample_set={setting}: expected FIELD=VALUE with FIELD a sampling "
+                      f"field of a cascade stage, e.g. {study.CASCADE_SAMPLING_EXAMPLE}")
+  if settings and FLAGS.kept_eps_weights:
+    raise UserError("--sample_set applies to --weights and --stage_weights; run "
+                    "--kept_eps_weights in a command of its own")
+  config = config.copy_and_resolve_references()
+  study.apply_settings(config, "sample_set", settings, "cascade",
+                       study.CASCADE_SAMPLING_EXAMPLE)
   return config
 
 
@@ -123,9 +147,11 @@ def commonest_miss(confusion: list, asked: int) -> str:
   return f"{called} ({calls[called] / total:.2f})" if calls[called] > 0 else "-"
 
 
-def weight_order(item) -> list[float]:
-  """Sorts table rows by their w ('3') or per-stage w ('3:1')."""
-  return [float(w) for w in item[0].split(":")]
+def weight_order(item) -> tuple:
+  """Sorts table rows by their w ('3') or per-stage w ('3:1'), then by their sampling
+  settings ('3 with stages.stage1.sample.eta=0.5')."""
+  weights, _, settings = item[0].partition(" with ")
+  return [float(w) for w in weights.split(":")], settings
 
 
 def results_markdown(results: dict) -> str:
@@ -140,14 +166,15 @@ def results_markdown(results: dict) -> str:
            f"| DDIM eps | w | class accuracy | worst class | {fid_title} | network evals / image "
            "| sample s |", "|---|---|---|---|---|---|---|"]
   for table, name in (("weights", "from clipped x0"), ("kept_eps", "kept (diffusers)"),
-                      ("stage_weights", "from clipped x0, w per stage")):
+                      ("stage_weights", "from clipped x0, w per stage"),
+                      ("sampled", "from clipped x0, sampled with the settings named")):
     for key, row in sorted(results.get(table, {}).items(), key=weight_order):
       fid = f"{row['fid']:.2f}" if "fid" in row else "-"
       lines.append(f"| {name} | {key} | {row['accuracy']:.3f} | "
                    f"{row['worst_class_accuracy']:.3f} | {fid} | "
                    f"{' + '.join(map(str, row['evaluations']))} | {row['sample_seconds']:.1f} |")
-  rows = [*sorted(results.get("weights", {}).items(), key=weight_order),
-          *sorted(results.get("stage_weights", {}).items(), key=weight_order)]
+  rows = [row for table in ("weights", "stage_weights", "sampled")
+          for row in sorted(results.get(table, {}).items(), key=weight_order)]
   if rows:
     classes = sorted(rows[0][1]["per_class_accuracy"], key=int)
     lines += ["", "Class accuracy of the samples asked for each class (eps from clipped x0):", "",
@@ -207,6 +234,7 @@ def main(argv):
   study.numbers("kept_eps_weights", FLAGS.kept_eps_weights, float, "0,1,3", allow_empty=True)
   config = guidance_config()   # configs only: the libraries are imported below
   per_stage = stage_weights(FLAGS.stage_weights, len(stages.names(config)))
+  sampling = sampled_config(config, FLAGS.sample_set)
   workdir = FLAGS.workdir
   # --fid is left out: a w measured without FID is measured again under --fid. The
   # dataset, test data and budget are recorded only when given, so that the workdirs of
@@ -227,6 +255,7 @@ def main(argv):
   from hdd import config_checks, generate, pictures
 
   config_checks.check_config(config)
+  config_checks.check_config(sampling)
   results.data.update(train_steps=FLAGS.train_steps, num_samples=FLAGS.num_samples,
                       dataset=FLAGS.dataset, minutes=FLAGS.minutes,
                       image_sizes=stages.image_sizes(config))
@@ -240,20 +269,23 @@ def main(argv):
   points = ([("weights", (float(w),), True) for w in FLAGS.weights] +
             [("kept_eps", (float(w),), False) for w in FLAGS.kept_eps_weights] +
             [("stage_weights", weights, True) for weights in per_stage])
+  settings = ",".join(FLAGS.sample_set)
   for table, weights, clipped_eps in points:
     key = ":".join(f"{w:g}" for w in weights)
+    if settings:
+      table, key = "sampled", f"{key} with {settings}"
     rows = results.table(table)
     if key in rows and ("fid" in rows[key] or not FLAGS.fid):
       continue
-    guided = with_guidance(config, weights, clipped_eps)
+    guided = with_guidance(sampling, weights, clipped_eps)
     samples, cost = study.sample_model(guided, stage_params, FLAGS.num_samples,
                                        f"w={key}" + ("" if clipped_eps else ", eps kept"))
     rows[key] = {**class_accuracy(quality.predict(samples), labels, stages.class_count(config)),
                  **cost, **quality(samples)}
     logging.info("%s w=%s: %s", table, key, rows[key])
     results.save()
-    suffix = "" if clipped_eps else "_kept_eps"
-    images.save_png(os.path.join(workdir, f"grid_w{key.replace(':', '_')}{suffix}.png"),
+    name = re.sub(r"[^\w.=-]+", "_", key) + ("" if clipped_eps else "_kept_eps")
+    images.save_png(os.path.join(workdir, f"grid_w{name}.png"),
                     pictures.for_display(pictures.sample_grid(samples, labels),
                                          samples.shape[1]))
 

@@ -265,6 +265,31 @@ def numbers(flag: str, values: list[str], kind: type, example: str, positive: bo
   return parsed
 
 
+# A cascade stage's sampling field (the settings of --sample_set in budget.py, guidance.py).
+CASCADE_SAMPLING_SETTING = r"stages\.\w+\.sample\.\w+=.*"
+CASCADE_SAMPLING_EXAMPLE = "stages.stage2.sample.low_res_noise=0.3"
+
+
+def apply_settings(config, flag: str, settings: list[str], model: str, example: str) -> None:
+  """Sets FIELD=VALUE settings of --`flag` (VALUE a Python literal, else a string) on the
+  config of `model`, refusing fields it does not have with `example` of one it has."""
+  import ast
+  for setting in settings:
+    field, sep, text = setting.partition("=")
+    *path, key = field.split(".")
+    section = config
+    for part in path:
+      section = section.get(part) if hasattr(section, "get") else None
+    if not sep or section is None or key not in section:
+      raise UserError(f"--{flag}={setting}: expected FIELD=VALUE with FIELD a field of the "
+                      f"{model} config, e.g. {example}")
+    try:
+      value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      value = text
+    section[key] = value
+
+
 def choices(flag: str, values: list[str], allowed) -> None:
   """Refuses list flag --`flag` unless it names at least one of `allowed` and nothing else."""
   unknown = sorted(set(values) - set(allowed))

@@ -43,6 +43,15 @@ def refusal(result: subprocess.CompletedProcess) -> str:
      "expected 2 non-negative numbers joined by ':', one per stage, e.g. --stage_weights=3:1"),
     ("guidance", ["--data_path=d.npz", "--stage_weights=3:-1"], "error: --stage_weights=3:-1: "
      "expected 2 non-negative numbers joined by ':', one per stage, e.g. --stage_weights=3:1"),
+    ("guidance", ["--data_path=d.npz", "--sample_set=stages.stage1.train.ema_decay=0.9"],
+     "error: --sample_set=stages.stage1.train.ema_decay=0.9: expected FIELD=VALUE with FIELD a "
+     "sampling field of a cascade stage, e.g. stages.stage2.sample.low_res_noise=0.3"),
+    ("guidance", ["--data_path=d.npz", "--sample_set=stages.stage1.sample.etta=0.5"],
+     "error: --sample_set=stages.stage1.sample.etta=0.5: expected FIELD=VALUE with FIELD a "
+     "field of the cascade config, e.g. stages.stage2.sample.low_res_noise=0.3"),
+    ("guidance", ["--data_path=d.npz", "--sample_set=stages.stage1.sample.eta=0.5",
+                  "--kept_eps_weights=3"], "error: --sample_set applies to --weights and "
+     "--stage_weights; run --kept_eps_weights in a command of its own"),
     ("budget", ["--models=hdd,seed"], "error: --models=seed: seed 002's recipe is a CIFAR-10 "
      "recipe, not mnist's; use --dataset=cifar10 or leave seed out of --models"),
 ])

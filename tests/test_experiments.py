@@ -333,7 +333,7 @@ def test_budget_trains_the_models_for_the_budget_and_scores_their_samples(first_
   assert f"| HDD cascade 16->32, sampled with {', '.join(levers)} | 0.05 |" in sampled.stdout
 
 
-def test_guidance_scores_every_weight_on_cifar10_shaped_data(first_runs):
+def test_guidance_scores_every_weight_on_cifar10_shaped_data(first_runs, colour_data):
   """The conditional budget cascade of CIFAR-10 (16 -> 32, both stages conditioned on the
   class) trained for its budget, sampled at each w and judged by the 32x32 classifier."""
   from PIL import Image
@@ -370,3 +370,21 @@ def test_guidance_scores_every_weight_on_cifar10_shaped_data(first_runs):
     stage2 = json.load(f)
   assert stage2["model"]["num_classes"] == 10 and stage2["model"]["low_res_size"] == 16
   assert "Conditional cifar10 cascade (16x16 -> 32x32, 0.05 minutes of training)" in out
+  # A sampling lever: the trained cascade sampled at w = 0.5 with stage 1 at eta = 0 in
+  # place of 1, a row of its own; the rows before it and the training stay as they were.
+  train, test = colour_data
+  lever = "stages.stage1.sample.eta=0.0"
+  rerun = run_study("guidance", workdir, f"--data_path={train}", f"--test_data_path={test}",
+                    "--nofid", "--minutes=0.05", "--dataset=cifar10", "--weights=0.5",
+                    f"--sample_set={lever}")
+  again = read_results(workdir)
+  assert {table: again[table] for table in ("weights", "stage_weights")} == {
+      table: results[table] for table in ("weights", "stage_weights")}
+  row = again["sampled"][f"0.5 with {lever}"]
+  assert row["evaluations"] == [100, 52] and np.isfinite(row["fcd"])
+  assert row["fcd"] != results["weights"]["0.5"]["fcd"]   # Other samples.
+  assert "Training already finished" in rerun.stderr
+  with Image.open(workdir / f"grid_w0.5_with_{lever}.png") as grid:
+    assert grid.size == (2 * (2 + 2 * 34), 2 * (2 + 10 * 34))
+  assert (f"| from clipped x0, sampled with the settings named | 0.5 with {lever} |"
+          in (workdir / "results.md").read_text())
