@@ -62,13 +62,14 @@ def get_config(variant: str = ""):
     # Sampling levers of trained cascades (docs/results.md, levers): stage 1 with half of
     # DDPM's noise (eta 0.5) lowered FID by 1.1, 0.5 and 0.2 and the classifier distance by
     # 26, 18 and 17% on three cascades (the DDPM's FID is best at eta 1: 92.7 against 98.4
-    # at 0.5); guided at w = 3, the conditional cascade's class accuracy rose from 56.8% to
-    # 60.0% and its FID fell from 130.2 to 122.6 (500 samples).
+    # at 0.5); guided at w = 3, the conditional cascade's FID fell from 110.4 to 104.4 (1,000
+    # samples; its class accuracy, 57.8% -> 58.9%, moved within the noise).
     config.stages.stage1.sample.eta = 0.5
   if variant == "budget":
     # Stage 2's input noised to 0.25 (T-1) in place of 0.1 (T-1): FID -3.2, -2.0 and -2.7
     # on three cascades. Not in cond_budget: guided at w = 3, it cost the conditional
-    # cascade 2 points of class accuracy (58.0% against 60.0%; docs/results.md, levers).
+    # cascade class accuracy on two settings of stage 1 (500 samples: 58.0% against 60.0% at
+    # eta 0.5, 55.6% against 56.8% at eta 1; docs/results.md, levers).
     config.stages.stage2.sample.low_res_noise = 0.25
   if three_stages:
     for name, fraction in zip(common.stage_names(config), THREE_STAGE_FRACTIONS):
