@@ -95,12 +95,20 @@ def with_guidance(config, weights: tuple, clipped_eps: bool = True):
   return config
 
 
+# The sampling fields that `with_guidance` sets at each point of the study.
+GUIDANCE_FIELDS = ("guidance_scale", "clipped_eps")
+
+
 def sampled_config(config, settings: list[str]):
   """`config` with the --sample_set settings, each a sampling field of a cascade stage."""
   for setting in settings:
     if not re.fullmatch(study.CASCADE_SAMPLING_SETTING, setting):
       raise UserError(f"--sample_set={setting}: expected FIELD=VALUE with FIELD a sampling "
                       f"field of a cascade stage, e.g. {study.CASCADE_SAMPLING_EXAMPLE}")
+    field = setting.partition("=")[0].rsplit(".", 1)[-1]
+    if field in GUIDANCE_FIELDS:
+      raise UserError(f"--sample_set={setting}: {field} is set by this study's --weights, "
+                      "--stage_weights and --kept_eps_weights; use those")
   if settings and FLAGS.kept_eps_weights:
     raise UserError("--sample_set applies to --weights and --stage_weights; run "
                     "--kept_eps_weights in a command of its own")

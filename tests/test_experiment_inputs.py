@@ -46,6 +46,9 @@ def refusal(result: subprocess.CompletedProcess) -> str:
     ("guidance", ["--data_path=d.npz", "--sample_set=stages.stage1.train.ema_decay=0.9"],
      "error: --sample_set=stages.stage1.train.ema_decay=0.9: expected FIELD=VALUE with FIELD a "
      "sampling field of a cascade stage, e.g. stages.stage2.sample.low_res_noise=0.3"),
+    ("guidance", ["--data_path=d.npz", "--sample_set=stages.stage2.sample.guidance_scale=5"],
+     "error: --sample_set=stages.stage2.sample.guidance_scale=5: guidance_scale is set by this "
+     "study's --weights, --stage_weights and --kept_eps_weights; use those"),
     ("guidance", ["--data_path=d.npz", "--sample_set=stages.stage1.sample.etta=0.5"],
      "error: --sample_set=stages.stage1.sample.etta=0.5: expected FIELD=VALUE with FIELD a "
      "field of the cascade config, e.g. stages.stage2.sample.low_res_noise=0.3"),
