@@ -40,7 +40,6 @@ cascade's own scores is what better earlier stages could gain. W/results.json (k
 command is run again.
 """
 import os
-import re
 import time
 from typing import NamedTuple
 
@@ -97,7 +96,7 @@ class SamplingLever(NamedTuple):
 
 SAMPLING_LEVERS = {
     "hdd": SamplingLever("sample_set", study.CASCADE_SAMPLING_SETTING,
-                         "a sampling field of a cascade stage", "sampled"),
+                         study.CASCADE_SAMPLING_FIELDS, "sampled"),
     "ddpm": SamplingLever("ddpm_sample_set",
                           rf"sample\.({'|'.join(default.CHAIN_FIELDS)})=.*",
                           "a field of the DDPM's chain", "ddpm_sampled")}
@@ -276,10 +275,8 @@ def sampled_runs() -> list[Run]:
     settings = list(getattr(FLAGS, lever.flag))
     if not settings:
       continue
-    for setting in settings:
-      if not re.fullmatch(lever.pattern, setting):
-        raise UserError(f"--{lever.flag}={setting}: expected FIELD=VALUE with FIELD "
-                        f"{lever.fields}, e.g. {SETTINGS_EXAMPLES[lever.flag][1]}")
+    study.check_settings(lever.flag, settings, lever.pattern, lever.fields,
+                         SETTINGS_EXAMPLES[lever.flag][1])
     config = budget_configs(FLAGS.minutes)[model]
     apply_settings(config, lever.flag, settings)
     runs.append(Run(f"{lever.row_prefix}/" + ",".join(settings), model, config, FLAGS.minutes,

@@ -101,10 +101,9 @@ GUIDANCE_FIELDS = ("guidance_scale", "clipped_eps")
 
 def sampled_config(config, settings: list[str]):
   """`config` with the --sample_set settings, each a sampling field of a cascade stage."""
+  study.check_settings("sample_set", settings, study.CASCADE_SAMPLING_SETTING,
+                       study.CASCADE_SAMPLING_FIELDS, study.CASCADE_SAMPLING_EXAMPLE)
   for setting in settings:
-    if not re.fullmatch(study.CASCADE_SAMPLING_SETTING, setting):
-      raise UserError(f"--sample_set={setting}: expected FIELD=VALUE with FIELD a sampling "
-                      f"field of a cascade stage, e.g. {study.CASCADE_SAMPLING_EXAMPLE}")
     field = setting.partition("=")[0].rsplit(".", 1)[-1]
     if field in GUIDANCE_FIELDS:
       raise UserError(f"--sample_set={setting}: {field} is set by this study's --weights, "

@@ -16,6 +16,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import sys
 from typing import Callable
 
@@ -267,7 +268,18 @@ def numbers(flag: str, values: list[str], kind: type, example: str, positive: bo
 
 # A cascade stage's sampling field (the settings of --sample_set in budget.py, guidance.py).
 CASCADE_SAMPLING_SETTING = r"stages\.\w+\.sample\.\w+=.*"
+CASCADE_SAMPLING_FIELDS = "a sampling field of a cascade stage"
 CASCADE_SAMPLING_EXAMPLE = "stages.stage2.sample.low_res_noise=0.3"
+
+
+def check_settings(flag: str, settings: list[str], pattern: str, fields: str,
+                   example: str) -> None:
+  """Refuses a FIELD=VALUE setting of --`flag` that does not match `pattern` (FIELD one of
+  `fields`), naming `example`."""
+  for setting in settings:
+    if not re.fullmatch(pattern, setting):
+      raise UserError(f"--{flag}={setting}: expected FIELD=VALUE with FIELD {fields}, "
+                      f"e.g. {example}")
 
 
 def apply_settings(config, flag: str, settings: list[str], model: str, example: str) -> None:

@@ -37,14 +37,14 @@ def create_manager(directory: str, keep: int = 3) -> ocp.CheckpointManager:
   lock): its listing reads no step's metadata, and the temporary folders of saves that a
   killed run left behind are already removed when it returns."""
   directory = os.path.abspath(directory)
-  remove_unfinished_saves(directory)
+  _remove_unfinished_saves(directory)
   options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                          lightweight_initialize=True)
   return ocp.CheckpointManager(directory, options=options,
                                item_handlers=ocp.StandardCheckpointHandler())
 
 
-def remove_unfinished_saves(directory: str) -> None:
+def _remove_unfinished_saves(directory: str) -> None:
   """Deletes the temporary folders of saves that never finished (on the primary host).
 
   Done here, before anything else reads the workdir, rather than by orbax's
