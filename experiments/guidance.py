@@ -23,7 +23,9 @@ accuracy falls as w grows. With --stage_weights it also samples with a w per sta
 the class guided at the first stage only, where a 16x16 image decides what it shows). With
 --sample_set=stages.<stage>.sample.FIELD=VALUE (repeatable) it samples the trained cascade at
 this command's w with those settings (a sampling lever; training is unchanged), in rows of
-their own keyed '<w> with <settings>'.
+their own keyed '<w> with <settings>'. With --cascade_set=FIELD=VALUE (repeatable) the
+cascade trains with that config field changed, e.g. --cascade_set=seed=1: another
+initialisation and data order, a second cascade on which to check a lever chosen on the first.
 Writes WORKDIR/results.json, results.md and guidance.png; a finished w is reused when the
 command is run again. Ho & Salimans (2022) report the same trade: accuracy (there, IS) rises
 with w while FID is best at a small w.
@@ -60,6 +62,9 @@ flags.DEFINE_multi_string("sample_set", [],
                           "cascade at every w of --weights and --stage_weights with these "
                           "settings, in rows of their own (e.g. "
                           "stages.stage1.sample.eta=0.5).")
+flags.DEFINE_multi_string("cascade_set", [],
+                          "FIELD=VALUE (repeatable) of the cascade's config before it trains, "
+                          "e.g. seed=1: a second, independently trained cascade.")
 study.define_quality_flags(fid_reference_examples=2000)
 flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
@@ -71,6 +76,9 @@ def guidance_config():
   variant = "cond_budget" if FLAGS.minutes > 0 else "cond_quick"
   config = study.model_configs(FLAGS.dataset, FLAGS.data_path, variant,
                                FLAGS.test_data_path)["hdd"]
+  for setting in FLAGS.cascade_set:
+    refuse_guidance_field("cascade_set", setting)
+  study.apply_settings(config, "cascade_set", FLAGS.cascade_set, "cascade", "seed=1")
   if FLAGS.minutes > 0:
     config.time_budget_minutes = FLAGS.minutes
   else:
@@ -99,15 +107,21 @@ def with_guidance(config, weights: tuple, clipped_eps: bool = True):
 GUIDANCE_FIELDS = ("guidance_scale", "clipped_eps")
 
 
+def refuse_guidance_field(flag: str, setting: str) -> None:
+  """Refuses a FIELD=VALUE of --`flag` that sets what the study sets at each point (a row
+  would be labelled with a w it was not sampled at)."""
+  field = setting.partition("=")[0].rsplit(".", 1)[-1]
+  if field in GUIDANCE_FIELDS:
+    raise UserError(f"--{flag}={setting}: {field} is set by this study's --weights, "
+                    "--stage_weights and --kept_eps_weights; use those")
+
+
 def sampled_config(config, settings: list[str]):
   """`config` with the --sample_set settings, each a sampling field of a cascade stage."""
   study.check_settings("sample_set", settings, study.CASCADE_SAMPLING_SETTING,
                        study.CASCADE_SAMPLING_FIELDS, study.CASCADE_SAMPLING_EXAMPLE)
   for setting in settings:
-    field = setting.partition("=")[0].rsplit(".", 1)[-1]
-    if field in GUIDANCE_FIELDS:
-      raise UserError(f"--sample_set={setting}: {field} is set by this study's --weights, "
-                      "--stage_weights and --kept_eps_weights; use those")
+    refuse_guidance_field("sample_set", setting)
   if settings and FLAGS.kept_eps_weights:
     raise UserError("--sample_set applies to --weights and --stage_weights; run "
                     "--kept_eps_weights in a command of its own")
@@ -254,6 +268,8 @@ def main(argv):
     made_from["test_data_path"] = study.absolute_path(FLAGS.test_data_path)
   if FLAGS.minutes:
     made_from["minutes"] = FLAGS.minutes
+  if FLAGS.cascade_set:
+    made_from["cascade_set"] = FLAGS.cascade_set
   if FLAGS.quick:
     made_from["quick"] = True
   results = study.open_workdir(workdir, "guidance", made_from)

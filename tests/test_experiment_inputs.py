@@ -55,6 +55,12 @@ def refusal(result: subprocess.CompletedProcess) -> str:
     ("guidance", ["--data_path=d.npz", "--sample_set=stages.stage1.sample.eta=0.5",
                   "--kept_eps_weights=3"], "error: --sample_set applies to --weights and "
      "--stage_weights; run --kept_eps_weights in a command of its own"),
+    ("guidance", ["--data_path=d.npz", "--cascade_set=sed=1"],
+     "error: --cascade_set=sed=1: expected FIELD=VALUE with FIELD a field of the cascade "
+     "config, e.g. seed=1"),
+    ("guidance", ["--data_path=d.npz", "--cascade_set=stages.stage1.sample.guidance_scale=5"],
+     "error: --cascade_set=stages.stage1.sample.guidance_scale=5: guidance_scale is set by "
+     "this study's --weights"),
     ("budget", ["--models=hdd,seed"], "error: --models=seed: seed 002's recipe is a CIFAR-10 "
      "recipe, not mnist's; use --dataset=cifar10 or leave seed out of --models"),
 ])
@@ -85,6 +91,8 @@ def fake_run(directory) -> None:
      "data_path: '/data/a.npz' there, '/data/b.npz' now"),
     ("guidance", ["--data_path=/data/a.npz", "--dataset=cifar10", "--minutes=30"],
      {"data_path": "/data/a.npz"}, "dataset: (none) there, 'cifar10' now"),
+    ("guidance", ["--data_path=/data/a.npz", "--cascade_set=seed=1"],
+     {"data_path": "/data/a.npz"}, "cascade_set: (none) there, ['seed=1'] now"),
     ("budget", ["--quick", "--dataset=cifar10", "--data_path=/data/train.npz",
                 "--test_data_path=/data/test.npz"],
      {"dataset": "cifar10", "data_path": "/data/train.npz", "test_data_path": "/data/t.npz"},
