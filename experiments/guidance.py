@@ -76,15 +76,16 @@ def guidance_config():
   variant = "cond_budget" if FLAGS.minutes > 0 else "cond_quick"
   config = study.model_configs(FLAGS.dataset, FLAGS.data_path, variant,
                                FLAGS.test_data_path)["hdd"]
-  for setting in FLAGS.cascade_set:
-    refuse_guidance_field("cascade_set", setting)
-  study.apply_settings(config, "cascade_set", FLAGS.cascade_set, "cascade", "seed=1")
   if FLAGS.minutes > 0:
     config.time_budget_minutes = FLAGS.minutes
   else:
     for model in stages.all_sections(config):
       model.train.num_steps = FLAGS.train_steps
       model.train.checkpoint_every = FLAGS.train_steps
+  # After the study's training length, as budget.py's --cascade_set: a field set here wins.
+  for setting in FLAGS.cascade_set:
+    refuse_guidance_field("cascade_set", setting)
+  study.apply_settings(config, "cascade_set", FLAGS.cascade_set, "cascade", "seed=1")
   config.sample.batch_size = 100
   if FLAGS.quick:
     study.quick_model(config)

@@ -176,3 +176,17 @@ def test_numbers_and_choices_of_list_flags():
   study.choices("models", ["hdd"], ("ddpm", "hdd"))
   with pytest.raises(UserError, match=r"^--models=: nothing chosen; choose from ddpm, hdd$"):
     study.choices("models", [], ("ddpm", "hdd"))
+
+
+def test_guidance_cascade_set_wins_over_the_studys_training_length():
+  """--cascade_set is applied after --train_steps (as budget.py's after --minutes), so a
+  field it names is not silently overwritten; the other stage keeps --train_steps."""
+  script = ("import sys; from absl import flags; from experiments import guidance; "
+            "flags.FLAGS(sys.argv); c = guidance.guidance_config(); "
+            "print(c.seed, c.stages.stage1.train.num_steps, c.stages.stage2.train.num_steps)")
+  result = subprocess.run([sys.executable, "-c", script, "--workdir=w", "--data_path=d.npz",
+                           "--train_steps=5", "--cascade_set=seed=1",
+                           "--cascade_set=stages.stage1.train.num_steps=7"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert result.stdout.split() == ["1", "7", "5"]
