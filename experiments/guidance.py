@@ -83,8 +83,7 @@ def guidance_config():
       model.train.num_steps = FLAGS.train_steps
       model.train.checkpoint_every = FLAGS.train_steps
   # After the study's training length, as budget.py's --cascade_set: a field set here wins.
-  for setting in FLAGS.cascade_set:
-    refuse_guidance_field("cascade_set", setting)
+  refuse_guidance_fields("cascade_set", FLAGS.cascade_set)
   study.apply_settings(config, "cascade_set", FLAGS.cascade_set, "cascade", "seed=1")
   config.sample.batch_size = 100
   if FLAGS.quick:
@@ -108,21 +107,21 @@ def with_guidance(config, weights: tuple, clipped_eps: bool = True):
 GUIDANCE_FIELDS = ("guidance_scale", "clipped_eps")
 
 
-def refuse_guidance_field(flag: str, setting: str) -> None:
+def refuse_guidance_fields(flag: str, settings: list[str]) -> None:
   """Refuses a FIELD=VALUE of --`flag` that sets what the study sets at each point (a row
   would be labelled with a w it was not sampled at)."""
-  field = setting.partition("=")[0].rsplit(".", 1)[-1]
-  if field in GUIDANCE_FIELDS:
-    raise UserError(f"--{flag}={setting}: {field} is set by this study's --weights, "
-                    "--stage_weights and --kept_eps_weights; use those")
+  for setting in settings:
+    field = setting.partition("=")[0].rsplit(".", 1)[-1]
+    if field in GUIDANCE_FIELDS:
+      raise UserError(f"--{flag}={setting}: {field} is set by this study's --weights, "
+                      "--stage_weights and --kept_eps_weights; use those")
 
 
 def sampled_config(config, settings: list[str]):
   """`config` with the --sample_set settings, each a sampling field of a cascade stage."""
   study.check_settings("sample_set", settings, study.CASCADE_SAMPLING_SETTING,
                        study.CASCADE_SAMPLING_FIELDS, study.CASCADE_SAMPLING_EXAMPLE)
-  for setting in settings:
-    refuse_guidance_field("sample_set", setting)
+  refuse_guidance_fields("sample_set", settings)
   if settings and FLAGS.kept_eps_weights:
     raise UserError("--sample_set applies to --weights and --stage_weights; run "
                     "--kept_eps_weights in a command of its own")
