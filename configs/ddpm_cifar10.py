@@ -14,7 +14,7 @@ quick: ~0.3M parameters, 300 steps of 64, DDIM-100 samples: several minutes on 2
        cores; colour blobs with object-like layout.
 budget: the quick U-Net (attention at 8x8) trained for train.time_budget_minutes = 30,
        stochastic DDIM (eta = 1) with 100 steps: experiments/budget.py --dataset=cifar10
-       (FID 91.3 of 2,000 samples, docs/results.md).
+       (FID 92.7 of 2,000 samples on 2026-12-04, 91.3 on 12-03; docs/results.md).
 seed_budget: seed 002's recipe (the full config's lr 8e-5 held constant, batch 128 in two
        micro-batches, EMA 0.995, bfloat16 compute, T = 1000 linear) on the quick U-Net,
        under the same budget and sampler: the seed's choices measured beside ours

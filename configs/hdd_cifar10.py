@@ -52,24 +52,26 @@ def get_config(variant: str = ""):
     config.stages.stage1.model.channel_mult = (1, 2, 4)
     config.stages.stage2.model.channel_mult = (1, 2, 4, 8)
   if variant.endswith("budget"):
-    # Stage 1 twice as wide (0.70M parameters): at 16x16 it still trains 240 img/s, and
+    # Stage 1 twice as wide (0.70M parameters): at 16x16 it still trains 238 img/s, and
     # after 4 minutes its held-out loss was 0.0720 against the quick width's 0.0746.
     config.stages.stage1.model.base_channels = 32
     last = common.stage_names(config)[-1]
-    # 25 steps of the 32x32 stage: 2,000 samples in under 3 minutes on 2 cores.
+    # 25 steps of the 32x32 stage: 2,000 samples in about 3 minutes on 2 cores (162.8 s
+    # on 2026-12-03, 192.0 s on a slower 12-04).
     config.stages[last].sample.num_steps = 25
   if variant in ("budget", "cond_budget"):
     # Sampling levers of trained cascades (docs/results.md, levers): stage 1 with half of
-    # DDPM's noise (eta 0.5) lowered FID by 1.1, 0.5 and 0.2 and the classifier distance by
-    # 26, 18 and 17% on three cascades (the DDPM's FID is best at eta 1: 92.7 against 98.4
-    # at 0.5); guided at w = 3, the conditional cascade's FID fell from 110.4 to 104.4 (1,000
-    # samples; its class accuracy, 57.8% -> 58.9%, moved within the noise).
+    # DDPM's noise (eta 0.5) lowered FID by 1.1, 0.5, 0.2 and 1.6 and the classifier
+    # distance by 26, 18, 17 and 16% on four cascades (the DDPM's FID is best at eta 1: 92.7
+    # against 98.4 at 0.5); guided at w = 3, the conditional cascade's FID fell from 110.4 to
+    # 104.4 (1,000 samples; its class accuracy, 57.8% -> 58.9%, moved within the noise).
     config.stages.stage1.sample.eta = 0.5
   if variant == "budget":
     # Stage 2's input noised to 0.25 (T-1) in place of 0.1 (T-1): FID -3.2, -2.0 and -2.7
-    # on three cascades. Not in cond_budget: guided at w = 3, it cost the conditional
-    # cascade class accuracy on two settings of stage 1 (500 samples: 58.0% against 60.0% at
-    # eta 0.5, 55.6% against 56.8% at eta 1; docs/results.md, levers).
+    # on three cascades of seed 0, +0.4 (within the noise) on one of seed 1. Not in
+    # cond_budget: guided at w = 3, it cost the conditional cascade class accuracy on two
+    # settings of stage 1 (500 samples: 58.0% against 60.0% at eta 0.5, 55.6% against 56.8%
+    # at eta 1; docs/results.md, levers).
     config.stages.stage2.sample.low_res_noise = 0.25
   if three_stages:
     for name, fraction in zip(common.stage_names(config), THREE_STAGE_FRACTIONS):
