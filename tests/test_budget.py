@@ -72,7 +72,14 @@ def last_checkpoint(workdir):
 def test_a_budget_stops_checkpoints_and_resumes_with_the_time_left(stripes_npz, tmp_path):
   workdir = str(tmp_path / "run")
   budget_seconds = 1.5
-  state = train.train_and_evaluate(budgeted_config(stripes_npz, budget_seconds / 60), workdir)
+  rates, seconds = [], [0.0]     # Each step's rate, and the training seconds at its end.
+
+  def record(step, state, writer, train_seconds):
+    rates.append(float(state.opt_state.hyperparams["learning_rate"]))
+    seconds.append(train_seconds)
+
+  config = budgeted_config(stripes_npz, budget_seconds / 60)
+  state = train.train_and_evaluate(config, workdir, [record])
   timing = timing_of(workdir)
   assert timing["stopped_by"] == "budget" and timing["budget_seconds"] == budget_seconds
   steps = timing["end_step"]
@@ -82,9 +89,14 @@ def test_a_budget_stops_checkpoints_and_resumes_with_the_time_left(stripes_npz, 
   assert budget_seconds <= timing["total_train_seconds"] < budget_seconds + 3.0
   saved_step, saved_seconds = last_checkpoint(workdir)
   assert saved_step == steps and budget_seconds <= saved_seconds <= timing["total_train_seconds"]
-  # The cosine has ended: the last step ran at (nearly) the minimum rate, 0.
-  last_rate = float(state.opt_state.hyperparams["learning_rate"])
-  assert 0.0 <= last_rate < 0.01 * 1e-3
+  # Each step after the warm-up ran at the cosine of the budget spent before it,
+  # lr (1 + cos(pi s / B)) / 2 with lr_min = 0; the last one began inside the budget and ended
+  # past it.
+  lr, warmup = config.train.learning_rate, config.train.warmup_steps
+  assert len(rates) == steps and seconds[-2] < budget_seconds <= seconds[-1]
+  for step in range(warmup, steps):
+    cosine = 0.5 * lr * (1 + math.cos(math.pi * seconds[step] / budget_seconds))
+    assert rates[step] == pytest.approx(cosine, rel=1e-5, abs=1e-12)
 
   # The same budget again: nothing left to train.
   again = train.train_and_evaluate(budgeted_config(stripes_npz, budget_seconds / 60), workdir)
